@@ -1,0 +1,3 @@
+//! The plugins compiled into the binary (see build.rs).
+
+include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));

@@ -1,0 +1,9 @@
+//! Configuration: `gantry.toml` (daemon settings and plugin grants), parsed with errors that
+//! name file, line and column.
+
+pub mod daemon;
+pub mod duration;
+pub mod error;
+
+pub use daemon::DaemonConfig;
+pub use error::ConfigError;

@@ -1,0 +1,131 @@
+//! The `log` capability: plugin log lines into the task's log, under a byte budget.
+
+use std::sync::{Arc, Mutex};
+
+use crate::wasm::bindings::log::{Host, Level};
+
+/// Where a task's log lines go (tracing, the run's log file, a test's buffer).
+pub trait LogSink: Send + Sync {
+    fn line(&self, level: Level, message: &str, fields: &[(String, String)]);
+}
+
+/// Longest single message kept; longer ones are cut with a note.
+const MAX_MESSAGE: usize = 8 * 1024;
+
+/// Counts what a call logged and drops lines past its budget, saying so once.
+pub struct LogBudget {
+    sink: Arc<dyn LogSink>,
+    used: usize,
+    max: usize,
+    pub dropped: u64,
+}
+
+impl LogBudget {
+    pub fn new(sink: Arc<dyn LogSink>, max: usize) -> Self {
+        LogBudget {
+            sink,
+            used: 0,
+            max,
+            dropped: 0,
+        }
+    }
+
+    pub fn write(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if self.used + size > self.max {
+            if self.dropped == 0 {
+                self.sink.line(
+                    Level::Warn,
+                    &format!(
+                        "plugin log exceeded {} bytes; further lines are dropped",
+                        self.max
+                    ),
+                    &[],
+                );
+            }
+            self.dropped += 1;
+            return;
+        }
+        self.used += size;
+        if message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = format!("{}… ({} bytes cut)", &message[..end], message.len() - end);
+            self.sink.line(level, &cut, fields);
+        } else {
+            self.sink.line(level, message, fields);
+        }
+    }
+
+    /// The note for the end of the call, if lines were dropped.
+    pub fn summary(&self) -> Option<String> {
+        (self.dropped > 0).then(|| {
+            format!(
+                "{} log lines dropped after the {}-byte log limit",
+                self.dropped, self.max
+            )
+        })
+    }
+
+    pub fn sink(&self) -> &Arc<dyn LogSink> {
+        &self.sink
+    }
+}
+
+impl Host for super::CallState {
+    async fn log(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        self.log.write(level, &message, &fields);
+        Ok(())
+    }
+}
+
+/// Sends plugin log lines to `tracing`, tagged with the run and task.
+pub struct TracingSink {
+    pub run_id: String,
+    pub task: String,
+}
+
+impl LogSink for TracingSink {
+    fn line(&self, level: Level, message: &str, fields: &[(String, String)]) {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (run, task) = (&self.run_id, &self.task);
+        match level {
+            Level::Trace => tracing::trace!(run, task, fields, "{message}"),
+            Level::Debug => tracing::debug!(run, task, fields, "{message}"),
+            Level::Info => tracing::info!(run, task, fields, "{message}"),
+            Level::Warn => tracing::warn!(run, task, fields, "{message}"),
+            Level::Error => tracing::error!(run, task, fields, "{message}"),
+        }
+    }
+}
+
+/// Keeps log lines in memory: for tests and for `plugin check`.
+#[derive(Default)]
+pub struct MemorySink {
+    lines: Mutex<Vec<(Level, String)>>,
+}
+
+impl MemorySink {
+    pub fn lines(&self) -> Vec<(Level, String)> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl LogSink for MemorySink {
+    fn line(&self, level: Level, message: &str, _fields: &[(String, String)]) {
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.push((level, message.to_string()));
+        }
+    }
+}

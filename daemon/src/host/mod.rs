@@ -1,0 +1,165 @@
+//! The capabilities plugins import: `log`, `process`, `kube`, plus a WASI context limited to
+//! the task's own directories. One [`CallState`] lives in the `Store` of one plugin call.
+
+pub mod kube;
+pub mod log;
+pub mod process;
+pub mod stdio;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::wasm::bindings::types;
+use crate::wasm::grants::Effective;
+use crate::wasm::limits::{Limits, MemoryLimiter};
+
+pub use log::{LogSink, TracingSink};
+
+/// Guest path of the task's source directory (read-only).
+pub const GUEST_SOURCE_DIR: &str = "/src";
+/// Guest path of the task's scratch directory (read-write).
+pub const GUEST_SCRATCH_DIR: &str = "/scratch";
+
+/// Host directories a task call may see.
+#[derive(Debug, Clone)]
+pub struct TaskDirs {
+    pub source: PathBuf,
+    pub scratch: PathBuf,
+}
+
+/// Guest execution time, excluding time spent inside host calls such as running a program.
+#[derive(Debug)]
+pub struct CpuClock {
+    started: Instant,
+    in_host: Duration,
+    budget: Duration,
+    pub exceeded: bool,
+}
+
+impl CpuClock {
+    pub fn new(budget: Duration) -> Self {
+        CpuClock {
+            started: Instant::now(),
+            in_host: Duration::ZERO,
+            budget,
+            exceeded: false,
+        }
+    }
+
+    pub fn guest_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.in_host)
+    }
+
+    pub fn over_budget(&self) -> bool {
+        self.guest_time() > self.budget
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    fn add_host_time(&mut self, d: Duration) {
+        self.in_host += d;
+    }
+}
+
+/// Everything one plugin call's `Store` holds.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub cpu: CpuClock,
+    pub log: log::LogBudget,
+    process: process::ProcessHost,
+    kube: kube::KubeHost,
+    pub stdio: stdio::TailBuffer,
+}
+
+/// What the host needs to build a [`CallState`].
+pub struct CallSetup {
+    pub plugin: String,
+    pub caps: Arc<Effective>,
+    pub limits: Limits,
+    pub dirs: Option<TaskDirs>,
+    pub log: Arc<dyn LogSink>,
+}
+
+impl CallState {
+    pub fn new(setup: CallSetup) -> anyhow::Result<Self> {
+        let stdio = stdio::TailBuffer::new(16 * 1024);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdio.clone())
+            .stderr(stdio.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(dirs) = &setup.dirs {
+            wasi.preopened_dir(
+                &dirs.source,
+                GUEST_SOURCE_DIR,
+                wasmtime_wasi::FsPerms::ReadOnly,
+            )?;
+            wasi.preopened_dir(
+                &dirs.scratch,
+                GUEST_SCRATCH_DIR,
+                wasmtime_wasi::FsPerms::ReadWrite,
+            )?;
+        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(setup.limits.max_resources);
+        let deadline = Instant::now() + setup.limits.call_timeout;
+        Ok(CallState {
+            wasi: wasi.build(),
+            table,
+            limiter: MemoryLimiter::new(setup.limits.memory_bytes()),
+            cpu: CpuClock::new(setup.limits.cpu_time),
+            log: log::LogBudget::new(setup.log, setup.limits.max_log_bytes),
+            process: process::ProcessHost {
+                plugin: setup.plugin.clone(),
+                caps: setup.caps.clone(),
+                dirs: setup.dirs,
+                max_output: setup.limits.max_process_output_bytes,
+                deadline,
+            },
+            kube: kube::KubeHost {
+                plugin: setup.plugin,
+                caps: setup.caps,
+            },
+            stdio,
+        })
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+/// How a task error reads for an operator.
+pub fn describe_task_error(e: &types::TaskError) -> String {
+    use types::TaskError as E;
+    match e {
+        E::InvalidConfig(m) => format!("invalid configuration: {m}"),
+        E::CapabilityDenied(m) => format!("capability denied: {m}"),
+        E::ToolFailed(t) => {
+            let code = t
+                .exit_code
+                .map_or_else(|| "a signal".to_string(), |c| format!("exit code {c}"));
+            format!("{} failed with {code}: {}", t.program, t.stderr_tail)
+        }
+        E::Kube(m) => format!("kubernetes: {m}"),
+        E::TimedOut(m) => format!("timed out: {m}"),
+        E::Cancelled => "cancelled".to_string(),
+        E::Internal(m) => format!("internal error: {m}"),
+    }
+}

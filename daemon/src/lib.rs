@@ -1,0 +1,11 @@
+//! gantry: a deployment daemon that runs staged, parallel pipelines of sandboxed
+//! WebAssembly task plugins.
+//!
+//! Data flows one way: `config` → plan → scheduler → plugin calls (`wasm`, `host`) →
+//! store/events → API. See docs/ARCHITECTURE.md.
+
+pub mod builtin;
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod wasm;

@@ -1,0 +1,290 @@
+//! Loading one plugin: compile (through the cache), link against the world it exports, ask
+//! it to `describe` itself, and resolve its capabilities against the operator's grants.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::bindings::hook::{HookPlugin, HookPluginPre};
+use super::bindings::task::{TaskPlugin, TaskPluginPre};
+use super::bindings::types::PluginInfo;
+use super::cache::ComponentCache;
+use super::engine::WasmEngine;
+use super::grants::{Effective, Grant};
+use super::limits::Limits;
+use crate::host::CallState;
+
+/// Where a plugin came from, for listings and error messages.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "type", content = "path", rename_all = "lowercase")]
+pub enum PluginSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginSource::Builtin(name) => write!(f, "built-in:{name}"),
+            PluginSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Which contract a plugin implements.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Task,
+    Hook,
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            World::Task => "task",
+            World::Hook => "hook",
+        })
+    }
+}
+
+pub(crate) enum Pre {
+    Task(TaskPluginPre<CallState>),
+    Hook(HookPluginPre<CallState>),
+}
+
+pub(crate) enum Bound {
+    Task(TaskPlugin),
+    Hook(HookPlugin),
+}
+
+/// A loaded plugin, ready to be called any number of times (each call in a fresh store).
+pub struct Plugin {
+    pub info: PluginInfo,
+    pub source: PluginSource,
+    pub world: World,
+    pub caps: Arc<Effective>,
+    /// SHA-256 of the component, so operators can tell versions apart.
+    pub digest: String,
+    pub(crate) pre: Pre,
+    pub(crate) limits: Limits,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("kinds", &self.info.kinds)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{plugin}: not a WebAssembly component gantry can compile: {reason}")]
+    Compile {
+        plugin: PluginSource,
+        reason: String,
+    },
+    #[error(
+        "{plugin}: exports neither the task-plugin nor the hook-plugin world of gantry:plugin@1"
+    )]
+    UnknownWorld { plugin: PluginSource },
+    #[error("{plugin}: cannot be linked: {reason}")]
+    Link {
+        plugin: PluginSource,
+        reason: String,
+    },
+    #[error("{plugin}: describe() failed: {reason}")]
+    Describe {
+        plugin: PluginSource,
+        reason: String,
+    },
+    #[error("{plugin}: describe() returned an unusable description: {reason}")]
+    BadInfo {
+        plugin: PluginSource,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+}
+
+/// Compiles, links and calls plugins; one per process.
+pub struct PluginHost {
+    engine: WasmEngine,
+    cache: ComponentCache,
+    task_linker: Linker<CallState>,
+    hook_linker: Linker<CallState>,
+    limits: Limits,
+    search_path: String,
+}
+
+impl PluginHost {
+    pub fn new(limits: Limits, pooling: bool, cache: ComponentCache) -> anyhow::Result<Self> {
+        let engine = WasmEngine::new(&limits, pooling)?;
+        let mut task_linker = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut task_linker)?;
+        TaskPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut task_linker, |s| s)?;
+        let mut hook_linker = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut hook_linker)?;
+        HookPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut hook_linker, |s| s)?;
+        Ok(PluginHost {
+            engine,
+            cache,
+            task_linker,
+            hook_linker,
+            limits,
+            search_path: std::env::var("PATH")
+                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        })
+    }
+
+    pub fn engine(&self) -> &WasmEngine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Programs in grants are looked up on this PATH (the daemon's own by default).
+    pub fn set_search_path(&mut self, path: impl Into<String>) {
+        self.search_path = path.into();
+    }
+
+    pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+        const MAX_PLUGIN_BYTES: u64 = 256 << 20;
+        let read_err = |reason: String| LoadError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
+        if meta.len() > MAX_PLUGIN_BYTES {
+            return Err(read_err(format!(
+                "larger than {} MiB",
+                MAX_PLUGIN_BYTES >> 20
+            )));
+        }
+        std::fs::read(path).map_err(|e| read_err(e.to_string()))
+    }
+
+    /// Loads one plugin and resolves its grants (`[plugins.NAME]` from gantry.toml).
+    pub async fn load(
+        &self,
+        source: PluginSource,
+        wasm: &[u8],
+        grants: &BTreeMap<String, Grant>,
+    ) -> Result<Plugin, LoadError> {
+        let engine = self.engine.engine();
+        let component = self
+            .cache
+            .load(engine, wasm)
+            .map_err(|e| LoadError::Compile {
+                plugin: source.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let world = detect_world(engine, &component).ok_or(LoadError::UnknownWorld {
+            plugin: source.clone(),
+        })?;
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            plugin: source.clone(),
+            reason: format!("{e:#}"),
+        };
+        let pre = match world {
+            World::Task => Pre::Task(
+                TaskPluginPre::new(
+                    self.task_linker
+                        .instantiate_pre(&component)
+                        .map_err(link_err)?,
+                )
+                .map_err(link_err)?,
+            ),
+            World::Hook => Pre::Hook(
+                HookPluginPre::new(
+                    self.hook_linker
+                        .instantiate_pre(&component)
+                        .map_err(link_err)?,
+                )
+                .map_err(link_err)?,
+            ),
+        };
+        let mut plugin = Plugin {
+            info: PluginInfo {
+                name: String::new(),
+                kinds: Vec::new(),
+                version: String::new(),
+                description: String::new(),
+                capabilities: Vec::new(),
+                parameters: Vec::new(),
+            },
+            source: source.clone(),
+            world,
+            caps: Arc::new(Effective::default()),
+            digest: hex::encode(Sha256::digest(wasm)),
+            pre,
+            limits: self.limits.clone(),
+        };
+        let info = plugin.describe().await.map_err(|e| LoadError::Describe {
+            plugin: source.clone(),
+            reason: e.to_string(),
+        })?;
+        check_info(&info).map_err(|reason| LoadError::BadInfo {
+            plugin: source.clone(),
+            reason,
+        })?;
+        let grant = grants.get(&info.name).cloned().unwrap_or_default();
+        plugin.caps = Arc::new(Effective::resolve(
+            &info.name,
+            &info.capabilities,
+            &grant,
+            &self.search_path,
+        ));
+        plugin.info = info;
+        Ok(plugin)
+    }
+}
+
+fn detect_world(engine: &wasmtime::Engine, component: &Component) -> Option<World> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let has = |n: &str| exports.iter().any(|e| e == n);
+    if has("on-phase") && has("describe") {
+        Some(World::Hook)
+    } else if has("apply") && has("describe") {
+        Some(World::Task)
+    } else {
+        None
+    }
+}
+
+fn check_info(info: &PluginInfo) -> Result<(), String> {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    if !ident(&info.name) {
+        return Err(format!(
+            "plugin name `{}` must be 1-64 of [a-z0-9_-]",
+            info.name
+        ));
+    }
+    if info.kinds.is_empty() {
+        return Err("it serves no kinds".into());
+    }
+    if let Some(bad) = info.kinds.iter().find(|k| !ident(k)) {
+        return Err(format!("kind `{bad}` must be 1-64 of [a-z0-9_-]"));
+    }
+    Ok(())
+}

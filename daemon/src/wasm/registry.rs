@@ -1,0 +1,152 @@
+//! Plugin discovery and the registry of kinds: built-in plugins first, then `*.wasm` files in
+//! the configured plugin directories. A plugin whose name or kind clashes with one loaded
+//! before it is refused with an error naming both.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::grants::Grant;
+use super::plugin::{Plugin, PluginHost, PluginSource, World};
+
+/// A plugin that was not loaded, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadProblem {
+    pub source: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    plugins: Vec<Arc<Plugin>>,
+    kinds: BTreeMap<(World, String), Arc<Plugin>>,
+    pub problems: Vec<LoadProblem>,
+}
+
+impl Registry {
+    /// Loads the built-in plugins and every `*.wasm` in `dirs` (in name order).
+    pub async fn discover(
+        host: &PluginHost,
+        builtins: &[(&str, &[u8])],
+        dirs: &[PathBuf],
+        grants: &BTreeMap<String, Grant>,
+    ) -> Registry {
+        let mut registry = Registry::default();
+        for (name, wasm) in builtins {
+            let source = PluginSource::Builtin((*name).to_string());
+            registry.add_loaded(host.load(source.clone(), wasm, grants).await, &source);
+        }
+        for dir in dirs {
+            for path in wasm_files(dir, &mut registry.problems) {
+                let source = PluginSource::File(path.clone());
+                let loaded = match PluginHost::read_file(&path) {
+                    Ok(wasm) => host.load(source.clone(), &wasm, grants).await,
+                    Err(e) => Err(e),
+                };
+                registry.add_loaded(loaded, &source);
+            }
+        }
+        registry
+    }
+
+    fn add_loaded(
+        &mut self,
+        loaded: Result<Plugin, super::plugin::LoadError>,
+        source: &PluginSource,
+    ) {
+        match loaded {
+            Ok(plugin) => {
+                if let Err(message) = self.insert(plugin) {
+                    self.problems.push(LoadProblem {
+                        source: source.to_string(),
+                        message,
+                    });
+                }
+            }
+            Err(e) => self.problems.push(LoadProblem {
+                source: source.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Adds a plugin unless its name or one of its kinds is taken.
+    pub fn insert(&mut self, plugin: Plugin) -> Result<(), String> {
+        if let Some(clash) = self.clash(&plugin) {
+            return Err(clash);
+        }
+        let plugin = Arc::new(plugin);
+        for kind in &plugin.info.kinds {
+            self.kinds
+                .insert((plugin.world, kind.clone()), plugin.clone());
+        }
+        self.plugins.push(plugin);
+        Ok(())
+    }
+
+    /// Why `plugin` cannot join this registry, if it cannot.
+    pub fn clash(&self, plugin: &Plugin) -> Option<String> {
+        if let Some(other) = self
+            .plugins
+            .iter()
+            .find(|p| p.info.name == plugin.info.name)
+        {
+            return Some(format!(
+                "plugin name `{}` is already used by {}; rename one of them (grants are keyed by name)",
+                plugin.info.name, other.source
+            ));
+        }
+        plugin.info.kinds.iter().find_map(|kind| {
+            self.kinds.get(&(plugin.world, kind.clone())).map(|other| {
+                format!(
+                    "{} kind `{kind}` of plugin `{}` is already provided by plugin `{}` ({}); remove one of them",
+                    plugin.world, plugin.info.name, other.info.name, other.source
+                )
+            })
+        })
+    }
+
+    pub fn task(&self, kind: &str) -> Option<&Arc<Plugin>> {
+        self.kinds.get(&(World::Task, kind.to_string()))
+    }
+
+    pub fn hook(&self, kind: &str) -> Option<&Arc<Plugin>> {
+        self.kinds.get(&(World::Hook, kind.to_string()))
+    }
+
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Kinds of one world, for "did you mean" style messages.
+    pub fn kinds(&self, world: World) -> Vec<&str> {
+        self.kinds
+            .keys()
+            .filter(|(w, _)| *w == world)
+            .map(|(_, k)| k.as_str())
+            .collect()
+    }
+}
+
+fn wasm_files(dir: &Path, problems: &mut Vec<LoadProblem>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            problems.push(LoadProblem {
+                source: dir.display().to_string(),
+                message: format!("cannot read plugin directory: {e}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    files
+}
