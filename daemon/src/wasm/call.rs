@@ -58,6 +58,10 @@ pub enum CallError {
     StackOverflow { plugin: String },
     #[error("plugin `{plugin}` did not finish within {timeout} and was stopped")]
     WallTimeout { plugin: String, timeout: String },
+    #[error(
+        "plugin `{plugin}` tried to pass more than {limit} bytes to the host in one call and was stopped"
+    )]
+    HostcallFuel { plugin: String, limit: usize },
     #[error("plugin `{plugin}` panicked: {message}")]
     Panicked { plugin: String, message: String },
     #[error("plugin `{plugin}` trapped: {message}")]
@@ -359,8 +363,14 @@ fn classify(plugin: String, state: &CallState, limits: &Limits, e: wasmtime::Err
         };
     }
     let trap = e.downcast_ref::<Trap>().copied();
-    if trap == Some(Trap::StackOverflow) {
+    if trap == Some(Trap::StackOverflow) || shadow_stack_overflow(trap, &e) {
         return CallError::StackOverflow { plugin };
+    }
+    if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return CallError::HostcallFuel {
+            plugin,
+            limit: limits.hostcall_fuel,
+        };
     }
     if let Some(message) = state.stdio.panic_message() {
         return CallError::Panicked { plugin, message };
@@ -375,6 +385,26 @@ fn classify(plugin: String, state: &CallState, limits: &Limits, e: wasmtime::Err
         plugin,
         message: format!("{e:#}"),
     }
+}
+
+/// Languages that compile to wasm keep their stack in linear memory, below the data; when it
+/// overflows the stack pointer wraps around to just under 4 GiB and the next access faults
+/// there. wasmtime reports the address only in the message.
+fn shadow_stack_overflow(trap: Option<Trap>, e: &wasmtime::Error) -> bool {
+    const WRAPPED: u64 = 0xFFF0_0000;
+    if trap != Some(Trap::MemoryOutOfBounds) {
+        return false;
+    }
+    let text = format!("{e:#}");
+    let Some(start) = text.find("memory fault at wasm address 0x") else {
+        return false;
+    };
+    let hex: String = text[start + "memory fault at wasm address 0x".len()..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    u64::from_str_radix(&hex, 16)
+        .is_ok_and(|address| (WRAPPED..=u64::from(u32::MAX)).contains(&address))
 }
 
 /// Longest output key kept.

@@ -22,7 +22,7 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Bytes of stdout and of stderr kept from each program a plugin runs.
     pub max_process_output_bytes: usize,
-    /// Bytes the guest may pass to the host in one host call.
+    /// Bytes the guest may pass to the host in one host call or in one result.
     pub hostcall_fuel: usize,
     /// Host resources (files, streams, sessions) a call may hold at once.
     pub max_resources: usize,
@@ -37,7 +37,7 @@ impl Default for Limits {
             max_log_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
             max_process_output_bytes: 4 << 20,
-            hostcall_fuel: 8 << 20,
+            hostcall_fuel: 64 << 20,
             max_resources: 4096,
         }
     }

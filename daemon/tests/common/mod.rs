@@ -1,0 +1,101 @@
+//! Shared set-up for the daemon's integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gantry::host::TaskDirs;
+use gantry::wasm::bindings::types::TaskContext;
+use gantry::wasm::cache::ComponentCache;
+use gantry::wasm::grants::Grant;
+use gantry::wasm::limits::Limits;
+use gantry::wasm::{Plugin, PluginHost, PluginSource};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A component built by scripts/build-plugins.sh; a missing one fails the test with the fix.
+pub fn built_plugin(relative: &str) -> Vec<u8> {
+    let path = repo_root().join("target/plugins").join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the plugins first with scripts/build-plugins.sh",
+            path.display()
+        )
+    })
+}
+
+/// A compiled-component cache shared by the tests of one checkout, so each component is
+/// compiled once rather than once per test.
+pub fn shared_cache() -> ComponentCache {
+    let dir = repo_root().join("target/test-state");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    ComponentCache::in_state_dir(&dir)
+}
+
+pub fn host(limits: Limits) -> PluginHost {
+    PluginHost::new(limits, true, shared_cache()).expect("wasm engine")
+}
+
+pub async fn load(
+    host: &PluginHost,
+    relative: &str,
+    grants: &BTreeMap<String, Grant>,
+) -> Arc<Plugin> {
+    let wasm = built_plugin(relative);
+    let plugin = host
+        .load(PluginSource::File(PathBuf::from(relative)), &wasm, grants)
+        .await
+        .unwrap_or_else(|e| panic!("loading {relative}: {e}"));
+    Arc::new(plugin)
+}
+
+pub fn grants(entries: &[(&str, &[&str])]) -> BTreeMap<String, Grant> {
+    entries
+        .iter()
+        .map(|(name, programs)| {
+            (
+                name.to_string(),
+                Grant {
+                    exec: programs.iter().map(|p| p.to_string()).collect(),
+                    ..Grant::default()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Source and scratch directories for one task, with a symlink pointing out of the source.
+pub struct Dirs {
+    pub tmp: tempfile::TempDir,
+    pub dirs: TaskDirs,
+}
+
+pub fn task_dirs() -> Dirs {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs = TaskDirs {
+        source: tmp.path().join("src"),
+        scratch: tmp.path().join("scratch"),
+    };
+    std::fs::create_dir_all(&dirs.source).expect("src");
+    std::fs::create_dir_all(&dirs.scratch).expect("scratch");
+    std::os::unix::fs::symlink("/etc", dirs.source.join("link-out")).expect("symlink");
+    Dirs { tmp, dirs }
+}
+
+pub fn context(kind: &str, params: serde_json::Value) -> TaskContext {
+    TaskContext {
+        run_id: "run-1".into(),
+        workflow: "test".into(),
+        task: format!("jobs.{kind}"),
+        kind: kind.into(),
+        params: params.to_string(),
+        source_dir: gantry::host::GUEST_SOURCE_DIR.into(),
+        scratch_dir: gantry::host::GUEST_SCRATCH_DIR.into(),
+        previous: None,
+    }
+}

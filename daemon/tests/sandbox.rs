@@ -1,0 +1,254 @@
+//! Hostile plugins are contained: each attack fails its own task with a specific error while
+//! a well-behaved task running at the same time completes, and the process goes on.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry::host::log::MemorySink;
+use gantry::wasm::bindings::types::{Deployment, TaskError};
+use gantry::wasm::limits::Limits;
+use gantry::wasm::{CallError, CallOptions, Called, PluginHost};
+
+use common::*;
+
+fn test_limits() -> Limits {
+    Limits {
+        memory_mib: 64,
+        cpu_time: Duration::from_millis(1500),
+        call_timeout: Duration::from_secs(4),
+        max_log_bytes: 64 * 1024,
+        max_output_bytes: 256 * 1024,
+        ..Limits::default()
+    }
+}
+
+struct Harness {
+    host: PluginHost,
+    hostile: Arc<gantry::wasm::Plugin>,
+    exec: Arc<gantry::wasm::Plugin>,
+    dirs: Dirs,
+}
+
+async fn harness(grant_sh_to_hostile: bool) -> Harness {
+    let host = host(test_limits());
+    let hostile_grant: &[&str] = if grant_sh_to_hostile { &["sh"] } else { &[] };
+    let g = grants(&[("hostile", hostile_grant), ("exec", &["sh"])]);
+    let hostile = load(&host, "fixtures/hostile.wasm", &g).await;
+    let exec = load(&host, "exec.wasm", &g).await;
+    Harness {
+        host,
+        hostile,
+        exec,
+        dirs: task_dirs(),
+    }
+}
+
+impl Harness {
+    fn opts(&self, sink: Arc<MemorySink>) -> CallOptions {
+        CallOptions {
+            dirs: Some(self.dirs.dirs.clone()),
+            log: sink,
+            ..CallOptions::detached()
+        }
+    }
+
+    /// Runs the attack and a well-behaved exec task side by side; the latter must succeed.
+    async fn attack(&self, kind: &str) -> (Result<Called<Deployment>, CallError>, Arc<MemorySink>) {
+        let sink = Arc::new(MemorySink::default());
+        let good = self.exec.apply(
+            self.opts(Arc::new(MemorySink::default())),
+            context(
+                "exec",
+                serde_json::json!({
+                    "command": ["sh", "-c", "sleep 0.3; echo ::gantry-outputs::; echo healthy=yes"]
+                }),
+            ),
+        );
+        let bad = self.hostile.apply(
+            self.opts(sink.clone()),
+            context(kind, serde_json::json!({})),
+        );
+        let (good, bad) = tokio::join!(good, bad);
+        let good =
+            good.unwrap_or_else(|e| panic!("well-behaved task failed next to `{kind}`: {e}"));
+        assert_eq!(good.value.outputs[0].key, "healthy");
+        assert_eq!(good.value.outputs[0].value, "yes");
+        assert!(self.host.engine().ticking(), "epoch thread died");
+        (bad, sink)
+    }
+}
+
+fn denied_message(result: Result<Called<Deployment>, CallError>) -> String {
+    match result {
+        Err(CallError::Task {
+            error: TaskError::CapabilityDenied(m),
+            ..
+        }) => m,
+        other => panic!("expected capability-denied, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_by_the_cpu_deadline() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("spin").await;
+    let err = r.expect_err("spin must not finish");
+    assert!(matches!(err, CallError::CpuExceeded { .. }), "{err:?}");
+    assert!(err.to_string().contains("CPU time"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_stopped_at_the_memory_limit() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("memory-bomb").await;
+    let err = r.expect_err("memory bomb must not finish");
+    assert!(
+        matches!(err, CallError::MemoryExceeded { limit_mib: 64, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_is_a_stack_overflow() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("recursion").await;
+    let err = r.expect_err("recursion must not finish");
+    assert!(matches!(err, CallError::StackOverflow { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_outside_the_task_directories_cannot_be_read() {
+    let h = harness(false).await;
+    for (kind, path) in [
+        ("read-passwd", "/etc/passwd"),
+        ("escape-dotdot", "/src/../../../../etc/passwd"),
+        ("escape-absolute", "/etc/hostname"),
+        ("escape-symlink", "/src/link-out/passwd"),
+    ] {
+        let (r, _) = h.attack(kind).await;
+        let message = denied_message(r);
+        assert!(
+            message.starts_with(&format!("reading {path}: ")),
+            "{kind}: {message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_the_plugin_did_not_request_is_refused() {
+    let h = harness(true).await;
+    let (r, _) = h.attack("exec-unrequested").await;
+    let message = denied_message(r);
+    assert!(
+        message.contains("may not run `bash`: it did not request it"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_program_needs_the_operators_grant() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("exec-requested").await;
+    let message = denied_message(r);
+    assert!(
+        message.contains("add exec = [\"sh\"] under [plugins.hostile]"),
+        "{message}"
+    );
+
+    let granted = harness(true).await;
+    let (r, _) = granted.attack("exec-requested").await;
+    let out = r.expect("with the grant, sh runs");
+    assert_eq!(out.value.outputs[0].value.trim(), "pwned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_cut_at_the_budget_with_a_note() {
+    let h = harness(false).await;
+    let (r, sink) = h.attack("log-flood").await;
+    let out = r.expect("log flood completes");
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("log lines dropped after the 65536-byte log limit")),
+        "{:?}",
+        out.notes
+    );
+    let lines = sink.lines();
+    let logged: usize = lines.iter().map(|(_, m)| m.len()).sum();
+    assert!(logged < 70 * 1024, "{logged} bytes logged");
+    assert!(
+        lines
+            .iter()
+            .any(|(_, m)| m.contains("further lines are dropped"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_outputs_are_truncated_with_a_note() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("huge-output").await;
+    let out = r.expect("huge output completes");
+    let total: usize = out
+        .value
+        .outputs
+        .iter()
+        .map(|o| o.key.len() + o.value.len())
+        .sum();
+    assert!(total <= 256 * 1024, "{total}");
+    assert!(
+        out.notes.iter().any(|n| n.contains("outputs dropped")),
+        "{:?}",
+        out.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_becomes_a_task_error_with_its_message() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("panic").await;
+    match r {
+        Err(CallError::Panicked { message, .. }) => {
+            assert!(
+                message.contains("hostile plugin gave up: invariant violated"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_outliving_the_call_is_killed_at_the_wall_clock_limit() {
+    let h = harness(true).await;
+    let started = std::time::Instant::now();
+    let (r, _) = h.attack("sleep-in-host").await;
+    match r {
+        Err(CallError::Task {
+            error: TaskError::TimedOut(m),
+            ..
+        }) => assert!(m.contains("sh ran longer than"), "{m}"),
+        Err(CallError::WallTimeout { .. }) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 30 s sleep was not cut short"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_stops_promptly() {
+    let h = harness(false).await;
+    let opts = h.opts(Arc::new(MemorySink::default()));
+    let cancel = opts.cancel.clone();
+    let call = h
+        .hostile
+        .apply(opts, context("spin", serde_json::json!({})));
+    let (r, ()) = tokio::join!(call, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    assert!(matches!(r, Err(CallError::Cancelled { .. })), "{r:?}");
+}

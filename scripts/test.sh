@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout: installs the Wasm toolchain if needed, builds
+# the plugin components (built-ins and test fixtures), then checks formatting, lints and runs
+# every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-wasm-toolchain.sh
+scripts/build-plugins.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
