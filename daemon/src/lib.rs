@@ -7,5 +7,6 @@
 pub mod builtin;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod host;
 pub mod wasm;

@@ -4,6 +4,8 @@
 pub mod daemon;
 pub mod duration;
 pub mod error;
+pub mod toml_walk;
+pub mod workflow;
 
 pub use daemon::DaemonConfig;
 pub use error::ConfigError;

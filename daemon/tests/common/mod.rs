@@ -1,6 +1,8 @@
 //! Shared set-up for the daemon's integration tests.
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1083 @@
+//! Executing a plan: start every task as soon as its dependencies allow, under the
+//! per-workflow and per-run caps, longest remaining path first; apply failure policies,
+//! barriers, retries, timeouts, hooks, rollback and cleanup; emit an event for every change.
+//!
+//! Choices worth knowing:
+//! - A halting failure starts nothing new in that workflow; tasks already running finish (a
+//!   half-applied release is worse than a finished one) and are then part of any rollback.
+//! - Without a halt, failed tasks are recorded and the run ends `succeeded_with_errors`.
+//! - A task skipped by a `pre_deploy` hook counts as done for what depends on it.
+//! - Cleanup of tasks removed from a workflow runs beside the deploy, each under its own
+//!   timeout; its failure is reported and does not fail the run.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{Event, EventKind, EventSink, RunState, TaskState};
+use super::plan::{Edge, NodeId, NodeKind, Plan, Reference, references};
+use super::runner::{
+    DeploymentRecord, History, HookCall, HookVerdict, Phase, RollbackResult, TaskCall, TaskFailure,
+    TaskRunner,
+};
+use crate::config::workflow::{HookSpec, OnFailure, Retries, TaskSpec, Workflow};
+
+/// Settings of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub run: String,
+    /// Tasks running at once across all workflows of the run.
+    pub max_parallel: usize,
+    /// Bound on destroying one removed task.
+    pub cleanup_timeout: Duration,
+    /// Values for `${env.NAME}` (only names a workflow allows are read).
+    pub env: BTreeMap<String, String>,
+    /// Base for tasks' `source` directories.
+    pub config_dir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    pub fn new(run: impl Into<String>) -> Self {
+        RunOptions {
+            run: run.into(),
+            max_parallel: 64,
+            cleanup_timeout: Duration::from_secs(300),
+            env: BTreeMap::new(),
+            config_dir: None,
+        }
+    }
+}
+
+/// How one task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(DeploymentRecord),
+    /// A `pre_deploy` hook skipped it; counts as done.
+    SkippedByHook(String),
+    Failed(String),
+    /// Never started: a dependency failed, its workflow halted, or a barrier broke.
+    NotRun(String),
+    Cancelled,
+}
+
+impl Outcome {
+    fn satisfies(&self) -> bool {
+        matches!(self, Outcome::Succeeded(_) | Outcome::SkippedByHook(_))
+    }
+
+    pub fn state(&self) -> TaskState {
+        match self {
+            Outcome::Succeeded(_) => TaskState::Succeeded,
+            Outcome::SkippedByHook(_) | Outcome::NotRun(_) => TaskState::Skipped,
+            Outcome::Failed(_) => TaskState::Failed,
+            Outcome::Cancelled => TaskState::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub workflow: String,
+    pub task: String,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub rolled_back: bool,
+    pub started: Option<Instant>,
+    pub finished: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub state: RunState,
+    pub tasks: Vec<TaskReport>,
+    /// Succeeded tasks as (workflow, task), in the order they completed.
+    pub completed: Vec<(String, String)>,
+    /// Tasks rolled back, in the order rollback reached them.
+    pub rolled_back: Vec<(String, String)>,
+    /// Removed tasks destroyed by cleanup, and the failures.
+    pub cleaned_up: Vec<(String, String, Result<(), String>)>,
+}
+
+impl RunReport {
+    pub fn task(&self, workflow: &str, task: &str) -> Option<&TaskReport> {
+        self.tasks
+            .iter()
+            .find(|t| t.workflow == workflow && t.task == task)
+    }
+}
+
+/// Emits events stamped with the run's id.
+#[derive(Clone)]
+struct Emitter {
+    sink: Arc<dyn EventSink>,
+    run: String,
+}
+
+impl Emitter {
+    fn emit(
+        &self,
+        workflow: Option<&str>,
+        task: Option<&str>,
+        kind: EventKind,
+        message: impl Into<String>,
+    ) {
+        self.sink.emit(Event {
+            at: SystemTime::now(),
+            run: self.run.clone(),
+            workflow: workflow.map(str::to_string),
+            task: task.map(str::to_string),
+            kind,
+            message: message.into(),
+        });
+    }
+}
+
+enum Done {
+    Task {
+        node: NodeId,
+        outcome: Outcome,
+        attempts: u32,
+    },
+    Rollback {
+        rolled_back: Vec<NodeId>,
+    },
+    Cleanup {
+        workflow: String,
+        task: String,
+        result: Result<(), String>,
+    },
+}
+
+struct Sched<R: TaskRunner> {
+    plan: Arc<Plan>,
+    runner: Arc<R>,
+    emit: Emitter,
+    opts: RunOptions,
+    cancel: CancellationToken,
+    cancelled: bool,
+    remaining: Vec<usize>,
+    outcome: Vec<Option<Outcome>>,
+    attempts: Vec<u32>,
+    started: Vec<Option<Instant>>,
+    finished: Vec<Option<Instant>>,
+    priority: Vec<u64>,
+    ready: BinaryHeap<(u64, Reverse<NodeId>)>,
+    running: Vec<usize>,
+    running_total: usize,
+    halted: Vec<bool>,
+    rollback_wanted: Vec<bool>,
+    rollback_started: Vec<bool>,
+    completed: Vec<NodeId>,
+    rolled_back: Vec<NodeId>,
+    previous: Vec<BTreeMap<String, DeploymentRecord>>,
+    cleaned_up: Vec<(String, String, Result<(), String>)>,
+    jobs: JoinSet<Done>,
+}
+
+/// Runs `plan` to the end (or until `cancel`), and reports what happened.
+pub async fn execute<R: TaskRunner>(
+    plan: Plan,
+    runner: Arc<R>,
+    history: &dyn History,
+    events: Arc<dyn EventSink>,
+    opts: RunOptions,
+    cancel: CancellationToken,
+) -> RunReport {
+    let plan = Arc::new(plan);
+    let n = plan.nodes.len();
+    let w = plan.workflows.len();
+    let emit = Emitter {
+        sink: events,
+        run: opts.run.clone(),
+    };
+    let mut s = Sched {
+        priority: priorities(&plan, history),
+        plan: plan.clone(),
+        runner,
+        emit,
+        opts,
+        cancel,
+        cancelled: false,
+        remaining: plan.nodes.iter().map(|node| node.deps.len()).collect(),
+        outcome: vec![None; n],
+        attempts: vec![0; n],
+        started: vec![None; n],
+        finished: vec![None; n],
+        ready: BinaryHeap::new(),
+        running: vec![0; w],
+        running_total: 0,
+        halted: vec![false; w],
+        rollback_wanted: vec![false; w],
+        rollback_started: vec![false; w],
+        completed: Vec::new(),
+        rolled_back: Vec::new(),
+        previous: Vec::with_capacity(w),
+        cleaned_up: Vec::new(),
+        jobs: JoinSet::new(),
+    };
+    s.emit.emit(None, None, EventKind::RunStarted, "");
+    for (wi, wf) in plan.workflows.iter().enumerate() {
+        let deployed = history.deployed(&wf.name);
+        s.previous.push(
+            deployed
+                .iter()
+                .map(|(k, (_, _, rec))| (k.clone(), rec.clone()))
+                .collect(),
+        );
+        for (task, (kind, params, record)) in deployed {
+            if wf.task(&task).is_none() {
+                s.start_cleanup(wi, task, kind, params, record);
+            }
+        }
+        for t in &wf.tasks {
+            s.emit
+                .emit(Some(&wf.name), Some(&t.id), EventKind::TaskQueued, "");
+        }
+    }
+    let roots: Vec<NodeId> = (0..n).filter(|&i| s.remaining[i] == 0).collect();
+    for r in roots {
+        s.evaluate(r);
+    }
+    s.drive().await;
+    s.report()
+}
+
+/// Longest remaining path (in estimated milliseconds) from each node to the end of the plan.
+fn priorities(plan: &Plan, history: &dyn History) -> Vec<u64> {
+    let n = plan.nodes.len();
+    let weight: Vec<u64> = plan
+        .nodes
+        .iter()
+        .map(|node| match &node.kind {
+            NodeKind::Task { workflow, task } => {
+                let wf = &plan.workflows[*workflow];
+                let secs = history
+                    .typical_seconds(&wf.name, &wf.tasks[*task].id)
+                    .unwrap_or(1.0);
+                (secs.max(0.0) * 1000.0) as u64 + 1
+            }
+            NodeKind::Barrier { .. } => 0,
+        })
+        .collect();
+    // Reverse topological order via repeated relaxation over a Kahn ordering.
+    let mut indegree: Vec<usize> = plan.nodes.iter().map(|node| node.deps.len()).collect();
+    let mut order = Vec::with_capacity(n);
+    let mut queue: Vec<NodeId> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    while let Some(i) = queue.pop() {
+        order.push(i);
+        for &d in &plan.nodes[i].dependents {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                queue.push(d);
+            }
+        }
+    }
+    let mut best = weight.clone();
+    for &i in order.iter().rev() {
+        let tail = plan.nodes[i]
+            .dependents
+            .iter()
+            .map(|&d| best[d])
+            .max()
+            .unwrap_or(0);
+        best[i] = weight[i] + tail;
+    }
+    best
+}
+
+impl<R: TaskRunner> Sched<R> {
+    fn wf(&self, w: usize) -> &Workflow {
+        &self.plan.workflows[w]
+    }
+
+    fn names(&self, node: NodeId) -> (String, String) {
+        match &self.plan.nodes[node].kind {
+            NodeKind::Task { workflow, task } => {
+                let wf = &self.plan.workflows[*workflow];
+                (wf.name.clone(), wf.tasks[*task].id.clone())
+            }
+            NodeKind::Barrier { name } => (String::new(), name.clone()),
+        }
+    }
+
+    async fn drive(&mut self) {
+        loop {
+            if self.cancel.is_cancelled() && !self.cancelled {
+                self.on_cancel();
+            }
+            if !self.cancelled {
+                self.start_ready();
+                self.start_rollbacks();
+            }
+            if self.jobs.is_empty() {
+                break;
+            }
+            tokio::select! {
+                done = self.jobs.join_next() => match done {
+                    Some(Ok(done)) => self.on_done(done),
+                    Some(Err(e)) => tracing::error!(error = %e, "a task job panicked"),
+                    None => break,
+                },
+                _ = self.cancel.cancelled(), if !self.cancelled => self.on_cancel(),
+            }
+        }
+        for node in 0..self.plan.nodes.len() {
+            if self.outcome[node].is_none() {
+                let outcome = if self.cancelled {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::NotRun("never reached".into())
+                };
+                self.finish(node, outcome);
+            }
+        }
+    }
+
+    fn on_cancel(&mut self) {
+        self.cancelled = true;
+        while let Some((_, Reverse(node))) = self.ready.pop() {
+            self.finish(node, Outcome::Cancelled);
+        }
+    }
+
+    fn start_ready(&mut self) {
+        let mut deferred = Vec::new();
+        while self.running_total < self.opts.max_parallel {
+            let Some((p, Reverse(node))) = self.ready.pop() else {
+                break;
+            };
+            let NodeKind::Task { workflow, .. } = self.plan.nodes[node].kind else {
+                continue;
+            };
+            if self.halted[workflow] {
+                self.finish(
+                    node,
+                    Outcome::NotRun(format!("workflow `{}` halted", self.wf(workflow).name)),
+                );
+                continue;
+            }
+            if self.running[workflow] >= self.wf(workflow).parallelism {
+                deferred.push((p, Reverse(node)));
+                continue;
+            }
+            self.start_task(node);
+        }
+        self.ready.extend(deferred);
+    }
+
+    fn start_task(&mut self, node: NodeId) {
+        let NodeKind::Task { workflow, task } = self.plan.nodes[node].kind else {
+            return;
+        };
+        let plan = self.plan.clone();
+        let wf = &plan.workflows[workflow];
+        let spec = wf.tasks[task].clone();
+        let (wname, tname) = (wf.name.clone(), spec.id.clone());
+        self.running[workflow] += 1;
+        self.running_total += 1;
+        self.started[node] = Some(Instant::now());
+        let params = match self.resolve(workflow, &spec) {
+            Ok(p) => p,
+            Err(e) => {
+                self.jobs.spawn(async move {
+                    Done::Task {
+                        node,
+                        outcome: Outcome::Failed(e),
+                        attempts: 0,
+                    }
+                });
+                return;
+            }
+        };
+        let call = TaskCall {
+            run: self.opts.run.clone(),
+            workflow: wname,
+            task: tname.clone(),
+            kind: spec.kind.clone(),
+            params,
+            attempt: 0,
+            previous: self.previous[workflow].get(&tname).cloned(),
+            source_dir: self.source_dir(&spec),
+            cancel: self.cancel.child_token(),
+        };
+        let job = TaskJob {
+            runner: self.runner.clone(),
+            emit: self.emit.clone(),
+            retries: spec.retries.unwrap_or(wf.retries),
+            timeout: spec.timeout.or(wf.timeout),
+            hooks: merged_hooks(wf, &spec),
+            call,
+        };
+        self.jobs.spawn(async move {
+            let (outcome, attempts) = job.run().await;
+            Done::Task {
+                node,
+                outcome,
+                attempts,
+            }
+        });
+    }
+
+    fn source_dir(&self, spec: &TaskSpec) -> Option<PathBuf> {
+        let base = self.opts.config_dir.clone()?;
+        Some(match &spec.source {
+            Some(s) => base.join(s),
+            None => base,
+        })
+    }
+
+    /// Parameters with `${tasks...outputs...}` and `${env...}` replaced.
+    fn resolve(&self, workflow: usize, spec: &TaskSpec) -> Result<serde_json::Value, String> {
+        let wf = self.wf(workflow);
+        let lookup = |r: &Reference| -> Result<String, String> {
+            match r {
+                Reference::Env(name) => self.opts.env.get(name).cloned().ok_or_else(|| {
+                    format!("${{env.{name}}} is not set in the daemon's environment")
+                }),
+                Reference::Output { task, key } => {
+                    let t = wf
+                        .tasks
+                        .iter()
+                        .position(|t| t.id == *task)
+                        .ok_or_else(|| format!("unknown task `{task}`"))?;
+                    let node = self.plan.task_nodes[workflow][t];
+                    match &self.outcome[node] {
+                        Some(Outcome::Succeeded(rec)) => {
+                            rec.outputs.get(key).cloned().ok_or_else(|| {
+                                let have: Vec<&str> =
+                                    rec.outputs.keys().map(String::as_str).collect();
+                                format!(
+                                    "task `{task}` produced no output `{key}` (it produced: {})",
+                                    if have.is_empty() {
+                                        "none".into()
+                                    } else {
+                                        have.join(", ")
+                                    }
+                                )
+                            })
+                        }
+                        _ => Err(format!(
+                            "outputs of `{task}` are not available: it did not succeed"
+                        )),
+                    }
+                }
+            }
+        };
+        let mut value = serde_json::Value::Object(spec.params.clone());
+        substitute(&mut value, &lookup)?;
+        Ok(value)
+    }
+
+    fn start_rollbacks(&mut self) {
+        for w in 0..self.plan.workflows.len() {
+            if !self.rollback_wanted[w] || self.rollback_started[w] || self.running[w] > 0 {
+                continue;
+            }
+            self.rollback_started[w] = true;
+            let order: Vec<NodeId> = self
+                .completed
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&n| matches!(self.plan.nodes[n].kind, NodeKind::Task { workflow, .. } if workflow == w))
+                .filter(|&n| matches!(self.outcome[n], Some(Outcome::Succeeded(_))))
+                .collect();
+            let calls: Vec<(NodeId, TaskCall)> = order
+                .into_iter()
+                .filter_map(|n| {
+                    let NodeKind::Task { task, .. } = self.plan.nodes[n].kind else {
+                        return None;
+                    };
+                    let spec = &self.wf(w).tasks[task];
+                    Some((
+                        n,
+                        TaskCall {
+                            run: self.opts.run.clone(),
+                            workflow: self.wf(w).name.clone(),
+                            task: spec.id.clone(),
+                            kind: spec.kind.clone(),
+                            params: self
+                                .resolve(w, spec)
+                                .unwrap_or_else(|_| serde_json::Value::Object(spec.params.clone())),
+                            attempt: 0,
+                            previous: self.previous[w].get(&spec.id).cloned(),
+                            source_dir: self.source_dir(spec),
+                            cancel: CancellationToken::new(),
+                        },
+                    ))
+                })
+                .collect();
+            let runner = self.runner.clone();
+            let emit = self.emit.clone();
+            self.jobs.spawn(async move {
+                let mut rolled_back = Vec::new();
+                for (node, call) in calls {
+                    let (wf, task) = (call.workflow.clone(), call.task.clone());
+                    match runner.rollback(call).await {
+                        Ok(RollbackResult::RolledBack) => {
+                            emit.emit(Some(&wf), Some(&task), EventKind::TaskRolledBack, "");
+                            rolled_back.push(node);
+                        }
+                        Ok(RollbackResult::Unsupported(reason)) => emit.emit(
+                            Some(&wf),
+                            Some(&task),
+                            EventKind::RollbackUnsupported,
+                            reason,
+                        ),
+                        Err(e) => {
+                            emit.emit(Some(&wf), Some(&task), EventKind::RollbackFailed, e.message)
+                        }
+                    }
+                }
+                Done::Rollback { rolled_back }
+            });
+        }
+    }
+
+    fn start_cleanup(
+        &mut self,
+        w: usize,
+        task: String,
+        kind: String,
+        params: serde_json::Value,
+        record: DeploymentRecord,
+    ) {
+        let call = TaskCall {
+            run: self.opts.run.clone(),
+            workflow: self.wf(w).name.clone(),
+            task,
+            kind,
+            params,
+            attempt: 0,
+            previous: Some(record),
+            source_dir: self.opts.config_dir.clone(),
+            cancel: self.cancel.child_token(),
+        };
+        let runner = self.runner.clone();
+        let emit = self.emit.clone();
+        let limit = self.opts.cleanup_timeout;
+        self.jobs.spawn(async move {
+            let (workflow, task) = (call.workflow.clone(), call.task.clone());
+            let result = match tokio::time::timeout(limit, runner.destroy(call)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.message),
+                Err(_) => Err(format!(
+                    "cleanup did not finish within {}",
+                    humantime::format_duration(limit)
+                )),
+            };
+            match &result {
+                Ok(()) => emit.emit(
+                    Some(&workflow),
+                    Some(&task),
+                    EventKind::CleanupDestroyed,
+                    "removed from the workflow; destroyed",
+                ),
+                Err(e) => emit.emit(
+                    Some(&workflow),
+                    Some(&task),
+                    EventKind::CleanupFailed,
+                    e.clone(),
+                ),
+            }
+            Done::Cleanup {
+                workflow,
+                task,
+                result,
+            }
+        });
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Task {
+                node,
+                outcome,
+                attempts,
+            } => {
+                if self.cancel.is_cancelled() && !self.cancelled {
+                    self.on_cancel();
+                }
+                if let NodeKind::Task { workflow, .. } = self.plan.nodes[node].kind {
+                    self.running[workflow] -= 1;
+                    self.running_total -= 1;
+                }
+                self.attempts[node] = attempts;
+                let outcome = match outcome {
+                    Outcome::Failed(_) if self.cancelled => Outcome::Cancelled,
+                    other => other,
+                };
+                // The policy takes effect before dependents are released, so a barrier
+                // this task was the last to reach breaks instead of opening.
+                let mut halting = None;
+                if let (Outcome::Failed(_), NodeKind::Task { workflow, task }) =
+                    (&outcome, &self.plan.nodes[node].kind)
+                {
+                    let wf = self.wf(*workflow);
+                    match wf.failure_policy(&wf.tasks[*task]) {
+                        OnFailure::Continue => {}
+                        OnFailure::Halt => halting = Some(*workflow),
+                        OnFailure::Rollback => {
+                            self.rollback_wanted[*workflow] = true;
+                            halting = Some(*workflow);
+                        }
+                    }
+                }
+                if let Some(w) = halting {
+                    self.halted[w] = true;
+                }
+                self.finish(node, outcome);
+                if let Some(w) = halting {
+                    self.break_open_barriers(w);
+                }
+            }
+            Done::Rollback { rolled_back, .. } => self.rolled_back.extend(rolled_back),
+            Done::Cleanup {
+                workflow,
+                task,
+                result,
+            } => self.cleaned_up.push((workflow, task, result)),
+        }
+    }
+
+    /// Records a node's outcome and lets its dependents go on (or not).
+    fn finish(&mut self, node: NodeId, outcome: Outcome) {
+        let mut work = vec![(node, outcome)];
+        while let Some((node, outcome)) = work.pop() {
+            if self.outcome[node].is_some() {
+                continue;
+            }
+            self.finished[node] = Some(Instant::now());
+            let (wf, task) = self.names(node);
+            if let NodeKind::Task { .. } = self.plan.nodes[node].kind {
+                let (kind, message) = match &outcome {
+                    Outcome::Succeeded(rec) => {
+                        for (k, v) in &rec.outputs {
+                            self.emit.emit(
+                                Some(&wf),
+                                Some(&task),
+                                EventKind::TaskOutput {
+                                    key: k.clone(),
+                                    value: v.clone(),
+                                },
+                                "",
+                            );
+                        }
+                        self.completed.push(node);
+                        (EventKind::TaskSucceeded, String::new())
+                    }
+                    Outcome::SkippedByHook(r) | Outcome::NotRun(r) => {
+                        (EventKind::TaskSkipped, r.clone())
+                    }
+                    Outcome::Failed(e) => (EventKind::TaskFailed, e.clone()),
+                    Outcome::Cancelled => (EventKind::TaskCancelled, String::new()),
+                };
+                self.emit.emit(Some(&wf), Some(&task), kind, message);
+            }
+            self.outcome[node] = Some(outcome);
+            let plan = self.plan.clone();
+            for &d in &plan.nodes[node].dependents {
+                self.remaining[d] -= 1;
+                if self.remaining[d] == 0 && self.outcome[d].is_none() {
+                    if let Some(o) = self.blocked(d) {
+                        work.push((d, o));
+                    } else {
+                        self.admit(d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A node whose dependencies have all finished: ready, or the reason it cannot run.
+    fn blocked(&self, node: NodeId) -> Option<Outcome> {
+        if self.cancelled {
+            return Some(Outcome::Cancelled);
+        }
+        match &self.plan.nodes[node].kind {
+            NodeKind::Task { workflow, .. } => {
+                if self.halted[*workflow] {
+                    return Some(Outcome::NotRun(format!(
+                        "workflow `{}` halted",
+                        self.wf(*workflow).name
+                    )));
+                }
+                for &(dep, edge) in &self.plan.nodes[node].deps {
+                    let ok = self.outcome[dep].as_ref().is_some_and(Outcome::satisfies);
+                    if edge == Edge::Requires && !ok {
+                        return Some(Outcome::NotRun(match &self.plan.nodes[dep].kind {
+                            NodeKind::Barrier { name } => format!("barrier `{name}` broke"),
+                            NodeKind::Task { .. } => {
+                                format!("needs `{}`, which did not succeed", self.names(dep).1)
+                            }
+                        }));
+                    }
+                }
+                None
+            }
+            NodeKind::Barrier { .. } => None,
+        }
+    }
+
+    fn evaluate(&mut self, node: NodeId) {
+        match self.blocked(node) {
+            Some(o) => self.finish(node, o),
+            None => self.admit(node),
+        }
+    }
+
+    fn admit(&mut self, node: NodeId) {
+        match &self.plan.nodes[node].kind {
+            NodeKind::Task { .. } => self.ready.push((self.priority[node], Reverse(node))),
+            NodeKind::Barrier { name } => {
+                let name = name.clone();
+                let participants = self.plan.barrier_participants(node);
+                if let Some(&culprit) = participants.iter().find(|&&p| self.halted[p]) {
+                    self.break_barrier(node, culprit);
+                } else {
+                    self.emit
+                        .emit(None, None, EventKind::BarrierReached { barrier: name }, "");
+                    self.finish(node, Outcome::Succeeded(DeploymentRecord::default()));
+                }
+            }
+        }
+    }
+
+    fn halt(&mut self, w: usize) {
+        if self.halted[w] {
+            return;
+        }
+        self.halted[w] = true;
+        self.break_open_barriers(w);
+    }
+
+    fn break_open_barriers(&mut self, w: usize) {
+        let open_barriers: Vec<NodeId> = (0..self.plan.nodes.len())
+            .filter(|&n| matches!(self.plan.nodes[n].kind, NodeKind::Barrier { .. }))
+            .filter(|&n| {
+                self.outcome[n].is_none() && self.plan.barrier_participants(n).contains(&w)
+            })
+            .collect();
+        for b in open_barriers {
+            self.break_barrier(b, w);
+        }
+    }
+
+    /// Workflow `culprit` failed before arriving: every other participant fails at the
+    /// barrier and applies its own failure policy.
+    fn break_barrier(&mut self, barrier: NodeId, culprit: usize) {
+        if self.outcome[barrier].is_some() {
+            return;
+        }
+        let NodeKind::Barrier { name } = &self.plan.nodes[barrier].kind else {
+            return;
+        };
+        let name = name.clone();
+        let culprit_name = self.wf(culprit).name.clone();
+        self.finish(
+            barrier,
+            Outcome::Failed(format!("workflow `{culprit_name}` failed before arriving")),
+        );
+        for p in self.plan.barrier_participants(barrier) {
+            if p == culprit || self.halted[p] {
+                continue;
+            }
+            let wf_name = self.wf(p).name.clone();
+            self.emit.emit(
+                Some(&wf_name),
+                None,
+                EventKind::BarrierBroken { barrier: name.clone() },
+                format!("workflow `{wf_name}` failed at barrier `{name}`: workflow `{culprit_name}` failed before arriving"),
+            );
+            if self.wf(p).on_failure == OnFailure::Rollback {
+                self.rollback_wanted[p] = true;
+            }
+            self.halt(p);
+        }
+    }
+
+    fn report(&self) -> RunReport {
+        let mut tasks = Vec::new();
+        for (node, n) in self.plan.nodes.iter().enumerate() {
+            if let NodeKind::Task { .. } = n.kind {
+                let (workflow, task) = self.names(node);
+                tasks.push(TaskReport {
+                    workflow,
+                    task,
+                    outcome: self.outcome[node].clone().unwrap_or(Outcome::Cancelled),
+                    attempts: self.attempts[node],
+                    rolled_back: self.rolled_back.contains(&node),
+                    started: self.started[node],
+                    finished: self.finished[node],
+                });
+            }
+        }
+        let any_failed = tasks
+            .iter()
+            .any(|t| matches!(t.outcome, Outcome::Failed(_)));
+        let state = if self.cancelled {
+            RunState::Cancelled
+        } else if self.halted.iter().any(|h| *h) {
+            RunState::Failed
+        } else if any_failed {
+            RunState::SucceededWithErrors
+        } else {
+            RunState::Succeeded
+        };
+        self.emit
+            .emit(None, None, EventKind::RunFinished { state }, "");
+        RunReport {
+            state,
+            tasks,
+            completed: self
+                .completed
+                .iter()
+                .filter(|&&n| matches!(self.plan.nodes[n].kind, NodeKind::Task { .. }))
+                .map(|&n| self.names(n))
+                .collect(),
+            rolled_back: self.rolled_back.iter().map(|&n| self.names(n)).collect(),
+            cleaned_up: self.cleaned_up.clone(),
+        }
+    }
+}
+
+/// Workflow-level hooks run before the task's own, phase by phase.
+fn merged_hooks(wf: &Workflow, task: &TaskSpec) -> crate::config::workflow::Hooks {
+    let join = |a: &[HookSpec], b: &[HookSpec]| a.iter().chain(b).cloned().collect();
+    crate::config::workflow::Hooks {
+        pre_deploy: join(&wf.hooks.pre_deploy, &task.hooks.pre_deploy),
+        post_deploy: join(&wf.hooks.post_deploy, &task.hooks.post_deploy),
+        on_failure: join(&wf.hooks.on_failure, &task.hooks.on_failure),
+        pre_destroy: join(&wf.hooks.pre_destroy, &task.hooks.pre_destroy),
+    }
+}
+
+fn substitute(
+    value: &mut serde_json::Value,
+    lookup: &dyn Fn(&Reference) -> Result<String, String>,
+) -> Result<(), String> {
+    match value {
+        serde_json::Value::String(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            let refs = references(s)?;
+            for r in refs {
+                let start = rest.find("${").unwrap_or(rest.len());
+                let end = rest[start..]
+                    .find('}')
+                    .map_or(rest.len(), |e| start + e + 1);
+                out.push_str(&rest[..start]);
+                out.push_str(&lookup(&r)?);
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().try_for_each(|i| substitute(i, lookup))?
+        }
+        serde_json::Value::Object(map) => {
+            map.values_mut().try_for_each(|v| substitute(v, lookup))?
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One task from hooks to final outcome, with retries and the timeout.
+struct TaskJob<R: TaskRunner> {
+    runner: Arc<R>,
+    emit: Emitter,
+    retries: Retries,
+    timeout: Option<Duration>,
+    hooks: crate::config::workflow::Hooks,
+    call: TaskCall,
+}
+
+impl<R: TaskRunner> TaskJob<R> {
+    async fn run(self) -> (Outcome, u32) {
+        let (wf, task) = (self.call.workflow.clone(), self.call.task.clone());
+        for hook in &self.hooks.pre_deploy {
+            match self
+                .hook(Phase::PreDeploy, hook, BTreeMap::new(), None)
+                .await
+            {
+                HookVerdict::Proceed => {}
+                HookVerdict::Skip(reason) => {
+                    return (
+                        Outcome::SkippedByHook(format!(
+                            "pre_deploy hook `{}`: {reason}",
+                            hook.kind
+                        )),
+                        0,
+                    );
+                }
+                HookVerdict::Fail(reason) => {
+                    return self
+                        .failed(
+                            format!("pre_deploy hook `{}` failed the task: {reason}", hook.kind),
+                            0,
+                        )
+                        .await;
+                }
+            }
+        }
+        let max = self.retries.attempts + 1;
+        let mut attempt = 0;
+        let record = loop {
+            attempt += 1;
+            self.emit.emit(
+                Some(&wf),
+                Some(&task),
+                EventKind::TaskStarted { attempt },
+                "",
+            );
+            let call = TaskCall {
+                attempt,
+                ..self.call.clone()
+            };
+            let result = match self.timeout {
+                Some(limit) => tokio::time::timeout(limit, self.runner.apply(call))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(TaskFailure::new(format!(
+                            "timed out after {}",
+                            humantime::format_duration(limit)
+                        )))
+                    }),
+                None => self.runner.apply(call).await,
+            };
+            match result {
+                Ok(record) => break record,
+                Err(_) if self.call.cancel.is_cancelled() => return (Outcome::Cancelled, attempt),
+                Err(e) if !e.retryable || attempt >= max => {
+                    return self.failed(e.message, attempt).await;
+                }
+                Err(e) => {
+                    let delay = backoff(&self.retries, attempt);
+                    self.emit.emit(
+                        Some(&wf),
+                        Some(&task),
+                        EventKind::TaskRetrying {
+                            attempt: attempt + 1,
+                            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        },
+                        e.message,
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.call.cancel.cancelled() => return (Outcome::Cancelled, attempt),
+                    }
+                }
+            }
+        };
+        for hook in &self.hooks.post_deploy {
+            if let HookVerdict::Fail(reason) = self
+                .hook(Phase::PostDeploy, hook, record.outputs.clone(), None)
+                .await
+            {
+                return self
+                    .failed(
+                        format!("post_deploy hook `{}` failed the task: {reason}", hook.kind),
+                        attempt,
+                    )
+                    .await;
+            }
+        }
+        (Outcome::Succeeded(record), attempt)
+    }
+
+    async fn failed(&self, error: String, attempts: u32) -> (Outcome, u32) {
+        for hook in &self.hooks.on_failure {
+            self.hook(Phase::OnFailure, hook, BTreeMap::new(), Some(error.clone()))
+                .await;
+        }
+        (Outcome::Failed(error), attempts)
+    }
+
+    async fn hook(
+        &self,
+        phase: Phase,
+        hook: &HookSpec,
+        outputs: BTreeMap<String, String>,
+        error: Option<String>,
+    ) -> HookVerdict {
+        let call = HookCall {
+            phase,
+            hook: hook.clone(),
+            task: self.call.clone(),
+            outputs,
+            error,
+        };
+        let verdict = self
+            .runner
+            .hook(call)
+            .await
+            .unwrap_or_else(|e| HookVerdict::Fail(e.message));
+        let (decision, reason) = match &verdict {
+            HookVerdict::Proceed => ("proceed", String::new()),
+            HookVerdict::Skip(r) => ("skip", r.clone()),
+            HookVerdict::Fail(r) => ("fail", r.clone()),
+        };
+        self.emit.emit(
+            Some(&self.call.workflow),
+            Some(&self.call.task),
+            EventKind::HookDecision {
+                phase: phase.as_str().into(),
+                hook: hook.kind.clone(),
+                decision: decision.into(),
+            },
+            reason,
+        );
+        verdict
+    }
+}
+
+/// Exponential backoff with jitter: base · 2^(attempt-1), capped, scaled by 50–100 %.
+fn backoff(r: &Retries, attempt: u32) -> Duration {
+    let exp = r
+        .backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(r.max_backoff);
+    capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = Retries {
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(4),
+        };
+        for _ in 0..50 {
+            let b1 = backoff(&r, 1);
+            assert!(b1 >= Duration::from_millis(500) && b1 <= Duration::from_secs(1));
+            let b3 = backoff(&r, 3);
+            assert!(b3 >= Duration::from_secs(2) && b3 <= Duration::from_secs(4));
+            assert!(backoff(&r, 10) <= Duration::from_secs(4));
+        }
+    }
+
+    #[test]
+    fn substitution_replaces_every_reference() {
+        let mut v = serde_json::json!({"url": "http://${tasks.infra.db.outputs.host}:${tasks.infra.db.outputs.port}/x", "n": [ "${env.A}" ]});
+        substitute(&mut v, &|r| {
+            Ok(match r {
+                Reference::Output { key, .. } => key.to_uppercase(),
+                Reference::Env(n) => format!("env-{n}"),
+            })
+        })
+        .unwrap();
+        assert_eq!(v["url"], "http://HOST:PORT/x");
+        assert_eq!(v["n"][0], "env-A");
+    }
+}
