@@ -318,11 +318,15 @@ impl<R: TaskRunner> Sched<R> {
                 break;
             }
             tokio::select! {
-                done = self.jobs.join_next() => match done {
-                    Some(Ok(done)) => self.on_done(done),
-                    Some(Err(e)) => tracing::error!(error = %e, "a task job panicked"),
-                    None => break,
-                },
+                done = self.jobs.join_next() => {
+                    let Some(done) = done else { break };
+                    self.on_joined(done);
+                    // Observe every job that has already finished before starting anything new,
+                    // so a failure that happened at the same moment halts what it should.
+                    while let Some(done) = self.jobs.try_join_next() {
+                        self.on_joined(done);
+                    }
+                }
                 _ = self.cancel.cancelled(), if !self.cancelled => self.on_cancel(),
             }
         }
@@ -335,6 +339,13 @@ impl<R: TaskRunner> Sched<R> {
                 };
                 self.finish(node, outcome);
             }
+        }
+    }
+
+    fn on_joined(&mut self, joined: Result<Done, tokio::task::JoinError>) {
+        match joined {
+            Ok(done) => self.on_done(done),
+            Err(e) => tracing::error!(error = %e, "a task job panicked"),
         }
     }
 

@@ -88,29 +88,50 @@ fn store(path: &Path, component: &Component) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the directory private to this user, and refuses one that others can write.
+/// Creates the directory private to this user, and refuses it if anyone else could replace
+/// its contents: it must be ours and private, and every ancestor must be ours or root's and
+/// not writable by others (or sticky, like /tmp, so others cannot rename our entries).
 fn prepare(dir: &Path) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("cannot create: {e}"))?;
-    for d in [dir, dir.parent().unwrap_or(dir)] {
-        if !owned_by_us_and_private(d) {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve: {e}"))?;
+    if !owned_by_us_and_private(&dir) {
+        return Err(format!(
+            "{} is not owned by this user or is writable by others",
+            dir.display()
+        ));
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let meta =
+            std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        let mode = meta.permissions().mode();
+        let trusted_owner = meta.uid() == current_uid() || meta.uid() == 0;
+        let others_can_replace = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if !trusted_owner || others_can_replace {
             return Err(format!(
-                "{} is not owned by this user or is writable by others",
-                d.display()
+                "{} can be modified by other users",
+                ancestor.display()
             ));
         }
     }
     Ok(())
 }
 
-fn owned_by_us_and_private(path: &Path) -> bool {
+fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    unsafe { libc::geteuid() }
+}
+
+fn owned_by_us_and_private(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| {
-        m.uid() == uid && m.permissions().mode() & 0o022 == 0 && !m.file_type().is_symlink()
+        m.uid() == current_uid()
+            && m.permissions().mode() & 0o022 == 0
+            && !m.file_type().is_symlink()
     })
 }
 
