@@ -515,7 +515,7 @@ async fn cancelling_a_run_stops_running_tasks_and_starts_nothing() {
     let report = gantry::engine::run::execute(
         compile(vec![workflow("c", toml)]),
         runner.clone(),
-        &FakeHistory::default(),
+        Arc::new(FakeHistory::default()),
         events,
         RunOptions::new("r"),
         cancel,

@@ -1,5 +1,6 @@
 //! The `gantry` command line.
 
+mod local;
 mod plugins;
 
 use std::path::PathBuf;
@@ -40,6 +41,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the configuration directory (default: --config) and report every error.
+    Validate { dir: Option<PathBuf> },
+    /// Deploy workflows in this process, without a daemon, with live progress.
+    ///
+    /// Exit code: 0 succeeded, 3 succeeded with errors (failures under on_failure = "continue"),
+    /// 1 failed or cancelled.
+    Run {
+        #[arg(required = true)]
+        workflows: Vec<String>,
+    },
     /// Inspect plugin files.
     Plugin {
         #[command(subcommand)]
@@ -61,6 +72,10 @@ pub enum PluginCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plugins { json } => plugins::list(&cli.config, &cli.state, json).await,
+        Command::Validate { dir } => {
+            local::validate(dir.as_deref().unwrap_or(&cli.config), &cli.state).await
+        }
+        Command::Run { workflows } => local::run(&cli.config, &cli.state, &workflows).await,
         Command::Plugin {
             command: PluginCommand::Check { file, json },
         } => plugins::check(&cli.config, &cli.state, &file, json).await,

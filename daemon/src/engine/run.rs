@@ -142,6 +142,7 @@ enum Done {
         node: NodeId,
         outcome: Outcome,
         attempts: u32,
+        params: serde_json::Value,
     },
     Rollback {
         rolled_back: Vec<NodeId>,
@@ -177,13 +178,14 @@ struct Sched<R: TaskRunner> {
     previous: Vec<BTreeMap<String, DeploymentRecord>>,
     cleaned_up: Vec<(String, String, Result<(), String>)>,
     jobs: JoinSet<Done>,
+    history: Arc<dyn History>,
 }
 
 /// Runs `plan` to the end (or until `cancel`), and reports what happened.
 pub async fn execute<R: TaskRunner>(
     plan: Plan,
     runner: Arc<R>,
-    history: &dyn History,
+    history: Arc<dyn History>,
     events: Arc<dyn EventSink>,
     opts: RunOptions,
     cancel: CancellationToken,
@@ -196,7 +198,7 @@ pub async fn execute<R: TaskRunner>(
         run: opts.run.clone(),
     };
     let mut s = Sched {
-        priority: priorities(&plan, history),
+        priority: priorities(&plan, history.as_ref()),
         plan: plan.clone(),
         runner,
         emit,
@@ -219,6 +221,7 @@ pub async fn execute<R: TaskRunner>(
         previous: Vec::with_capacity(w),
         cleaned_up: Vec::new(),
         jobs: JoinSet::new(),
+        history: history.clone(),
     };
     s.emit.emit(None, None, EventKind::RunStarted, "");
     for (wi, wf) in plan.workflows.iter().enumerate() {
@@ -400,6 +403,7 @@ impl<R: TaskRunner> Sched<R> {
                         node,
                         outcome: Outcome::Failed(e),
                         attempts: 0,
+                        params: serde_json::Value::Null,
                     }
                 });
                 return;
@@ -425,11 +429,13 @@ impl<R: TaskRunner> Sched<R> {
             call,
         };
         self.jobs.spawn(async move {
+            let params = job.call.params.clone();
             let (outcome, attempts) = job.run().await;
             Done::Task {
                 node,
                 outcome,
                 attempts,
+                params,
             }
         });
     }
@@ -610,6 +616,7 @@ impl<R: TaskRunner> Sched<R> {
                 node,
                 outcome,
                 attempts,
+                params,
             } => {
                 if self.cancel.is_cancelled() && !self.cancelled {
                     self.on_cancel();
@@ -642,6 +649,20 @@ impl<R: TaskRunner> Sched<R> {
                 if let Some(w) = halting {
                     self.halted[w] = true;
                 }
+                if let (Outcome::Succeeded(record), NodeKind::Task { workflow, task }) =
+                    (&outcome, &self.plan.nodes[node].kind)
+                {
+                    let wf = &self.plan.workflows[*workflow];
+                    let spec = &wf.tasks[*task];
+                    self.history.record_deployment(
+                        &self.opts.run,
+                        &wf.name,
+                        &spec.id,
+                        &spec.kind,
+                        &params,
+                        record,
+                    );
+                }
                 self.finish(node, outcome);
                 if let Some(w) = halting {
                     self.break_open_barriers(w);
@@ -652,7 +673,12 @@ impl<R: TaskRunner> Sched<R> {
                 workflow,
                 task,
                 result,
-            } => self.cleaned_up.push((workflow, task, result)),
+            } => {
+                if result.is_ok() {
+                    self.history.forget(&workflow, &task);
+                }
+                self.cleaned_up.push((workflow, task, result));
+            }
         }
     }
 

@@ -149,6 +149,18 @@ pub trait History: Send + Sync {
     ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)>;
     /// Past durations of a task in seconds, to prefer long paths first.
     fn typical_seconds(&self, workflow: &str, task: &str) -> Option<f64>;
+    /// A task succeeded: what it deployed is now the current deployment.
+    fn record_deployment(
+        &self,
+        run: &str,
+        workflow: &str,
+        task: &str,
+        kind: &str,
+        params: &serde_json::Value,
+        record: &DeploymentRecord,
+    );
+    /// A removed task was destroyed: forget it.
+    fn forget(&self, workflow: &str, task: &str);
 }
 
 /// No history: every task is new.
@@ -165,4 +177,17 @@ impl History for NoHistory {
     fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
         None
     }
+
+    fn record_deployment(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &serde_json::Value,
+        _: &DeploymentRecord,
+    ) {
+    }
+
+    fn forget(&self, _workflow: &str, _task: &str) {}
 }

@@ -151,7 +151,7 @@ impl TaskRunner for FakeRunner {
 }
 
 /// History with previously deployed tasks.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct FakeHistory {
     pub deployed: BTreeMap<String, BTreeMap<String, (String, serde_json::Value, DeploymentRecord)>>,
 }
@@ -167,6 +167,19 @@ impl History for FakeHistory {
     fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
         None
     }
+
+    fn record_deployment(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &serde_json::Value,
+        _: &DeploymentRecord,
+    ) {
+    }
+
+    fn forget(&self, _workflow: &str, _task: &str) {}
 }
 
 pub fn workflow(name: &str, toml: &str) -> Workflow {
@@ -188,7 +201,7 @@ pub async fn run(
     let report = execute(
         plan,
         runner,
-        history,
+        Arc::new(history.clone()),
         events.clone(),
         opts,
         CancellationToken::new(),

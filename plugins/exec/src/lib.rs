@@ -152,7 +152,14 @@ fn run(p: &Params, argv: &[String]) -> Result<String, TaskError> {
         ..Command::new(program.clone(), args.iter().cloned())
     };
     host::info(&format!("running {}", argv.join(" ")));
-    let out = host::run(&command)?.check(program)?;
+    let out = host::run(&command)?;
+    for (stream, level) in [(&out.stdout, host::Level::Info), (&out.stderr, host::Level::Warn)] {
+        let text = String::from_utf8_lossy(stream);
+        if !text.trim().is_empty() {
+            host::log(level, text.trim_end(), &[]);
+        }
+    }
+    let out = out.check(program)?;
     if out.truncated {
         host::warn("command output was truncated by the host's limit");
     }

@@ -1,0 +1,118 @@
+//! Checking a whole configuration directory before anything runs: every file parses, every
+//! reference resolves, the DAG has no cycle (barriers included), every kind exists and every
+//! plugin accepts its parameters. All errors are reported at once, each with file:line:col.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::workflow::{self, HookSpec, Workflow};
+use super::{ConfigError, DaemonConfig};
+use crate::engine::plan::{self, PlanError};
+use crate::wasm::{Registry, World};
+
+/// A configuration that passed validation.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub daemon: DaemonConfig,
+    pub workflows: BTreeMap<String, Workflow>,
+}
+
+/// Everything wrong with the workflows of `config_dir`, given the plugins in `registry`.
+pub async fn validate_workflows(
+    config_dir: &Path,
+    daemon: DaemonConfig,
+    registry: &Registry,
+) -> Result<ValidConfig, Vec<ConfigError>> {
+    let (workflows, mut errors) = workflow::load_dir(config_dir);
+    let mut structural_ok = true;
+    for wf in workflows.values() {
+        if let Err(errs) = plan::compile(vec![wf.clone()]) {
+            structural_ok = false;
+            errors.extend(errs.into_iter().map(|e| located(wf, e)));
+        }
+    }
+    if structural_ok && workflows.len() > 1 {
+        // Barriers couple workflows: a cycle may only show when they run together.
+        let all: Vec<Workflow> = workflows.values().cloned().collect();
+        if let Err(errs) = plan::compile(all.clone()) {
+            errors.extend(errs.into_iter().map(|e| located(&all[e.workflow], e)));
+        }
+    }
+    for wf in workflows.values() {
+        errors.extend(check_plugins(wf, registry).await);
+    }
+    let mut seen = BTreeSet::new();
+    errors.retain(|e| seen.insert((e.file.clone(), e.line, e.column, e.message.clone())));
+    if errors.is_empty() {
+        Ok(ValidConfig { daemon, workflows })
+    } else {
+        Err(errors)
+    }
+}
+
+fn located(wf: &Workflow, e: PlanError) -> ConfigError {
+    ConfigError {
+        file: wf.file.clone(),
+        line: e.at.line,
+        column: e.at.column,
+        message: e.message,
+    }
+}
+
+async fn check_plugins(wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let err = |at: super::toml_walk::Loc, message: String| ConfigError {
+        file: wf.file.clone(),
+        line: at.line,
+        column: at.column,
+        message,
+    };
+    for task in &wf.tasks {
+        match registry.task(&task.kind) {
+            None => errors.push(err(task.kind_at, format!(
+                "task `{}`: unknown kind `{}`; the loaded task kinds are {} (add a plugin to the plugin directory for others)",
+                task.id,
+                task.kind,
+                registry.kinds(World::Task).join(", ")
+            ))),
+            Some(plugin) => {
+                let params = serde_json::Value::Object(task.params.clone()).to_string();
+                match plugin.validate(&task.kind, &params).await {
+                    Ok(issues) => errors.extend(issues.into_iter().map(|i| {
+                        let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
+                        err(task.at, format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message))
+                    })),
+                    Err(e) => errors.push(err(task.at, format!("task `{}`: the {} plugin could not validate it: {e}", task.id, task.kind))),
+                }
+            }
+        }
+        for hook in task.hooks.all().chain(wf.hooks.all()) {
+            if let Some(e) = check_hook(hook, registry).await {
+                errors.push(err(hook.at, format!("task `{}`: {e}", task.id)));
+            }
+        }
+    }
+    errors
+}
+
+async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {
+    let Some(plugin) = registry.hook(&hook.kind) else {
+        return Some(format!(
+            "unknown hook kind `{}`; the loaded hook kinds are {}",
+            hook.kind,
+            registry.kinds(World::Hook).join(", ")
+        ));
+    };
+    let params = serde_json::Value::Object(hook.params.clone()).to_string();
+    match plugin.validate(&hook.kind, &params).await {
+        Ok(issues) if issues.is_empty() => None,
+        Ok(issues) => Some(
+            issues
+                .iter()
+                .map(|i| format!("hook `{}`: {} {}", hook.kind, i.field, i.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Err(e) => Some(format!("hook `{}` could not be validated: {e}", hook.kind)),
+    }
+}

@@ -1,0 +1,421 @@
+//! Durable history in SQLite (WAL): runs, tasks, attempts, outputs, events and the
+//! deployments each task left behind (for pruning, rollback and cleanup). Opening a store
+//! marks runs an earlier process left running as `interrupted`. Task logs are append-only
+//! files beside the database (see [`logs`]).
+
+pub mod logs;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::engine::events::{Event, EventKind, EventSink};
+use crate::engine::runner::{DeploymentRecord, History};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the history database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("history database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "history database {path} has schema version {found}, newer than this gantry ({supported}); upgrade gantry"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    dir: PathBuf,
+}
+
+/// A run as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub workflows: Vec<String>,
+    pub state: String,
+    pub trigger: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    pub workflow: String,
+    pub task: String,
+    pub state: String,
+    pub attempts: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+pub fn now_millis() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn millis(t: SystemTime) -> i64 {
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating or migrating) `<state_dir>/gantry.db`, and marks runs left running by
+    /// an earlier process `interrupted`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir)?;
+        let path = state_dir.join("gantry.db");
+        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn, &path)?;
+        let now = now_millis();
+        conn.execute(
+            "UPDATE runs SET state = 'interrupted', finished_at = ?1 WHERE state IN ('queued', 'running')",
+            params![now],
+        )?;
+        conn.execute(
+            "UPDATE tasks SET state = 'interrupted', finished_at = ?1 WHERE state IN ('queued', 'running')",
+            params![now],
+        )?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            dir: state_dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    pub fn create_run(
+        &self,
+        id: &str,
+        workflows: &[String],
+        trigger: &str,
+    ) -> Result<(), StoreError> {
+        let list = serde_json::to_string(workflows).unwrap_or_else(|_| "[]".into());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (id, workflows, state, trigger, created_at) VALUES (?1, ?2, 'queued', ?3, ?4)",
+                params![id, list, trigger, now_millis()],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Persists one event and the state change it stands for.
+    pub fn record(&self, e: &Event) -> Result<(), StoreError> {
+        let body = serde_json::to_string(e).unwrap_or_default();
+        let at = millis(e.at);
+        let kind = serde_json::to_value(&e.kind)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
+            .unwrap_or_default();
+        let (wf, task) = (
+            e.workflow.as_deref().unwrap_or(""),
+            e.task.as_deref().unwrap_or(""),
+        );
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO events (run_id, at, workflow, task, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.run, at, wf, task, kind, body],
+        )?;
+        let task_state = |state: &str| -> rusqlite::Result<()> {
+            tx.execute(
+                "UPDATE tasks SET state = ?4, finished_at = ?5, error = COALESCE(NULLIF(?6, ''), error) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
+                params![e.run, wf, task, state, at, e.message],
+            )?;
+            Ok(())
+        };
+        match &e.kind {
+            EventKind::RunStarted => {
+                tx.execute(
+                    "UPDATE runs SET state = 'running' WHERE id = ?1",
+                    params![e.run],
+                )?;
+            }
+            EventKind::RunFinished { state } => {
+                tx.execute(
+                    "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+                    params![e.run, state.as_str(), at],
+                )?;
+            }
+            EventKind::TaskQueued => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state) VALUES (?1, ?2, ?3, 'queued')",
+                    params![e.run, wf, task],
+                )?;
+            }
+            EventKind::TaskStarted { attempt } => {
+                tx.execute(
+                    "UPDATE tasks SET state = 'running', attempts = ?4, started_at = COALESCE(started_at, ?5) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
+                    params![e.run, wf, task, attempt, at],
+                )?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO attempts (run_id, workflow, task, attempt, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![e.run, wf, task, attempt, at],
+                )?;
+            }
+            EventKind::TaskRetrying { attempt, .. } => {
+                tx.execute(
+                    "UPDATE attempts SET finished_at = ?5, error = ?6 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND attempt = ?4",
+                    params![e.run, wf, task, attempt - 1, at, e.message],
+                )?;
+            }
+            EventKind::TaskOutput { key, value } => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO outputs (run_id, workflow, task, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![e.run, wf, task, key, value],
+                )?;
+            }
+            EventKind::TaskSucceeded => task_state("succeeded")?,
+            EventKind::TaskFailed => {
+                task_state("failed")?;
+                tx.execute(
+                    "UPDATE attempts SET finished_at = ?4, error = ?5 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                    params![e.run, wf, task, at, e.message],
+                )?;
+            }
+            EventKind::TaskSkipped => task_state("skipped")?,
+            EventKind::TaskCancelled => task_state("cancelled")?,
+            EventKind::TaskRolledBack => task_state("rolled_back")?,
+            _ => {}
+        }
+        if matches!(e.kind, EventKind::TaskSucceeded) {
+            tx.execute(
+                "UPDATE attempts SET finished_at = ?4 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                params![e.run, wf, task, at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn runs(&self, limit: usize, before: Option<&str>) -> Result<Vec<RunRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, workflows, state, trigger, created_at, finished_at FROM runs
+                 WHERE (?1 IS NULL OR rowid < (SELECT rowid FROM runs WHERE id = ?1))
+                 ORDER BY rowid DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![before, limit as i64], run_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT id, workflows, state, trigger, created_at, finished_at FROM runs WHERE id = ?1", params![id], run_row)
+                .optional()
+        })
+    }
+
+    pub fn tasks(&self, run: &str) -> Result<Vec<TaskRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT workflow, task, state, attempts, started_at, finished_at, error FROM tasks WHERE run_id = ?1 ORDER BY rowid",
+            )?;
+            let mut tasks: Vec<TaskRow> = stmt
+                .query_map(params![run], |r| {
+                    Ok(TaskRow {
+                        workflow: r.get(0)?,
+                        task: r.get(1)?,
+                        state: r.get(2)?,
+                        attempts: r.get(3)?,
+                        started_at: r.get(4)?,
+                        finished_at: r.get(5)?,
+                        error: r.get(6)?,
+                        outputs: BTreeMap::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = c.prepare("SELECT workflow, task, key, value FROM outputs WHERE run_id = ?1")?;
+            let rows = out.query_map(params![run], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
+            for row in rows {
+                let (w, t, k, v) = row?;
+                if let Some(task) = tasks.iter_mut().find(|x| x.workflow == w && x.task == t) {
+                    task.outputs.insert(k, v);
+                }
+            }
+            Ok(tasks)
+        })
+    }
+
+    /// Events of a run after sequence number `since`, as stored JSON, with their numbers.
+    pub fn events(&self, run: &str, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT seq, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![run, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    pub fn save_deployment(
+        &self,
+        run: &str,
+        workflow: &str,
+        task: &str,
+        kind: &str,
+        params_json: &serde_json::Value,
+        record: &DeploymentRecord,
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_string(record).unwrap_or_default();
+        let params_text = params_json.to_string();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO deployments (workflow, task, kind, params, record, run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (workflow, task) DO UPDATE SET kind = ?3, params = ?4, record = ?5, run_id = ?6, updated_at = ?7",
+                params![workflow, task, kind, params_text, record, run, now_millis()],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn forget_deployment(&self, workflow: &str, task: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM deployments WHERE workflow = ?1 AND task = ?2",
+                params![workflow, task],
+            )
+            .map(drop)
+        })
+    }
+}
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let workflows: String = r.get(1)?;
+    Ok(RunRow {
+        id: r.get(0)?,
+        workflows: serde_json::from_str(&workflows).unwrap_or_default(),
+        state: r.get(2)?,
+        trigger: r.get(3)?,
+        created_at: r.get(4)?,
+        finished_at: r.get(5)?,
+    })
+}
+
+impl EventSink for Store {
+    fn emit(&self, event: Event) {
+        if let Err(e) = self.record(&event) {
+            tracing::error!(error = %e, run = %event.run, "could not record an event");
+        }
+    }
+}
+
+impl History for Store {
+    fn deployed(
+        &self,
+        workflow: &str,
+    ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT task, kind, params, record FROM deployments WHERE workflow = ?1",
+            )?;
+            let rows = stmt.query_map(params![workflow], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        });
+        match rows {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(task, kind, p, rec)| {
+                    (
+                        task,
+                        (
+                            kind,
+                            serde_json::from_str(&p).unwrap_or_default(),
+                            serde_json::from_str(&rec).unwrap_or_default(),
+                        ),
+                    )
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, workflow, "could not read deployments");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn typical_seconds(&self, workflow: &str, task: &str) -> Option<f64> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT finished_at - started_at FROM tasks WHERE workflow = ?1 AND task = ?2 AND state = 'succeeded'
+                 AND started_at IS NOT NULL ORDER BY rowid DESC LIMIT 9",
+            )?;
+            let mut d: Vec<i64> = stmt.query_map(params![workflow, task], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            d.sort_unstable();
+            Ok(d.get(d.len() / 2).map(|ms| *ms as f64 / 1000.0))
+        })
+        .ok()
+        .flatten()
+    }
+
+    fn record_deployment(
+        &self,
+        run: &str,
+        workflow: &str,
+        task: &str,
+        kind: &str,
+        params: &serde_json::Value,
+        record: &DeploymentRecord,
+    ) {
+        if let Err(e) = self.save_deployment(run, workflow, task, kind, params, record) {
+            tracing::error!(error = %e, workflow, task, "could not record a deployment");
+        }
+    }
+
+    fn forget(&self, workflow: &str, task: &str) {
+        if let Err(e) = self.forget_deployment(workflow, task) {
+            tracing::error!(error = %e, workflow, task, "could not forget a destroyed deployment");
+        }
+    }
+}
