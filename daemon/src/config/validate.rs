@@ -24,18 +24,17 @@ pub async fn validate_workflows(
     registry: &Registry,
 ) -> Result<ValidConfig, Vec<ConfigError>> {
     let (workflows, mut errors) = workflow::load_dir(config_dir);
-    let mut structural_ok = true;
+    let mut sound = Vec::new();
     for wf in workflows.values() {
-        if let Err(errs) = plan::compile(vec![wf.clone()]) {
-            structural_ok = false;
-            errors.extend(errs.into_iter().map(|e| located(wf, e)));
+        match plan::compile(vec![wf.clone()]) {
+            Ok(_) => sound.push(wf.clone()),
+            Err(errs) => errors.extend(errs.into_iter().map(|e| located(wf, e))),
         }
     }
-    if structural_ok && workflows.len() > 1 {
+    if sound.len() > 1 {
         // Barriers couple workflows: a cycle may only show when they run together.
-        let all: Vec<Workflow> = workflows.values().cloned().collect();
-        if let Err(errs) = plan::compile(all.clone()) {
-            errors.extend(errs.into_iter().map(|e| located(&all[e.workflow], e)));
+        if let Err(errs) = plan::compile(sound.clone()) {
+            errors.extend(errs.into_iter().map(|e| located(&sound[e.workflow], e)));
         }
     }
     for wf in workflows.values() {

@@ -153,7 +153,10 @@ fn run(p: &Params, argv: &[String]) -> Result<String, TaskError> {
     };
     host::info(&format!("running {}", argv.join(" ")));
     let out = host::run(&command)?;
-    for (stream, level) in [(&out.stdout, host::Level::Info), (&out.stderr, host::Level::Warn)] {
+    for (stream, level) in [
+        (&out.stdout, host::Level::Info),
+        (&out.stderr, host::Level::Warn),
+    ] {
         let text = String::from_utf8_lossy(stream);
         if !text.trim().is_empty() {
             host::log(level, text.trim_end(), &[]);

@@ -1,0 +1,158 @@
+//! `gantry validate` on a directory holding each kind of error prints each at its
+//! file:line:col, says how to fix it, and exits 1; a valid directory exits 0.
+
+use std::path::Path;
+use std::process::Command;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join("workflows").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn validate(config: &Path) -> (i32, String) {
+    let state = config.join("../state");
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "validate",
+        ])
+        .output()
+        .expect("run gantry");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn every_kind_of_error_is_reported_at_its_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    write(&cfg, "syntax.toml", "[services.a]\nkind = \"exec\n");
+    write(
+        &cfg,
+        "keys.toml",
+        "parallelism = 3\nparalelism = 4\n[services.a]\nkind = \"exec\"\ncommand = [\"true\"]\n[[steps]]\nname = \"one\"\ntasks = [\"services.a\"]\nhalt_on_eror = true\n",
+    );
+    write(
+        &cfg,
+        "kinds.toml",
+        "[services.a]\nkind = \"helmm\"\n[jobs.b]\nkind = \"exec\"\ncomand = [\"true\"]\n",
+    );
+    write(
+        &cfg,
+        "refs.toml",
+        concat!(
+            "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\n",
+            "[jobs.b]\nkind = \"exec\"\ncommand = [\"echo\", \"${tasks.jobs.c.outputs.x}\", \"${env.HOME}\"]\n",
+            "[jobs.c]\nkind = \"exec\"\ncommand = [\"true\"]\n",
+            "[jobs.d]\nkind = \"exec\"\ncommand = [\"echo\", \"${tasks.jobs.nope.outputs.x}\"]\n",
+            "[[steps]]\nname = \"first\"\ntasks = [\"jobs.a\", \"jobs.b\", \"jobs.d\"]\n",
+            "[[steps]]\nname = \"second\"\ntasks = [\"jobs.c\", \"jobs.a\", \"jobs.missing\"]\n",
+        ),
+    );
+    write(
+        &cfg,
+        "cycle.toml",
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\nneeds = [\"jobs.b\"]\n[jobs.b]\nkind = \"exec\"\ncommand = [\"true\"]\nneeds = [\"jobs.a\"]\n",
+    );
+    write(
+        &cfg,
+        "durations.toml",
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\ntimeout = \"soon\"\n",
+    );
+    write(
+        &cfg,
+        "hooks.toml",
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\nhooks.pre_deploy = { kind = \"no-such-hook\" }\n",
+    );
+    let barrier_wf = |first: &str, second: &str| {
+        format!(
+            "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\n[jobs.b]\nkind = \"exec\"\ncommand = [\"true\"]\n[[steps]]\nname = \"s1\"\nbarrier = \"{first}\"\ntasks = [\"jobs.a\"]\n[[steps]]\nname = \"s2\"\nbarrier = \"{second}\"\ntasks = [\"jobs.b\"]\n"
+        )
+    };
+    write(&cfg, "ping.toml", &barrier_wf("x", "y"));
+    write(&cfg, "pong.toml", &barrier_wf("y", "x"));
+
+    let (code, out) = validate(&cfg);
+    assert_eq!(code, 1, "{out}");
+    let expect = [
+        ("syntax.toml:2:", "string"),
+        ("keys.toml:2:1:", "unknown setting `paralelism`"),
+        ("keys.toml:9:1:", "unknown step setting `halt_on_eror`"),
+        (
+            "kinds.toml:2:8:",
+            "unknown kind `helmm`; the loaded task kinds are exec",
+        ),
+        (
+            "kinds.toml:3:7:",
+            "parameter `comand`: unknown field `comand`",
+        ),
+        (
+            "refs.toml:4:7:",
+            "uses outputs of `jobs.c`, which does not run before it",
+        ),
+        (
+            "refs.toml:4:7:",
+            "${env.HOME}, which is not allowed; add \"HOME\" to `env = [...]`",
+        ),
+        (
+            "refs.toml:10:7:",
+            "references outputs of unknown task `jobs.nope`",
+        ),
+        (
+            "refs.toml:18:20:",
+            "task `jobs.a` is already in step `first`",
+        ),
+        ("refs.toml:18:30:", "unknown task `jobs.missing`"),
+        (
+            "cycle.toml:1:7:",
+            "dependency cycle: cycle/jobs.a → cycle/jobs.b → cycle/jobs.a",
+        ),
+        ("durations.toml:4:11:", "`soon` is not a duration"),
+        ("hooks.toml:4:20:", "unknown hook kind `no-such-hook`"),
+        (
+            "ping.toml:1:7:",
+            "dependency cycle: ping/jobs.a → barrier `y` → pong/jobs.a → barrier `x` → ping/jobs.a",
+        ),
+    ];
+    for (place, text) in expect {
+        assert!(
+            out.lines().any(|l| l.contains(place) && l.contains(text)),
+            "no line with `{place}` and `{text}` in:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_valid_directory_passes_with_a_summary() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/releasehub");
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args([
+                "--config",
+                example.to_str().unwrap(),
+                "--state",
+                tmp.path().to_str().unwrap(),
+                "validate",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.trim(),
+        "ok: 1 workflows, 4 tasks, checked against 2 plugins"
+    );
+}
