@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the plugins and gantry, then shows the sandbox at work on a throw-away config.
+# Builds the plugins and gantry, then deploys the ReleaseHub example workflow (frontend /
+# migrate / backend) in this process, with live progress, on a throw-away state directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -7,18 +8,16 @@ scripts/build-plugins.sh
 cargo build --release --locked -p gantry
 gantry=target/release/gantry
 
-demo=$(mktemp -d)
-trap 'rm -rf "$demo"' EXIT
-mkdir -p "$demo/config/plugins" "$demo/state"
-chmod 700 "$demo/state"
-cat > "$demo/config/gantry.toml" <<'TOML'
-[plugins.exec]
-exec = ["sh"]
-TOML
-cp target/plugins/fixtures/hostile.wasm "$demo/config/plugins/"
+state=$(mktemp -d)
+trap 'rm -rf "$state"' EXIT
+chmod 700 "$state"
+config=examples/releasehub
 
-echo "== plugins loaded from $demo/config (built-ins plus a dropped-in one)"
-"$gantry" --config "$demo/config" --state "$demo/state" plugins
+echo "== plugins"
+"$gantry" --config "$config" --state "$state" plugins
 echo
-echo "== what the dropped-in plugin asks for, and what the operator has not granted"
-"$gantry" --config "$demo/config" --state "$demo/state" plugin check "$demo/config/plugins/hostile.wasm" || true
+echo "== validate"
+"$gantry" --config "$config" --state "$state" validate
+echo
+echo "== deploy: frontend does not hold up later steps; backend waits for migrate and scrub"
+"$gantry" --config "$config" --state "$state" run release

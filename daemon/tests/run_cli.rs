@@ -1,0 +1,131 @@
+//! `gantry run` end to end: real plugins in the sandbox, real programs, history on disk.
+
+use std::path::Path;
+use std::process::Command;
+
+fn gantry(config: &Path, state: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .args(args)
+        .output()
+        .expect("run gantry");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_releasehub_example_deploys_with_outputs_flowing_to_the_backend() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/releasehub");
+    let state = tempfile::tempdir().unwrap();
+    let (code, out) = gantry(&example, state.path(), &["run", "release"]);
+    assert_eq!(code, 0, "{out}");
+    for task in [
+        "services.frontend",
+        "jobs.migrate",
+        "jobs.scrub",
+        "services.backend",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(task) && l.contains("succeeded")),
+            "{task} did not succeed:\n{out}"
+        );
+    }
+    assert!(out.contains("output schema=42"), "{out}");
+    let logs = state.path().join("logs");
+    let run = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let backend = std::fs::read_to_string(run.join("release/services.backend.log")).unwrap();
+    assert!(
+        backend.contains("deploying backend against schema 42"),
+        "{backend}"
+    );
+    assert!(state.path().join("gantry.db").exists());
+}
+
+#[test]
+fn a_halting_failure_rolls_back_and_hooks_decide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        r#"
+on_failure = "rollback"
+
+[infra.db]
+kind = "exec"
+command = ["sh", "-c", "echo ::gantry-outputs::; echo host=db.local"]
+rollback = ["sh", "-c", "echo undo > undone"]
+
+[jobs.frozen]
+kind = "exec"
+command = ["sh", "-c", "exit 9"]
+hooks.pre_deploy = { kind = "gate", decision = "skip", reason = "change freeze" }
+
+[services.api]
+kind = "exec"
+command = ["sh", "-c", "echo connecting to ${tasks.infra.db.outputs.host} >&2; exit 4"]
+
+[[steps]]
+name = "infra"
+tasks = ["infra.db", "jobs.frozen"]
+
+[[steps]]
+name = "apps"
+tasks = ["services.api"]
+"#,
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("jobs.frozen")
+            && l.contains("skipped")
+            && l.contains("change freeze")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("services.api")
+            && l.contains("FAILED")
+            && l.contains("exit code 4")
+            && l.contains("connecting to db.local")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("infra.db") && l.contains("rolled back")),
+        "{out}"
+    );
+    assert!(
+        out.contains("run r") && out.contains(" failed in "),
+        "{out}"
+    );
+    let scratch = std::fs::read_dir(state.join("scratch"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("app/infra.db/undone"))
+            .unwrap()
+            .trim(),
+        "undo"
+    );
+}
