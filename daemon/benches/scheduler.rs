@@ -103,7 +103,7 @@ fn main() {
 
     // 2. 200 tasks of 50 ms in a random DAG under cap 7.
     let mut rng = fastrand::Rng::with_seed(7);
-    let n = 200;
+    let n: usize = 200;
     let mut deps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for i in 1..n {
         let k = rng.usize(0..3);

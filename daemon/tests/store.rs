@@ -105,6 +105,6 @@ async fn a_run_records_tasks_outputs_and_deployments() {
     )
     .await;
     assert_eq!(report.cleaned_up.len(), 1);
-    assert!(store.deployed("w").get("jobs.gone").is_none());
+    assert!(!store.deployed("w").contains_key("jobs.gone"));
     assert_eq!(store.run("r2").unwrap().unwrap().state, "succeeded");
 }
