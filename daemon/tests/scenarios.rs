@@ -533,3 +533,38 @@ async fn cancelling_a_run_stops_running_tasks_and_starts_nothing() {
     );
     assert_eq!(runner.index_of("c/jobs.b", &Mark::Start), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pre_destroy_hook_can_keep_a_removed_task() {
+    let toml =
+        "hooks.pre_destroy = { kind = \"gate\", decision = \"skip\" }\n[jobs.a]\nkind = \"exec\"\n";
+    let mut history = FakeHistory::default();
+    history.deployed.insert(
+        "keep".into(),
+        BTreeMap::from([(
+            "jobs.old".to_string(),
+            (
+                "exec".to_string(),
+                serde_json::json!({}),
+                DeploymentRecord::default(),
+            ),
+        )]),
+    );
+    let runner = Arc::new(FakeRunner::default());
+    let (report, _) = run(
+        compile(vec![workflow("keep", toml)]),
+        runner.clone(),
+        &history,
+        RunOptions::new("r"),
+    )
+    .await;
+    assert_eq!(report.state, RunState::Succeeded);
+    assert!(
+        report.cleaned_up[0]
+            .2
+            .as_ref()
+            .unwrap_err()
+            .contains("pre_destroy hook `gate` declined")
+    );
+    assert_eq!(runner.index_of("keep/jobs.old", &Mark::Destroyed), None);
+}

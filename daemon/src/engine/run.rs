@@ -575,39 +575,16 @@ impl<R: TaskRunner> Sched<R> {
             source_dir: self.opts.config_dir.clone(),
             cancel: self.cancel.child_token(),
         };
-        let runner = self.runner.clone();
-        let emit = self.emit.clone();
+        let job = TaskJob {
+            runner: self.runner.clone(),
+            emit: self.emit.clone(),
+            retries: Retries::default(),
+            timeout: None,
+            hooks: self.wf(w).hooks.clone(),
+            call,
+        };
         let limit = self.opts.cleanup_timeout;
-        self.jobs.spawn(async move {
-            let (workflow, task) = (call.workflow.clone(), call.task.clone());
-            let result = match tokio::time::timeout(limit, runner.destroy(call)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.message),
-                Err(_) => Err(format!(
-                    "cleanup did not finish within {}",
-                    humantime::format_duration(limit)
-                )),
-            };
-            match &result {
-                Ok(()) => emit.emit(
-                    Some(&workflow),
-                    Some(&task),
-                    EventKind::CleanupDestroyed,
-                    "removed from the workflow; destroyed",
-                ),
-                Err(e) => emit.emit(
-                    Some(&workflow),
-                    Some(&task),
-                    EventKind::CleanupFailed,
-                    e.clone(),
-                ),
-            }
-            Done::Cleanup {
-                workflow,
-                task,
-                result,
-            }
-        });
+        self.jobs.spawn(job.cleanup(limit));
     }
 
     fn on_done(&mut self, done: Done) {
@@ -1027,6 +1004,57 @@ impl<R: TaskRunner> TaskJob<R> {
             }
         }
         (Outcome::Succeeded(record), attempt)
+    }
+
+    /// Destroys a task removed from its workflow, after the workflow's `pre_destroy` hooks.
+    async fn cleanup(self, limit: Duration) -> Done {
+        let (workflow, task) = (self.call.workflow.clone(), self.call.task.clone());
+        let mut result = Ok(());
+        for hook in &self.hooks.pre_destroy {
+            match self
+                .hook(Phase::PreDestroy, hook, BTreeMap::new(), None)
+                .await
+            {
+                HookVerdict::Proceed => {}
+                HookVerdict::Skip(r) | HookVerdict::Fail(r) => {
+                    result = Err(format!(
+                        "kept: pre_destroy hook `{}` declined: {r}",
+                        hook.kind
+                    ));
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = match tokio::time::timeout(limit, self.runner.destroy(self.call.clone())).await
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.message),
+                Err(_) => Err(format!(
+                    "cleanup did not finish within {}",
+                    humantime::format_duration(limit)
+                )),
+            };
+        }
+        match &result {
+            Ok(()) => self.emit.emit(
+                Some(&workflow),
+                Some(&task),
+                EventKind::CleanupDestroyed,
+                "removed from the workflow; destroyed",
+            ),
+            Err(e) => self.emit.emit(
+                Some(&workflow),
+                Some(&task),
+                EventKind::CleanupFailed,
+                e.clone(),
+            ),
+        }
+        Done::Cleanup {
+            workflow,
+            task,
+            result,
+        }
     }
 
     async fn failed(&self, error: String, attempts: u32) -> (Outcome, u32) {
