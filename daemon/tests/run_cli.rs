@@ -1,26 +1,10 @@
 //! `gantry run` end to end: real plugins in the sandbox, real programs, history on disk.
 
 use std::path::Path;
-use std::process::Command;
 
-fn gantry(config: &Path, state: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(args)
-        .output()
-        .expect("run gantry");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+mod common;
+
+use common::gantry;
 
 #[test]
 fn the_releasehub_example_deploys_with_outputs_flowing_to_the_backend() {

@@ -223,13 +223,20 @@ barrier = "services-ready"
 tasks = ["tests.integration"]
 "#;
 
-#[tokio::test(start_paused = true)]
-async fn harness_barrier_holds_both_workflows_until_both_arrive() {
+/// Frontend and backend workflows run together, with the given frontend script.
+async fn harness(
+    frontend: Script,
+) -> (
+    gantry::engine::run::RunReport,
+    Arc<gantry::engine::events::MemoryEvents>,
+    Arc<FakeRunner>,
+) {
     let runner = Arc::new(FakeRunner::default());
+    runner.script("frontend/services.frontend", frontend);
     runner.script(
-        "frontend/services.frontend",
+        "backend/infra.cache",
         Script {
-            millis: 50,
+            millis: 10,
             ..Script::default()
         },
     );
@@ -251,6 +258,16 @@ async fn harness_barrier_holds_both_workflows_until_both_arrive() {
         RunOptions::new("r"),
     )
     .await;
+    (report, events, runner)
+}
+
+#[tokio::test(start_paused = true)]
+async fn harness_barrier_holds_both_workflows_until_both_arrive() {
+    let (report, events, runner) = harness(Script {
+        millis: 50,
+        ..Script::default()
+    })
+    .await;
     assert_eq!(report.state, RunState::Succeeded);
     let smoke = runner
         .index_of("frontend/tests.smoke", &Mark::Start)
@@ -270,39 +287,11 @@ async fn harness_barrier_holds_both_workflows_until_both_arrive() {
 
 #[tokio::test(start_paused = true)]
 async fn harness_backend_is_rolled_back_when_frontend_fails_before_the_barrier() {
-    let runner = Arc::new(FakeRunner::default());
-    runner.script(
-        "frontend/services.frontend",
-        Script {
-            millis: 500,
-            failures: u32::MAX,
-            ..Script::default()
-        },
-    );
-    runner.script(
-        "backend/infra.cache",
-        Script {
-            millis: 10,
-            ..Script::default()
-        },
-    );
-    runner.script(
-        "backend/services.backend",
-        Script {
-            millis: 100,
-            ..Script::default()
-        },
-    );
-    let plan = compile(vec![
-        workflow("frontend", FRONTEND),
-        workflow("backend", BACKEND),
-    ]);
-    let (report, events) = run(
-        plan,
-        runner.clone(),
-        &FakeHistory::default(),
-        RunOptions::new("r"),
-    )
+    let (report, events, runner) = harness(Script {
+        millis: 2_500,
+        failures: u32::MAX,
+        ..Script::default()
+    })
     .await;
     assert_eq!(report.state, RunState::Failed);
     assert_eq!(

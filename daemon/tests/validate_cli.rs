@@ -2,30 +2,15 @@
 //! file:line:col, says how to fix it, and exits 1; a valid directory exits 0.
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
+
+use common::gantry;
 
 fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join("workflows").join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-fn validate(config: &Path) -> (i32, String) {
-    let state = config.join("../state");
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "validate",
-        ])
-        .output()
-        .expect("run gantry");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[test]
@@ -80,7 +65,7 @@ fn every_kind_of_error_is_reported_at_its_place() {
     write(&cfg, "ping.toml", &barrier_wf("x", "y"));
     write(&cfg, "pong.toml", &barrier_wf("y", "x"));
 
-    let (code, out) = validate(&cfg);
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
     assert_eq!(code, 1, "{out}");
     let expect = [
         ("syntax.toml:2:", "string"),
@@ -134,22 +119,7 @@ fn every_kind_of_error_is_reported_at_its_place() {
 fn a_valid_directory_passes_with_a_summary() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/releasehub");
     let tmp = tempfile::tempdir().unwrap();
-    let (code, out) = {
-        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args([
-                "--config",
-                example.to_str().unwrap(),
-                "--state",
-                tmp.path().to_str().unwrap(),
-                "validate",
-            ])
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let (code, out) = gantry(&example, tmp.path(), &["validate"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.trim(),

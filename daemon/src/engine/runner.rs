@@ -148,7 +148,9 @@ pub trait History: Send + Sync {
         workflow: &str,
     ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)>;
     /// Past durations of a task in seconds, to prefer long paths first.
-    fn typical_seconds(&self, workflow: &str, task: &str) -> Option<f64>;
+    fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
+        None
+    }
     /// A task succeeded: what it deployed is now the current deployment.
     fn record_deployment(
         &self,
@@ -172,10 +174,6 @@ impl History for NoHistory {
         _workflow: &str,
     ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)> {
         BTreeMap::new()
-    }
-
-    fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
-        None
     }
 
     fn record_deployment(

@@ -164,10 +164,6 @@ impl History for FakeHistory {
         self.deployed.get(workflow).cloned().unwrap_or_default()
     }
 
-    fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
-        None
-    }
-
     fn record_deployment(
         &self,
         _: &str,

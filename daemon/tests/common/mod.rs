@@ -101,3 +101,23 @@ pub fn context(kind: &str, params: serde_json::Value) -> TaskContext {
         previous: None,
     }
 }
+
+/// Runs the gantry binary on a config and state directory; exit code and all it printed.
+pub fn gantry(config: &Path, state: &Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .args(args)
+        .output()
+        .expect("run gantry");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
