@@ -4,10 +4,15 @@
 //! Data flows one way: `config` → plan → scheduler → plugin calls (`wasm`, `host`) →
 //! store/events → API. See docs/ARCHITECTURE.md.
 
+pub mod api;
 pub mod builtin;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod host;
+pub mod service;
 pub mod store;
+pub mod systemd;
 pub mod wasm;
+pub mod watch;

@@ -1,17 +1,15 @@
 //! `gantry validate` and `gantry run`: the configuration checked offline, and a deployment
 //! run in this process (no daemon), with live progress and the same history the daemon keeps.
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::plugins::load_registry;
+use super::progress::Progress;
 use crate::config::validate::{ValidConfig, validate_workflows};
-use crate::engine::events::{Event, EventKind, EventSink, RunState};
+use crate::engine::events::{Event, EventSink, RunState};
 use crate::engine::plan;
 use crate::engine::run::{RunOptions, execute};
 use crate::store::Store;
@@ -104,7 +102,7 @@ pub async fn run(config_dir: &Path, state_dir: &Path, names: &[String]) -> anyho
         }
     };
     let store = Arc::new(Store::open(state_dir)?);
-    let run_id = new_run_id();
+    let run_id = crate::store::new_run_id();
     store.create_run(&run_id, names, "cli")?;
     let runner = Arc::new(PluginRunner::new(
         Arc::new(registry),
@@ -141,12 +139,6 @@ pub async fn run(config_dir: &Path, state_dir: &Path, names: &[String]) -> anyho
     })
 }
 
-fn new_run_id() -> String {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let compact: String = stamp.chars().filter(char::is_ascii_digit).collect();
-    format!("r{compact}-{:04x}", fastrand::u16(..))
-}
-
 /// Sends every event to each sink in turn.
 pub struct Tee(pub Vec<Arc<dyn EventSink>>);
 
@@ -155,99 +147,5 @@ impl EventSink for Tee {
         for sink in &self.0 {
             sink.emit(event.clone());
         }
-    }
-}
-
-/// One line per task state change, with the time since the task started.
-struct Progress {
-    started: Instant,
-    task_started: Mutex<BTreeMap<(String, String), Instant>>,
-    color: bool,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            started: Instant::now(),
-            task_started: Mutex::new(BTreeMap::new()),
-            color: std::io::stdout().is_terminal(),
-        }
-    }
-}
-
-impl EventSink for Progress {
-    fn emit(&self, e: Event) {
-        let (Some(wf), Some(task)) = (e.workflow.clone(), e.task.clone()) else {
-            if let EventKind::BarrierReached { barrier } = &e.kind {
-                println!(
-                    "{:>7.1}s  barrier {barrier} reached by every workflow",
-                    self.started.elapsed().as_secs_f64()
-                );
-            }
-            if let (EventKind::BarrierBroken { .. }, Some(wf)) = (&e.kind, &e.workflow) {
-                println!(
-                    "{:>7.1}s  {wf}: {}",
-                    self.started.elapsed().as_secs_f64(),
-                    e.message
-                );
-            }
-            return;
-        };
-        let key = (wf.clone(), task.clone());
-        let mut started = self.task_started.lock().unwrap_or_else(|p| p.into_inner());
-        let (word, colour) = match &e.kind {
-            EventKind::TaskStarted { attempt } => {
-                started.insert(key.clone(), Instant::now());
-                (
-                    if *attempt > 1 {
-                        format!("started (attempt {attempt})")
-                    } else {
-                        "started".into()
-                    },
-                    "36",
-                )
-            }
-            EventKind::TaskSucceeded => ("succeeded".into(), "32"),
-            EventKind::TaskFailed => ("FAILED".into(), "31"),
-            EventKind::TaskSkipped => ("skipped".into(), "33"),
-            EventKind::TaskCancelled => ("cancelled".into(), "33"),
-            EventKind::TaskRetrying { delay_ms, .. } => (
-                format!("retrying in {:.1}s", *delay_ms as f64 / 1000.0),
-                "33",
-            ),
-            EventKind::TaskRolledBack => ("rolled back".into(), "35"),
-            EventKind::RollbackUnsupported => ("cannot roll back".into(), "33"),
-            EventKind::RollbackFailed => ("ROLLBACK FAILED".into(), "31"),
-            EventKind::CleanupDestroyed => ("removed from the workflow: destroyed".into(), "35"),
-            EventKind::CleanupFailed => ("cleanup FAILED".into(), "31"),
-            EventKind::TaskOutput { key: k, value } => (format!("output {k}={value}"), "0"),
-            _ => return,
-        };
-        let elapsed = started
-            .get(&key)
-            .map(|s| format!(" ({:.1}s)", s.elapsed().as_secs_f64()))
-            .unwrap_or_default();
-        let elapsed = if matches!(
-            e.kind,
-            EventKind::TaskStarted { .. } | EventKind::TaskOutput { .. }
-        ) {
-            String::new()
-        } else {
-            elapsed
-        };
-        let detail = if e.message.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", e.message)
-        };
-        let word = if self.color {
-            format!("\x1b[{colour}m{word}\x1b[0m")
-        } else {
-            word
-        };
-        println!(
-            "{:>7.1}s  {wf} {task:<24} {word}{elapsed}{detail}",
-            self.started.elapsed().as_secs_f64()
-        );
     }
 }

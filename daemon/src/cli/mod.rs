@@ -2,6 +2,8 @@
 
 mod local;
 mod plugins;
+pub mod progress;
+mod remote;
 
 use std::path::PathBuf;
 
@@ -30,6 +32,14 @@ pub struct Cli {
         default_value = "/var/lib/gantry"
     )]
     pub state: PathBuf,
+    /// The daemon's API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "GANTRY_SOCKET",
+        default_value = "/run/gantry/gantry.sock"
+    )]
+    pub socket: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +60,58 @@ pub enum Command {
     Run {
         #[arg(required = true)]
         workflows: Vec<String>,
+    },
+    /// Run the daemon: watch the configuration, serve the API, run deployments.
+    Daemon,
+    /// Trigger a run of one or more workflows side by side (through the daemon).
+    Deploy {
+        #[arg(required = true)]
+        workflows: Vec<String>,
+        /// Follow the run with live progress and exit with its result.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent runs.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run with its tasks, outputs and timings.
+    Show {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's task logs, or follow its progress with -f.
+    Logs {
+        run: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a running run.
+    Cancel { run: String },
+    /// The workflow's compiled DAG: what runs after what.
+    Plan {
+        workflow: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The workflow's DAG as a diagram.
+    Graph {
+        workflow: String,
+        #[arg(long, default_value = "mermaid", value_parser = ["mermaid", "dot"])]
+        format: String,
+    },
+    /// Re-read, validate and activate the configuration.
+    Reload,
+    /// The daemon's version, configuration generation, last reload and running runs.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect plugin files.
     Plugin {
@@ -76,6 +138,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             local::validate(dir.as_deref().unwrap_or(&cli.config), &cli.state).await
         }
         Command::Run { workflows } => local::run(&cli.config, &cli.state, &workflows).await,
+        Command::Daemon => {
+            crate::service::serve::serve(crate::service::serve::ServeOptions {
+                config_dir: cli.config.clone(),
+                state_dir: cli.state.clone(),
+                socket: cli.socket.clone(),
+            })
+            .await?;
+            Ok(0)
+        }
+        Command::Deploy {
+            workflows,
+            wait,
+            json,
+        } => remote::deploy(&cli.socket, &workflows, wait, json).await,
+        Command::Runs { limit, json } => remote::runs(&cli.socket, limit, json).await,
+        Command::Show { run, json } => remote::show(&cli.socket, &run, json).await,
+        Command::Logs { run, follow } => remote::logs(&cli.socket, &run, follow).await,
+        Command::Cancel { run } => remote::cancel(&cli.socket, &run).await,
+        Command::Plan { workflow, json } => {
+            remote::graph(&cli.socket, &workflow, "text", json).await
+        }
+        Command::Graph { workflow, format } => {
+            remote::graph(&cli.socket, &workflow, &format, false).await
+        }
+        Command::Reload => remote::reload(&cli.socket).await,
+        Command::Status { json } => remote::status(&cli.socket, json).await,
         Command::Plugin {
             command: PluginCommand::Check { file, json },
         } => plugins::check(&cli.config, &cli.state, &file, json).await,

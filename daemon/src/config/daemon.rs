@@ -25,6 +25,31 @@ pub struct DaemonConfig {
     /// Grants per plugin name: `[plugins.exec] exec = ["sh"]`.
     #[serde(default)]
     pub plugins: BTreeMap<String, Grant>,
+    /// Who may use the API besides root and the daemon's own user.
+    #[serde(default)]
+    pub api: crate::api::auth::Access,
+    #[serde(default)]
+    pub daemon: DaemonSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSettings {
+    /// How long running deployments may finish after SIGTERM before they are cancelled.
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub shutdown_grace: std::time::Duration,
+    /// Quiet period after a change in the config directory before it is reloaded.
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub watch_debounce: std::time::Duration,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            shutdown_grace: std::time::Duration::from_secs(300),
+            watch_debounce: std::time::Duration::from_millis(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +81,8 @@ impl Default for DaemonConfig {
             limits: Limits::default(),
             wasm: WasmSettings::default(),
             plugins: BTreeMap::new(),
+            api: crate::api::auth::Access::default(),
+            daemon: DaemonSettings::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ pub enum NodeKind {
     Barrier { name: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Edge {
     /// Run after the dependency has finished, whatever its outcome (step order).
     After,
@@ -298,8 +298,16 @@ pub fn compile(workflows: Vec<Workflow>) -> Result<Plan, Vec<PlanError>> {
     }
 
     for n in 0..nodes.len() {
-        let mut seen = BTreeSet::new();
-        nodes[n].deps.retain(|(d, _)| seen.insert(*d));
+        // One edge per dependency; where a step orders it and `needs` also requires it,
+        // the stronger `Requires` wins.
+        let mut merged: BTreeMap<NodeId, Edge> = BTreeMap::new();
+        for &(d, edge) in &nodes[n].deps {
+            let e = merged.entry(d).or_insert(edge);
+            if edge == Edge::Requires {
+                *e = Edge::Requires;
+            }
+        }
+        nodes[n].deps = merged.into_iter().collect();
         for (d, _) in nodes[n].deps.clone() {
             nodes[d].dependents.push(n);
         }
@@ -412,5 +420,22 @@ impl Plan {
                 NodeKind::Barrier { .. } => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dependency_both_ordered_and_needed_must_succeed() {
+        let wf = crate::config::workflow::parse(
+            std::path::Path::new("w.toml"),
+            "[a.x]\nkind = \"exec\"\n[b.y]\nkind = \"exec\"\nneeds = [\"a.x\"]\n[[steps]]\nname = \"1\"\ntasks = [\"a.x\"]\n[[steps]]\nname = \"2\"\ntasks = [\"b.y\"]\n",
+        )
+        .unwrap();
+        let plan = compile(vec![wf]).unwrap();
+        assert_eq!(plan.nodes[1].deps, vec![(0, Edge::Requires)]);
+        assert_eq!(plan.nodes[0].dependents, vec![1]);
     }
 }

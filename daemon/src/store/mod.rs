@@ -66,6 +66,19 @@ pub struct TaskRow {
     pub outputs: BTreeMap<String, String>,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub runs: Vec<(String, i64)>,
+    pub tasks: Vec<(String, i64)>,
+}
+
+/// A sortable, unique run id: `r` + UTC timestamp + random suffix.
+pub fn new_run_id() -> String {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let compact: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    format!("r{compact}-{:04x}", fastrand::u16(..))
+}
+
 pub fn now_millis() -> i64 {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,8 +153,8 @@ impl Store {
         })
     }
 
-    /// Persists one event and the state change it stands for.
-    pub fn record(&self, e: &Event) -> Result<(), StoreError> {
+    /// Persists one event and the state change it stands for; returns its sequence number.
+    pub fn record(&self, e: &Event) -> Result<i64, StoreError> {
         let body = serde_json::to_string(e).unwrap_or_default();
         let at = millis(e.at);
         let kind = serde_json::to_value(&e.kind)
@@ -161,6 +174,7 @@ impl Store {
             "INSERT INTO events (run_id, at, workflow, task, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![e.run, at, wf, task, kind, body],
         )?;
+        let seq = tx.last_insert_rowid();
         let task_state = |state: &str| -> rusqlite::Result<()> {
             tx.execute(
                 "UPDATE tasks SET state = ?4, finished_at = ?5, error = COALESCE(NULLIF(?6, ''), error) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
@@ -229,7 +243,22 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(seq)
+    }
+
+    /// Runs and tasks by state, for metrics.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        self.with(|c| {
+            let count = |sql: &str| -> rusqlite::Result<Vec<(String, i64)>> {
+                let mut stmt = c.prepare(sql)?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            Ok(Counts {
+                runs: count("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")?,
+                tasks: count("SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state")?,
+            })
+        })
     }
 
     pub fn runs(&self, limit: usize, before: Option<&str>) -> Result<Vec<RunRow>, StoreError> {
@@ -339,7 +368,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 
 impl EventSink for Store {
     fn emit(&self, event: Event) {
-        if let Err(e) = self.record(&event) {
+        if let Err(e) = self.record(&event).map(drop) {
             tracing::error!(error = %e, run = %event.run, "could not record an event");
         }
     }

@@ -1,0 +1,395 @@
+//! The HTTP API on the Unix socket, versioned under `/v1`, JSON in and out, one error shape.
+//! Every request is authorised from the peer's credentials (see [`auth`]).
+
+pub mod auth;
+pub mod error;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use self::auth::Peer;
+use self::error::ApiError;
+use crate::engine::plan;
+use crate::engine::run::RunOptions;
+use crate::service::Daemon;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/runs", post(trigger).get(list_runs))
+        .route("/v1/runs/{id}", get(show_run))
+        .route("/v1/runs/{id}/events", get(events))
+        .route("/v1/runs/{id}/logs/{workflow}/{task}", get(task_log))
+        .route("/v1/runs/{id}/cancel", post(cancel))
+        .route("/v1/workflows", get(workflows))
+        .route("/v1/workflows/{name}/plan", get(plan_workflow))
+        .route("/v1/plugins", get(plugins))
+        .route("/v1/validate", post(validate))
+        .route("/v1/reload", post(reload))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::not_found(
+                "no such endpoint; see the OpenAPI description in docs/openapi.yaml",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(daemon.clone(), authorise))
+        .with_state(daemon)
+}
+
+async fn authorise(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let allowed = d.access.read().map(|a| a.allows(peer)).unwrap_or(false);
+    if !allowed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("uid {} is not allowed to use gantry; add it to [api] allow_uids (or its group to allow_gids) in gantry.toml", peer.uid.map_or("unknown".into(), |u| u.to_string())),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    workflows: Vec<String>,
+}
+
+async fn trigger(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<TriggerBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !d.accepting() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "gantry is shutting down and accepts no new runs",
+        ));
+    }
+    let id = start_run(&d, &body.workflows, "api")?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+/// Starts a run of `names` with the active configuration; the run id, or why not.
+pub fn start_run(d: &Arc<Daemon>, names: &[String], trigger: &str) -> Result<String, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("name at least one workflow"));
+    }
+    let active = d.active();
+    let mut selected = Vec::new();
+    for name in names {
+        match active.config.workflows.get(name) {
+            Some(wf) => selected.push(wf.clone()),
+            None => {
+                let known: Vec<&str> = active.config.workflows.keys().map(String::as_str).collect();
+                return Err(ApiError::not_found(format!(
+                    "no workflow `{name}` (workflows: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    let plan = plan::compile(selected).map_err(|errs| {
+        ApiError::bad_request(
+            errs.into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let id = crate::store::new_run_id();
+    d.store.create_run(&id, names, trigger)?;
+    let mut opts = RunOptions::new(id.clone());
+    opts.config_dir = Some(d.config_dir.clone());
+    opts.env = std::env::vars().collect();
+    d.runs
+        .start(id.clone(), plan, active.registry.clone(), opts);
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+    state: Option<String>,
+    workflow: Option<String>,
+}
+
+async fn list_runs(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let runs = d.store.runs(limit, q.before.as_deref())?;
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    let runs: Vec<_> = runs
+        .into_iter()
+        .filter(|r| q.state.as_ref().is_none_or(|s| &r.state == s))
+        .filter(|r| q.workflow.as_ref().is_none_or(|w| r.workflows.contains(w)))
+        .collect();
+    Ok(Json(json!({ "runs": runs, "next_before": next })))
+}
+
+async fn show_run(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let run = d
+        .store
+        .run(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let tasks = d.store.tasks(&id)?;
+    Ok(Json(json!({ "run": run, "tasks": tasks })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    since: Option<i64>,
+    follow: Option<bool>,
+}
+
+/// NDJSON: each stored event of the run after `since`, then (unless `follow=false`) live
+/// ones until the run finishes. Each line carries `seq` for resuming.
+async fn events(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let run = d
+        .store
+        .run(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let mut live = d.runs.subscribe();
+    let stored = d.store.events(&id, q.since.unwrap_or(0))?;
+    let follow = q.follow.unwrap_or(true)
+        && !matches!(
+            run.state.as_str(),
+            "succeeded" | "succeeded_with_errors" | "failed" | "cancelled" | "interrupted"
+        );
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        let mut last = 0;
+        let mut finished = false;
+        for (seq, body) in stored {
+            last = seq;
+            finished |= body.contains("\"type\":\"run_finished\"");
+            if tx.send(line(seq, &body)).await.is_err() {
+                return;
+            }
+        }
+        if !follow || finished {
+            return;
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) if e.run == id && e.seq > last => {
+                    last = e.seq;
+                    if tx.send(line(e.seq, &e.json)).await.is_err() || e.last {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn line(seq: i64, body: &str) -> Bytes {
+    let text = match body.strip_prefix('{') {
+        Some(rest) => format!("{{\"seq\":{seq},{rest}\n"),
+        None => format!("{body}\n"),
+    };
+    Bytes::from(text)
+}
+
+async fn task_log(
+    State(d): State<Arc<Daemon>>,
+    Path((id, workflow, task)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let safe = |s: &str| !s.is_empty() && !s.contains('/') && s != ".." && s != ".";
+    if !safe(&id) || !safe(&workflow) || !safe(&task) {
+        return Err(ApiError::bad_request(
+            "run, workflow and task must be plain names",
+        ));
+    }
+    let path = d
+        .state_dir
+        .join("logs")
+        .join(&id)
+        .join(&workflow)
+        .join(format!("{task}.log"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| ApiError::not_found(format!("no log for {workflow}/{task} in run `{id}`")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn cancel(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = d
+        .store
+        .run(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    if d.runs.cancel(&id) {
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "cancelling": true })),
+        )
+            .into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("run `{id}` is not running (it is {})", run.state),
+        ))
+    }
+}
+
+async fn workflows(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
+    let active = d.active();
+    let list: Vec<_> = active
+        .config
+        .workflows
+        .values()
+        .map(|w| {
+            json!({
+                "name": w.name, "file": w.file, "description": w.description, "digest": w.digest,
+                "tasks": w.tasks.iter().map(|t| json!({"id": t.id, "kind": t.kind})).collect::<Vec<_>>(),
+                "steps": w.steps.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                "auto_deploy": w.auto_deploy,
+            })
+        })
+        .collect();
+    Json(json!({ "generation": active.generation, "workflows": list }))
+}
+
+async fn plan_workflow(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let active = d.active();
+    let wf = active
+        .config
+        .workflows
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no workflow `{name}`")))?;
+    let plan =
+        plan::compile(vec![wf.clone()]).map_err(|e| ApiError::bad_request(format!("{e:?}")))?;
+    let nodes: Vec<_> = (0..plan.nodes.len())
+        .map(|n| {
+            json!({
+                "node": plan.describe(n),
+                "after": plan.nodes[n].deps.iter().map(|(d, e)| json!({"node": plan.describe(*d), "requires_success": *e == plan::Edge::Requires})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "workflow": name, "nodes": nodes })))
+}
+
+async fn plugins(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
+    let active = d.active();
+    let list: Vec<_> = active
+        .registry
+        .plugins()
+        .iter()
+        .map(|p| json!({
+            "name": p.info.name, "world": p.world, "kinds": p.info.kinds, "version": p.info.version,
+            "source": p.source, "digest": p.digest, "refused": p.caps.refusals,
+        }))
+        .collect();
+    Json(json!({ "plugins": list, "problems": active.registry.problems }))
+}
+
+async fn validate(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
+    match d.load().await {
+        Ok((valid, _)) => {
+            Json(json!({ "valid": true, "workflows": valid.workflows.len(), "errors": [] }))
+        }
+        Err(errors) => Json(json!({ "valid": false, "errors": errors })),
+    }
+}
+
+async fn reload(State(d): State<Arc<Daemon>>) -> Response {
+    let status = d.reload().await;
+    let code = if status.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (code, Json(status)).into_response()
+}
+
+async fn status(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "generation": d.active().generation,
+        "last_reload": d.last_reload(),
+        "running_runs": d.runs.running(),
+        "accepting_runs": d.accepting(),
+        "uptime_seconds": d.started_at.elapsed().as_secs(),
+        "pooling_allocator": d.host().engine().pooling(),
+    }))
+}
+
+async fn metrics(State(d): State<Arc<Daemon>>) -> Result<Response, ApiError> {
+    let counts = d.store.counts()?;
+    let mut text = String::new();
+    text.push_str(
+        "# HELP gantry_runs_total Runs by final state.\n# TYPE gantry_runs_total counter\n",
+    );
+    for (state, n) in &counts.runs {
+        text.push_str(&format!("gantry_runs_total{{state=\"{state}\"}} {n}\n"));
+    }
+    text.push_str("# HELP gantry_tasks_total Tasks by state.\n# TYPE gantry_tasks_total counter\n");
+    for (state, n) in &counts.tasks {
+        text.push_str(&format!("gantry_tasks_total{{state=\"{state}\"}} {n}\n"));
+    }
+    text.push_str(&format!(
+        "# HELP gantry_runs_running Runs in flight.\n# TYPE gantry_runs_running gauge\ngantry_runs_running {}\n",
+        d.runs.running().len()
+    ));
+    text.push_str(&format!(
+        "# HELP gantry_config_reloads_total Configuration reloads by result.\n# TYPE gantry_config_reloads_total counter\ngantry_config_reloads_total{{result=\"success\"}} {}\ngantry_config_reloads_total{{result=\"failure\"}} {}\n",
+        d.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
+        d.reloads_failed.load(std::sync::atomic::Ordering::Relaxed)
+    ));
+    text.push_str(&format!(
+        "# HELP gantry_config_last_reload_success Whether the last reload succeeded.\n# TYPE gantry_config_last_reload_success gauge\ngantry_config_last_reload_success {}\n",
+        u8::from(d.last_reload().ok)
+    ));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

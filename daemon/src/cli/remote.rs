@@ -1,0 +1,301 @@
+//! Commands that talk to the running daemon over its socket.
+
+use std::path::Path;
+
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::progress::Progress;
+use crate::client::Client;
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Exit code for a run's final state: 0 succeeded, 3 succeeded with errors, 1 otherwise.
+fn exit_code(state: &str) -> i32 {
+    match state {
+        "succeeded" => 0,
+        "succeeded_with_errors" => 3,
+        _ => 1,
+    }
+}
+
+pub async fn deploy(
+    socket: &Path,
+    workflows: &[String],
+    wait: bool,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let client = Client::new(socket);
+    let created = client
+        .json(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({ "workflows": workflows })),
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_string();
+    if !wait {
+        if json_out {
+            print_json(&created)
+        } else {
+            println!("{id}")
+        }
+        return Ok(0);
+    }
+    if !json_out {
+        println!("run {id}: {}", workflows.join(", "));
+    }
+    let progress = Progress::new();
+    client
+        .lines(&format!("/v1/runs/{id}/events"), |e| {
+            if json_out {
+                println!("{e}")
+            } else {
+                progress.show(&e)
+            }
+        })
+        .await?;
+    let shown = client
+        .json(Method::GET, &format!("/v1/runs/{id}"), None)
+        .await?;
+    let state = shown["run"]["state"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
+    if !json_out {
+        println!("run {id} {state}");
+    }
+    Ok(exit_code(&state))
+}
+
+pub async fn runs(socket: &Path, limit: usize, json_out: bool) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::GET, &format!("/v1/runs?limit={limit}"), None)
+        .await?;
+    if json_out {
+        print_json(&v);
+        return Ok(0);
+    }
+    println!("{:<24} {:<22} {:<8} WORKFLOWS", "RUN", "STATE", "TRIGGER");
+    for r in v["runs"].as_array().into_iter().flatten() {
+        let wfs: Vec<&str> = r["workflows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "{:<24} {:<22} {:<8} {}",
+            r["id"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            r["trigger"].as_str().unwrap_or(""),
+            wfs.join(",")
+        );
+    }
+    Ok(0)
+}
+
+pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::GET, &format!("/v1/runs/{id}"), None)
+        .await?;
+    if json_out {
+        print_json(&v);
+        return Ok(0);
+    }
+    println!(
+        "run {} {} ({})",
+        v["run"]["id"].as_str().unwrap_or(""),
+        v["run"]["state"].as_str().unwrap_or(""),
+        v["run"]["trigger"].as_str().unwrap_or("")
+    );
+    for t in v["tasks"].as_array().into_iter().flatten() {
+        let secs = match (t["started_at"].as_i64(), t["finished_at"].as_i64()) {
+            (Some(s), Some(f)) => format!("{:.1}s", (f - s) as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        let err = t["error"]
+            .as_str()
+            .map(|e| format!("  {e}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<10} {:<28} {:<12} {:>7} attempts={}{err}",
+            t["workflow"].as_str().unwrap_or(""),
+            t["task"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            secs,
+            t["attempts"]
+        );
+        for (k, val) in t["outputs"].as_object().into_iter().flatten() {
+            println!("      {k} = {}", val.as_str().unwrap_or(""));
+        }
+    }
+    Ok(0)
+}
+
+pub async fn logs(socket: &Path, id: &str, follow: bool) -> anyhow::Result<i32> {
+    let client = Client::new(socket);
+    if follow {
+        let progress = Progress::new();
+        client
+            .lines(&format!("/v1/runs/{id}/events"), |e| progress.show(&e))
+            .await?;
+        return Ok(0);
+    }
+    let v = client
+        .json(Method::GET, &format!("/v1/runs/{id}"), None)
+        .await?;
+    for t in v["tasks"].as_array().into_iter().flatten() {
+        let (wf, task) = (
+            t["workflow"].as_str().unwrap_or(""),
+            t["task"].as_str().unwrap_or(""),
+        );
+        if let Ok(text) = client
+            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
+            .await
+        {
+            println!("==> {wf}/{task} <==");
+            print!("{text}");
+        }
+    }
+    Ok(0)
+}
+
+pub async fn cancel(socket: &Path, id: &str) -> anyhow::Result<i32> {
+    Client::new(socket)
+        .json(Method::POST, &format!("/v1/runs/{id}/cancel"), None)
+        .await?;
+    println!("cancelling {id}");
+    Ok(0)
+}
+
+pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::GET, "/v1/status", None)
+        .await?;
+    if json_out {
+        print_json(&v);
+        return Ok(0);
+    }
+    let reload = &v["last_reload"];
+    println!(
+        "gantry {} · configuration generation {} · {} runs running",
+        v["version"].as_str().unwrap_or(""),
+        v["generation"],
+        v["running_runs"].as_array().map_or(0, Vec::len)
+    );
+    if reload["ok"].as_bool() == Some(false) {
+        println!("last reload FAILED; the previous configuration is active:");
+        for e in reload["errors"].as_array().into_iter().flatten() {
+            println!("  {}", e.as_str().unwrap_or(""));
+        }
+    }
+    Ok(0)
+}
+
+pub async fn reload(socket: &Path) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::POST, "/v1/reload", None)
+        .await?;
+    if v["ok"].as_bool() == Some(true) {
+        println!("reloaded: configuration generation {}", v["generation"]);
+        Ok(0)
+    } else {
+        println!("rejected; generation {} stays active:", v["generation"]);
+        for e in v["errors"].as_array().into_iter().flatten() {
+            println!("  {}", e.as_str().unwrap_or(""));
+        }
+        Ok(1)
+    }
+}
+
+/// `plan` and `graph`: the compiled DAG of a workflow.
+pub async fn graph(
+    socket: &Path,
+    workflow: &str,
+    format: &str,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::GET, &format!("/v1/workflows/{workflow}/plan"), None)
+        .await?;
+    if json_out {
+        print_json(&v);
+        return Ok(0);
+    }
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    let id = |name: &str| name.replace(['/', '.', '-', ' ', '`'], "_");
+    match format {
+        "dot" => {
+            println!("digraph \"{workflow}\" {{\n  rankdir=LR;");
+            for n in &nodes {
+                let name = n["node"].as_str().unwrap_or("");
+                println!("  {} [label=\"{}\"];", id(name), name.replace('"', "'"));
+                for d in n["after"].as_array().into_iter().flatten() {
+                    let style = if d["requires_success"].as_bool() == Some(true) {
+                        "solid"
+                    } else {
+                        "dashed"
+                    };
+                    println!(
+                        "  {} -> {} [style={style}];",
+                        id(d["node"].as_str().unwrap_or("")),
+                        id(name)
+                    );
+                }
+            }
+            println!("}}");
+        }
+        "mermaid" => {
+            println!("flowchart LR");
+            for n in &nodes {
+                let name = n["node"].as_str().unwrap_or("");
+                println!("  {}[\"{}\"]", id(name), name.replace('"', "'"));
+                for d in n["after"].as_array().into_iter().flatten() {
+                    let arrow = if d["requires_success"].as_bool() == Some(true) {
+                        "-->"
+                    } else {
+                        "-.->"
+                    };
+                    println!(
+                        "  {} {arrow} {}",
+                        id(d["node"].as_str().unwrap_or("")),
+                        id(name)
+                    );
+                }
+            }
+        }
+        _ => {
+            for n in &nodes {
+                let after: Vec<String> = n["after"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        format!(
+                            "{}{}",
+                            d["node"].as_str().unwrap_or(""),
+                            if d["requires_success"].as_bool() == Some(true) {
+                                " (must succeed)"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{}{}",
+                    n["node"].as_str().unwrap_or(""),
+                    if after.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  after {}", after.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    Ok(0)
+}

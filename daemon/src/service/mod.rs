@@ -1,0 +1,211 @@
+//! `gantry daemon`: the long-running service. It owns the Wasm host, the active (last good)
+//! configuration, the run history and the runs in flight; the API and the watcher act on it.
+
+pub mod lock;
+pub mod runs;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+use crate::api::auth::Access;
+use crate::config::validate::{ValidConfig, validate_workflows};
+use crate::config::{ConfigError, DaemonConfig};
+use crate::store::Store;
+use crate::wasm::cache::ComponentCache;
+use crate::wasm::{PluginHost, Registry};
+
+/// The configuration in force: validated as a whole and swapped in atomically.
+pub struct Active {
+    pub generation: u64,
+    pub config: ValidConfig,
+    pub registry: Arc<Registry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadStatus {
+    pub ok: bool,
+    pub at: i64,
+    pub generation: u64,
+    pub errors: Vec<String>,
+}
+
+pub struct Daemon {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    host: PluginHost,
+    active: RwLock<Arc<Active>>,
+    last_reload: Mutex<ReloadStatus>,
+    reload_lock: tokio::sync::Mutex<()>,
+    pub store: Arc<Store>,
+    pub runs: Arc<runs::RunManager>,
+    accepting: AtomicBool,
+    pub access: RwLock<Access>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub started_at: std::time::Instant,
+}
+
+impl Daemon {
+    /// Opens the store (marking runs an earlier process left running as interrupted) and
+    /// loads the configuration. An invalid configuration at start leaves no workflows
+    /// active and is reported by `/v1/status`, so the operator can fix it without a restart.
+    pub async fn start(config_dir: &Path, state_dir: &Path) -> anyhow::Result<Arc<Daemon>> {
+        let store = Arc::new(Store::open(state_dir)?);
+        let daemon_config = DaemonConfig::load(config_dir).unwrap_or_default();
+        let host = PluginHost::new(
+            daemon_config.limits.clone(),
+            daemon_config.wasm.pooling,
+            ComponentCache::in_state_dir(state_dir),
+        )?;
+        let empty = Active {
+            generation: 0,
+            config: ValidConfig {
+                daemon: daemon_config.clone(),
+                workflows: Default::default(),
+            },
+            registry: Arc::new(Registry::default()),
+        };
+        let daemon = Arc::new(Daemon {
+            config_dir: config_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            host,
+            active: RwLock::new(Arc::new(empty)),
+            last_reload: Mutex::new(ReloadStatus {
+                ok: false,
+                at: 0,
+                generation: 0,
+                errors: vec!["not loaded yet".into()],
+            }),
+            reload_lock: tokio::sync::Mutex::new(()),
+            runs: Arc::new(runs::RunManager::new(store.clone(), state_dir)),
+            store,
+            accepting: AtomicBool::new(true),
+            access: RwLock::new(daemon_config.api.clone()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            started_at: std::time::Instant::now(),
+        });
+        daemon.reload().await;
+        Ok(daemon)
+    }
+
+    pub fn active(&self) -> Arc<Active> {
+        self.active
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn last_reload(&self) -> ReloadStatus {
+        self.last_reload
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Reads, validates and, if valid, swaps in the configuration on disk. Runs in flight keep
+    /// the configuration they started with.
+    pub async fn reload(&self) -> ReloadStatus {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let result = self.load().await;
+        let generation = self.active().generation;
+        let status = match result {
+            Ok(valid_registry) => {
+                let (config, registry) = valid_registry;
+                let next = generation + 1;
+                if let Ok(mut access) = self.access.write() {
+                    *access = config.daemon.api.clone();
+                }
+                let active = Arc::new(Active {
+                    generation: next,
+                    config,
+                    registry: Arc::new(registry),
+                });
+                match self.active.write() {
+                    Ok(mut slot) => *slot = active,
+                    Err(p) => *p.into_inner() = active,
+                }
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(generation = next, "configuration loaded");
+                ReloadStatus {
+                    ok: true,
+                    at: crate::store::now_millis(),
+                    generation: next,
+                    errors: Vec::new(),
+                }
+            }
+            Err(errors) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                for e in &errors {
+                    tracing::error!("invalid configuration: {e}");
+                }
+                tracing::warn!(
+                    generation,
+                    "configuration rejected; the last good one stays active"
+                );
+                ReloadStatus {
+                    ok: false,
+                    at: crate::store::now_millis(),
+                    generation,
+                    errors,
+                }
+            }
+        };
+        if let Ok(mut last) = self.last_reload.lock() {
+            *last = status.clone();
+        }
+        status
+    }
+
+    /// Validates what is on disk without activating it.
+    pub async fn load(&self) -> Result<(ValidConfig, Registry), Vec<String>> {
+        let daemon_config =
+            DaemonConfig::load(&self.config_dir).map_err(|e: ConfigError| vec![e.to_string()])?;
+        let registry = Registry::discover(
+            &self.host,
+            crate::builtin::BUILTIN_PLUGINS,
+            &daemon_config.plugin_dirs(&self.config_dir),
+            &daemon_config.plugins,
+        )
+        .await;
+        let mut errors: Vec<String> = registry
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.source, p.message))
+            .collect();
+        match validate_workflows(&self.config_dir, daemon_config, &registry).await {
+            Ok(valid) if errors.is_empty() => Ok((valid, registry)),
+            Ok(_) => Err(errors),
+            Err(errs) => {
+                errors.extend(errs.iter().map(ToString::to_string));
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting runs, lets running ones finish for up to `grace`, then cancels them
+    /// and waits until their cancellation is recorded.
+    pub async fn drain(&self, grace: std::time::Duration) {
+        self.accepting.store(false, Ordering::SeqCst);
+        if tokio::time::timeout(grace, self.runs.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; cancelling the runs still running");
+            self.runs.cancel_all();
+            self.runs.wait_idle().await;
+        }
+    }
+
+    pub fn host(&self) -> &PluginHost {
+        &self.host
+    }
+}

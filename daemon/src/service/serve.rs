@@ -1,0 +1,107 @@
+//! Running the daemon: take the state lock, start, bind the socket (or take the one systemd
+//! passes), serve the API, reload on SIGHUP, drain on SIGTERM, and tell systemd each step.
+
+use std::os::fd::FromRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Daemon;
+use super::lock::StateLock;
+use crate::api::auth::Peer;
+use crate::systemd;
+
+pub struct ServeOptions {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let _lock = StateLock::acquire(&opts.state_dir)?;
+    let daemon = Daemon::start(&opts.config_dir, &opts.state_dir).await?;
+    let listener = match systemd::activated_listener()? {
+        Some(l) => l,
+        None => bind(&opts.socket)?,
+    };
+    let watcher = crate::watch::spawn(daemon.clone());
+    let status = daemon.last_reload();
+    systemd::ready(&format!(
+        "serving; configuration generation {}{}",
+        status.generation,
+        if status.ok {
+            String::new()
+        } else {
+            format!(" (last load failed: {} errors)", status.errors.len())
+        }
+    ));
+    systemd::spawn_watchdog(daemon.clone());
+    tracing::info!(socket = %opts.socket.display(), "gantry daemon ready");
+
+    let app = crate::api::router(daemon.clone()).into_make_service_with_connect_info::<Peer>();
+    let shutdown = shutdown_signal(daemon.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    drop(watcher);
+    if opts.socket.exists() {
+        let _ = std::fs::remove_file(&opts.socket);
+    }
+    tracing::info!("gantry daemon stopped");
+    Ok(())
+}
+
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        // A socket left by a crashed daemon; the state lock proves no daemon owns it now.
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Resolves when the daemon should stop serving: after SIGTERM or SIGINT and the drain.
+async fn shutdown_signal(daemon: Arc<Daemon>) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                systemd::reloading();
+                let status = daemon.reload().await;
+                systemd::ready(&format!("reloaded: {}", if status.ok { "ok" } else { "rejected, previous configuration kept" }));
+            }
+        }
+    }
+    let grace = daemon.active().config.daemon.daemon.shutdown_grace;
+    systemd::stopping(&format!(
+        "draining {} running runs",
+        daemon.runs.running().len()
+    ));
+    tracing::info!(grace = %humantime::format_duration(grace), "stopping: no new runs; running ones may finish");
+    daemon.drain(grace).await;
+}
+
+/// A listener from a socket file descriptor, for socket activation.
+pub fn listener_from_fd(fd: i32) -> anyhow::Result<UnixListener> {
+    // SAFETY: systemd passes this descriptor to us (LISTEN_FDS) and nothing else owns it; we
+    // take ownership exactly once.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    std_listener.set_nonblocking(true)?;
+    Ok(UnixListener::from_std(std_listener)?)
+}

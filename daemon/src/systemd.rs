@@ -1,0 +1,66 @@
+//! The systemd notify protocol (READY, RELOADING, STOPPING, STATUS, WATCHDOG) and socket
+//! activation. Outside systemd (no NOTIFY_SOCKET, no LISTEN_FDS) everything here is a no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::net::UnixListener;
+
+use crate::service::Daemon;
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+pub fn ready(status: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[
+            NotifyState::Reloading,
+            now,
+            NotifyState::Status("reloading configuration"),
+        ]),
+        Err(e) => tracing::debug!(error = %e, "no monotonic clock for RELOADING"),
+    }
+}
+
+pub fn stopping(status: &str) {
+    notify(&[NotifyState::Stopping, NotifyState::Status(status)]);
+}
+
+/// Pings the watchdog at half its interval, but only while the daemon's own machinery (the
+/// runtime serving this task and the Wasm epoch thread) is alive.
+pub fn spawn_watchdog(daemon: Arc<Daemon>) {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let every = Duration::from_micros(usec / 2);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if daemon.host().engine().ticking() {
+                notify(&[NotifyState::Watchdog]);
+            } else {
+                tracing::error!("epoch thread stopped; withholding watchdog pings");
+            }
+        }
+    });
+}
+
+/// The listening socket systemd passed (socket activation), if any.
+pub fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+    let fds: Vec<i32> = sd_notify::listen_fds()
+        .map(|fds| fds.collect())
+        .unwrap_or_default();
+    match fds.first() {
+        Some(&fd) => Ok(Some(crate::service::serve::listener_from_fd(fd)?)),
+        None => Ok(None),
+    }
+}
