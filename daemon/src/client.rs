@@ -163,3 +163,16 @@ impl Client {
         Ok(())
     }
 }
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

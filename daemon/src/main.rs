@@ -2,13 +2,11 @@ use clap::Parser;
 
 fn main() {
     let cli = gantry::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let default_level = match cli.command {
+        gantry::cli::Command::Daemon => "info",
+        _ => "warn",
+    };
+    gantry::logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -37,11 +37,10 @@ pub fn stopping(status: &str) {
 /// Pings the watchdog at half its interval, but only while the daemon's own machinery (the
 /// runtime serving this task and the Wasm epoch thread) is alive.
 pub fn spawn_watchdog(daemon: Arc<Daemon>) {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+    let Some(interval) = watchdog_interval() else {
         return;
-    }
-    let every = Duration::from_micros(usec / 2);
+    };
+    let every = interval / 2;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
@@ -52,6 +51,18 @@ pub fn spawn_watchdog(daemon: Arc<Daemon>) {
             }
         }
     });
+}
+
+/// The watchdog interval systemd expects pings within, as sd_watchdog_enabled(3) defines
+/// it: WATCHDOG_USEC, unless WATCHDOG_PID names another process.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// The listening socket systemd passed (socket activation), if any.

@@ -3,7 +3,7 @@
 //! validated and swapped in by `Daemon::reload`. Editors' atomic renames and symlink swaps
 //! (Kubernetes ConfigMap mounts) are ordinary changes here because the whole tree is rescanned.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use notify::{RecursiveMode, Watcher};
@@ -13,7 +13,6 @@ use crate::service::Daemon;
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct WatchHandle {
-    _watcher: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -23,10 +22,29 @@ impl Drop for WatchHandle {
     }
 }
 
-/// A digest of every file under `dir` (following symlinks), by path and content.
-pub fn tree_digest(dir: &Path) -> String {
+/// The directories whose contents make up the configuration: the config directory and
+/// plugin directories outside it.
+fn roots(daemon: &Daemon) -> Vec<PathBuf> {
+    let mut roots = vec![daemon.config_dir.clone()];
+    for dir in daemon
+        .active()
+        .config
+        .daemon
+        .plugin_dirs(&daemon.config_dir)
+    {
+        if !dir.starts_with(&daemon.config_dir) {
+            roots.push(dir);
+        }
+    }
+    roots
+}
+
+/// A digest of every file under `roots` (following symlinks), by path and content.
+pub fn tree_digest(roots: &[PathBuf]) -> String {
     let mut files = Vec::new();
-    collect(dir, &mut files, 0);
+    for root in roots {
+        collect(root, &mut files, 0);
+    }
     files.sort();
     let mut h = Sha256::new();
     for path in files {
@@ -39,7 +57,7 @@ pub fn tree_digest(dir: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>, depth: usize) {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
     if depth > 8 {
         return;
     }
@@ -49,6 +67,8 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>, depth: usize) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
+        // Hidden entries are editors' swap files and the `..data` directories of
+        // ConfigMap mounts, whose files are reached again through the visible symlinks.
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
@@ -60,24 +80,45 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>, depth: usize) {
     }
 }
 
+/// Adds watches for roots not watched yet (plugin directories can change with a reload).
+fn watch_new(
+    watcher: &mut Option<notify::RecommendedWatcher>,
+    watched: &mut Vec<PathBuf>,
+    roots: &[PathBuf],
+) {
+    let Some(w) = watcher.as_mut() else {
+        return;
+    };
+    for root in roots {
+        if watched.contains(root) {
+            continue;
+        }
+        match w.watch(root, RecursiveMode::Recursive) {
+            Ok(()) => watched.push(root.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %root.display(), "cannot watch; changes there need SIGHUP or POST /v1/reload")
+            }
+        }
+    }
+}
+
 pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = tx.send(());
-    })
-    .and_then(|mut w| {
-        w.watch(&daemon.config_dir, RecursiveMode::Recursive)
-            .map(|()| w)
-    });
-    let watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::error!(error = %e, dir = %daemon.config_dir.display(), "cannot watch the config directory; use SIGHUP or POST /v1/reload");
-            None
-        }
-    };
+    let mut watcher =
+        match notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the configuration; use SIGHUP or POST /v1/reload");
+                None
+            }
+        };
     let task = tokio::spawn(async move {
-        let mut last = tree_digest(&daemon.config_dir);
+        let mut watched = Vec::new();
+        let mut roots = roots(&daemon);
+        watch_new(&mut watcher, &mut watched, &roots);
+        let mut last = tree_digest(&roots);
         while rx.recv().await.is_some() {
             let debounce = daemon.active().config.daemon.daemon.watch_debounce;
             // Quiet period: keep absorbing events until none arrives for `debounce`.
@@ -88,7 +129,7 @@ pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
                     Err(_) => break,
                 }
             }
-            let now = tree_digest(&daemon.config_dir);
+            let now = tree_digest(&roots);
             if now == last {
                 continue;
             }
@@ -103,13 +144,13 @@ pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
             });
             if status.ok {
                 auto_deploy(&daemon, &before);
+                roots = self::roots(&daemon);
+                watch_new(&mut watcher, &mut watched, &roots);
+                last = tree_digest(&roots);
             }
         }
     });
-    WatchHandle {
-        _watcher: watcher,
-        task,
-    }
+    WatchHandle { task }
 }
 
 /// Deploys workflows with `auto_deploy = true` whose own file changed.
@@ -122,7 +163,11 @@ fn auto_deploy(daemon: &Arc<Daemon>, before: &crate::service::Active) {
             .get(name)
             .is_none_or(|old| old.digest != wf.digest);
         if wf.auto_deploy && changed {
-            match crate::api::start_run(daemon, std::slice::from_ref(name), "auto_deploy") {
+            match crate::api::start_run(
+                daemon,
+                std::slice::from_ref(name),
+                crate::service::runs::AUTO_DEPLOY,
+            ) {
                 Ok(id) => tracing::info!(workflow = %name, run = %id, "auto-deploy started"),
                 Err(e) => {
                     tracing::error!(workflow = %name, error = %e.message, "auto-deploy failed to start")

@@ -30,6 +30,22 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A request the extractors refused: 413 for a body over the limit, 415 for a missing
+    /// JSON content type, 400 otherwise.
+    pub fn rejected(status: StatusCode, message: String) -> Self {
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "bad_request",
+        };
+        let status = if status.is_client_error() && status != StatusCode::UNPROCESSABLE_ENTITY {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, code, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,6 +23,7 @@ use self::error::ApiError;
 use crate::engine::plan;
 use crate::engine::run::RunOptions;
 use crate::service::Daemon;
+use crate::store::RunFilter;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -79,7 +80,7 @@ async fn trigger(
     State(d): State<Arc<Daemon>>,
     body: Result<Json<TriggerBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
     if !d.accepting() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -124,11 +125,12 @@ pub fn start_run(d: &Arc<Daemon>, names: &[String], trigger: &str) -> Result<Str
     opts.config_dir = Some(d.config_dir.clone());
     opts.env = std::env::vars().collect();
     d.runs
-        .start(id.clone(), plan, active.registry.clone(), opts);
+        .start(id.clone(), plan, active.registry.clone(), opts, trigger);
     Ok(id)
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<usize>,
     before: Option<String>,
@@ -136,20 +138,22 @@ struct ListQuery {
     workflow: Option<String>,
 }
 
+/// Newest first; `next_before` is the cursor for the next page, absent on the last.
 async fn list_runs(
     State(d): State<Arc<Daemon>>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let runs = d.store.runs(limit, q.before.as_deref())?;
+    let filter = RunFilter {
+        before: q.before,
+        state: q.state,
+        workflow: q.workflow,
+    };
+    let runs = d.store.runs(limit, &filter)?;
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
-    let runs: Vec<_> = runs
-        .into_iter()
-        .filter(|r| q.state.as_ref().is_none_or(|s| &r.state == s))
-        .filter(|r| q.workflow.as_ref().is_none_or(|w| r.workflows.contains(w)))
-        .collect();
     Ok(Json(json!({ "runs": runs, "next_before": next })))
 }
 
@@ -176,8 +180,9 @@ struct EventsQuery {
 async fn events(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let run = d
         .store
         .run(&id)?
@@ -359,6 +364,7 @@ async fn status(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
         "generation": d.active().generation,
         "last_reload": d.last_reload(),
         "running_runs": d.runs.running(),
+        "queued_runs": d.runs.queued(),
         "accepting_runs": d.accepting(),
         "uptime_seconds": d.started_at.elapsed().as_secs(),
         "pooling_allocator": d.host().engine().pooling(),
@@ -383,6 +389,10 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Result<Response, ApiError> {
         d.runs.running().len()
     ));
     text.push_str(&format!(
+        "# HELP gantry_runs_queued Runs waiting for a workflow another run is deploying.\n# TYPE gantry_runs_queued gauge\ngantry_runs_queued {}\n",
+        d.runs.queued()
+    ));
+    text.push_str(&format!(
         "# HELP gantry_config_reloads_total Configuration reloads by result.\n# TYPE gantry_config_reloads_total counter\ngantry_config_reloads_total{{result=\"success\"}} {}\ngantry_config_reloads_total{{result=\"failure\"}} {}\n",
         d.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
         d.reloads_failed.load(std::sync::atomic::Ordering::Relaxed)
@@ -391,5 +401,6 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Result<Response, ApiError> {
         "# HELP gantry_config_last_reload_success Whether the last reload succeeded.\n# TYPE gantry_config_last_reload_success gauge\ngantry_config_last_reload_success {}\n",
         u8::from(d.last_reload().ok)
     ));
+    d.runs.metrics.render(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

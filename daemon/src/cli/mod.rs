@@ -40,6 +40,15 @@ pub struct Cli {
         default_value = "/run/gantry/gantry.sock"
     )]
     pub socket: PathBuf,
+    /// Log format: journald under systemd and text otherwise (auto), or forced.
+    #[arg(
+        long,
+        global = true,
+        env = "GANTRY_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -77,6 +86,12 @@ pub enum Command {
     Runs {
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only runs in this state (queued, running, succeeded, failed, ...).
+        #[arg(long = "status", value_name = "STATE")]
+        run_state: Option<String>,
+        /// Only runs that deployed this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -113,6 +128,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Inspect plugin files.
     Plugin {
         #[command(subcommand)]
@@ -152,7 +169,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             wait,
             json,
         } => remote::deploy(&cli.socket, &workflows, wait, json).await,
-        Command::Runs { limit, json } => remote::runs(&cli.socket, limit, json).await,
+        Command::Runs {
+            limit,
+            run_state,
+            workflow,
+            json,
+        } => {
+            let mut query = format!("limit={limit}");
+            for (key, value) in [("state", run_state), ("workflow", workflow)] {
+                if let Some(v) = value {
+                    query.push_str(&format!("&{key}={}", crate::client::encode(&v)));
+                }
+            }
+            remote::runs(&cli.socket, &query, json).await
+        }
         Command::Show { run, json } => remote::show(&cli.socket, &run, json).await,
         Command::Logs { run, follow } => remote::logs(&cli.socket, &run, follow).await,
         Command::Cancel { run } => remote::cancel(&cli.socket, &run).await,
@@ -164,6 +194,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Reload => remote::reload(&cli.socket).await,
         Command::Status { json } => remote::status(&cli.socket, json).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "gantry", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Plugin {
             command: PluginCommand::Check { file, json },
         } => plugins::check(&cli.config, &cli.state, &file, json).await,

@@ -45,7 +45,12 @@ impl Progress {
                     text("barrier")
                 ),
                 "barrier_broken" => println!("{at:>7.1}s  {wf}: {message}"),
-                "run_finished" => println!("{at:>7.1}s  run {}", text("state")),
+                "run_started" => println!("{at:>7.1}s  run started"),
+                "run_superseded" => println!("{at:>7.1}s  {message}"),
+                "run_finished" if message.is_empty() => {
+                    println!("{at:>7.1}s  run {}", text("state"))
+                }
+                "run_finished" => println!("{at:>7.1}s  run {}: {message}", text("state")),
                 _ => {}
             }
             return;

@@ -70,9 +70,9 @@ pub async fn deploy(
     Ok(exit_code(&state))
 }
 
-pub async fn runs(socket: &Path, limit: usize, json_out: bool) -> anyhow::Result<i32> {
+pub async fn runs(socket: &Path, query: &str, json_out: bool) -> anyhow::Result<i32> {
     let v = Client::new(socket)
-        .json(Method::GET, &format!("/v1/runs?limit={limit}"), None)
+        .json(Method::GET, &format!("/v1/runs?{query}"), None)
         .await?;
     if json_out {
         print_json(&v);

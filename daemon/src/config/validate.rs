@@ -79,7 +79,10 @@ async fn check_plugins(wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
                 match plugin.validate(&task.kind, &params).await {
                     Ok(issues) => errors.extend(issues.into_iter().map(|i| {
                         let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
-                        err(task.at, format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message))
+                        // A nested field (`a.b`) is located at its top-level key.
+                        let top = i.field.split(['.', '[']).next().unwrap_or_default();
+                        let at = task.param_at.get(top).copied().unwrap_or(task.at);
+                        err(at, format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message))
                     })),
                     Err(e) => errors.push(err(task.at, format!("task `{}`: the {} plugin could not validate it: {e}", task.id, task.kind))),
                 }

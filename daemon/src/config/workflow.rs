@@ -101,6 +101,8 @@ pub struct TaskSpec {
     pub kind_at: Loc,
     /// The plugin's parameters: every key gantry does not reserve.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Where each parameter's key is, so a plugin's complaint about one points at it.
+    pub param_at: BTreeMap<String, Loc>,
     pub needs: Vec<(String, Loc)>,
     pub timeout: Option<Duration>,
     pub retries: Option<Retries>,
@@ -416,6 +418,7 @@ fn task(doc: &mut Doc<'_>, id: String, key_span: Range<usize>, v: &Value<'_>) ->
         kind: String::new(),
         kind_at: at,
         params: serde_json::Map::new(),
+        param_at: BTreeMap::new(),
         needs: Vec::new(),
         timeout: None,
         retries: None,
@@ -445,6 +448,8 @@ fn task(doc: &mut Doc<'_>, id: String, key_span: Range<usize>, v: &Value<'_>) ->
             "source" => spec.source = doc.string(k, value).map(PathBuf::from),
             _ => {
                 spec.params.insert(k.to_string(), to_json(value.get_ref()));
+                spec.param_at
+                    .insert(k.to_string(), doc.loc(key.span()));
             }
         }
     }

@@ -56,6 +56,10 @@ pub enum TaskState {
 pub enum EventKind {
     RunQueued,
     RunStarted,
+    /// A queued run was replaced by a newer one of the same workflows before it started.
+    RunSuperseded {
+        by: String,
+    },
     RunFinished {
         state: RunState,
     },

@@ -2,6 +2,7 @@
 //! configuration, the run history and the runs in flight; the API and the watcher act on it.
 
 pub mod lock;
+pub mod metrics;
 pub mod runs;
 pub mod serve;
 

@@ -1,19 +1,23 @@
 //! Runs in flight: starting them, their cancel handles, and the live event feed the API
 //! streams from (events are numbered by the store, so a client can resume with `since`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::events::{Event, EventKind, EventSink};
+use super::metrics::{Metrics, Timed};
+use crate::engine::events::{Event, EventKind, EventSink, RunState};
 use crate::engine::plan;
-use crate::engine::run::{RunOptions, execute};
+use crate::engine::run::{RunOptions, RunReport, execute};
 use crate::store::Store;
 use crate::store::logs::FileLogs;
 use crate::wasm::task_runner::PluginRunner;
+
+/// The trigger of runs started by a configuration change.
+pub const AUTO_DEPLOY: &str = "auto_deploy";
 
 /// One stored event as the API sends it.
 #[derive(Debug, Clone)]
@@ -24,12 +28,54 @@ pub struct Stored {
     pub last: bool,
 }
 
+/// A run waiting for its workflows: runs that share a workflow go one at a time, in order.
+struct Waiting {
+    ticket: u64,
+    id: String,
+    workflows: Vec<String>,
+    trigger: String,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct Queue {
+    next_ticket: u64,
+    waiting: Vec<Waiting>,
+    /// Workflows a run is executing now.
+    busy: HashSet<String>,
+}
+
+impl Queue {
+    /// Takes the workflows of `ticket` if none is busy and no earlier waiting run wants one.
+    fn claim(&mut self, ticket: u64) -> bool {
+        let Some(pos) = self.waiting.iter().position(|w| w.ticket == ticket) else {
+            return false;
+        };
+        let me = &self.waiting[pos];
+        let blocked = me.workflows.iter().any(|wf| {
+            self.busy.contains(wf)
+                || self.waiting[..pos]
+                    .iter()
+                    .any(|earlier| earlier.workflows.contains(wf))
+        });
+        if blocked {
+            return false;
+        }
+        let me = self.waiting.remove(pos);
+        self.busy.extend(me.workflows);
+        true
+    }
+}
+
 pub struct RunManager {
     store: Arc<Store>,
     state_dir: PathBuf,
     running: Mutex<HashMap<String, CancellationToken>>,
+    queue: Mutex<Queue>,
+    queue_changed: Notify,
     idle: Notify,
     feed: broadcast::Sender<Stored>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Records each event, then publishes it with its sequence number.
@@ -63,8 +109,11 @@ impl RunManager {
             store,
             state_dir: state_dir.to_path_buf(),
             running: Mutex::new(HashMap::new()),
+            queue: Mutex::new(Queue::default()),
+            queue_changed: Notify::new(),
             idle: Notify::new(),
             feed,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
@@ -72,6 +121,7 @@ impl RunManager {
         self.feed.subscribe()
     }
 
+    /// Runs not yet finished: running or waiting for their workflows.
     pub fn running(&self) -> Vec<String> {
         self.running
             .lock()
@@ -79,40 +129,164 @@ impl RunManager {
             .unwrap_or_default()
     }
 
-    /// Starts a run of `plan` in the background and returns at once.
+    /// Runs waiting for a workflow another run is deploying.
+    pub fn queued(&self) -> usize {
+        self.queue.lock().map(|q| q.waiting.len()).unwrap_or(0)
+    }
+
+    fn sink(&self) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            store: self.store.clone(),
+            feed: self.feed.clone(),
+        })
+    }
+
+    /// Queues a run of `plan` and returns at once. It starts when no earlier run still holds
+    /// one of its workflows. An `auto_deploy` run replaces an auto-deploy of the same
+    /// workflows that is still waiting: only the newest configuration needs deploying.
     pub fn start(
         self: &Arc<Self>,
         id: String,
         plan: plan::Plan,
         registry: Arc<crate::wasm::Registry>,
         mut opts: RunOptions,
+        trigger: &str,
     ) {
         let cancel = CancellationToken::new();
+        let workflows: Vec<String> = plan.workflows.iter().map(|w| w.name.clone()).collect();
+        let ticket = {
+            let mut queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if trigger == AUTO_DEPLOY {
+                for w in &queue.waiting {
+                    if w.trigger == AUTO_DEPLOY && w.workflows == workflows {
+                        tracing::info!(run = %w.id, by = %id, "queued auto-deploy superseded");
+                        self.supersede(&w.id, &id);
+                        w.cancel.cancel();
+                    }
+                }
+            }
+            queue.next_ticket += 1;
+            let ticket = queue.next_ticket;
+            queue.waiting.push(Waiting {
+                ticket,
+                id: id.clone(),
+                workflows: workflows.clone(),
+                trigger: trigger.to_string(),
+                cancel: cancel.clone(),
+            });
+            ticket
+        };
         if let Ok(mut running) = self.running.lock() {
             running.insert(id.clone(), cancel.clone());
         }
-        let runner = Arc::new(PluginRunner::new(
-            registry,
-            self.state_dir.join("scratch"),
-            Arc::new(FileLogs {
-                dir: self.state_dir.join("logs"),
-            }),
-        ));
-        let sink = Arc::new(Recorder {
-            store: self.store.clone(),
-            feed: self.feed.clone(),
+        let runner = Arc::new(Timed {
+            inner: PluginRunner::new(
+                registry,
+                self.state_dir.join("scratch"),
+                Arc::new(FileLogs {
+                    dir: self.state_dir.join("logs"),
+                }),
+            ),
+            metrics: self.metrics.clone(),
         });
         opts.run = id.clone();
-        let store = self.store.clone();
         let manager = self.clone();
         tokio::spawn(async move {
-            let report = execute(plan, runner, store, sink, opts, cancel).await;
-            tracing::info!(run = %id, state = report.state.as_str(), "run finished");
-            if let Ok(mut running) = manager.running.lock() {
-                running.remove(&id);
+            let claimed = manager.wait_turn(ticket, &cancel).await;
+            if claimed {
+                let started = std::time::Instant::now();
+                let report = execute(
+                    plan,
+                    runner,
+                    manager.store.clone(),
+                    manager.sink(),
+                    opts,
+                    cancel,
+                )
+                .await;
+                manager.observe(&report, started.elapsed());
+                tracing::info!(run = %id, state = report.state.as_str(), "run finished");
+            } else {
+                manager.finish_unstarted(&id);
             }
-            manager.idle.notify_waiters();
+            manager.release(&id, if claimed { &workflows } else { &[] });
         });
+    }
+
+    /// Waits until the run may start; false if it was cancelled while waiting.
+    async fn wait_turn(&self, ticket: u64, cancel: &CancellationToken) -> bool {
+        loop {
+            let changed = self.queue_changed.notified();
+            {
+                let mut queue = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if cancel.is_cancelled() {
+                    queue.waiting.retain(|w| w.ticket != ticket);
+                    drop(queue);
+                    self.queue_changed.notify_waiters();
+                    return false;
+                }
+                if queue.claim(ticket) {
+                    return true;
+                }
+            }
+            tokio::select! {
+                () = changed => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+    }
+
+    fn supersede(&self, id: &str, by: &str) {
+        self.sink().emit(Event {
+            at: std::time::SystemTime::now(),
+            run: id.to_string(),
+            workflow: None,
+            task: None,
+            kind: EventKind::RunSuperseded { by: by.to_string() },
+            message: format!("a newer configuration is queued for deployment in run {by}"),
+        });
+    }
+
+    /// A run cancelled before it started still ends, as `cancelled`, with an event.
+    fn finish_unstarted(&self, id: &str) {
+        self.sink().emit(Event {
+            at: std::time::SystemTime::now(),
+            run: id.to_string(),
+            workflow: None,
+            task: None,
+            kind: EventKind::RunFinished {
+                state: RunState::Cancelled,
+            },
+            message: "cancelled before it started".into(),
+        });
+    }
+
+    fn observe(&self, report: &RunReport, took: std::time::Duration) {
+        self.metrics.run_seconds.observe(took);
+        for t in &report.tasks {
+            if let (Some(s), Some(f)) = (t.started, t.finished) {
+                self.metrics.task_seconds.observe(f.saturating_duration_since(s));
+            }
+        }
+    }
+
+    fn release(&self, id: &str, workflows: &[String]) {
+        if let Ok(mut queue) = self.queue.lock() {
+            for wf in workflows {
+                queue.busy.remove(wf);
+            }
+        }
+        self.queue_changed.notify_waiters();
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(id);
+        }
+        self.idle.notify_waiters();
     }
 
     /// False when the run is not running (finished or unknown).

@@ -66,6 +66,14 @@ pub struct TaskRow {
     pub outputs: BTreeMap<String, String>,
 }
 
+/// Which runs to list; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub before: Option<String>,
+    pub state: Option<String>,
+    pub workflow: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
     pub runs: Vec<(String, i64)>,
@@ -261,14 +269,20 @@ impl Store {
         })
     }
 
-    pub fn runs(&self, limit: usize, before: Option<&str>) -> Result<Vec<RunRow>, StoreError> {
+    /// Newest first, up to `limit`, older than the run `filter.before`, matching the filters.
+    pub fn runs(&self, limit: usize, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, workflows, state, trigger, created_at, finished_at FROM runs
                  WHERE (?1 IS NULL OR rowid < (SELECT rowid FROM runs WHERE id = ?1))
+                   AND (?3 IS NULL OR state = ?3)
+                   AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(runs.workflows) WHERE value = ?4))
                  ORDER BY rowid DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![before, limit as i64], run_row)?;
+            let rows = stmt.query_map(
+                params![filter.before, limit as i64, filter.state, filter.workflow],
+                run_row,
+            )?;
             rows.collect()
         })
     }

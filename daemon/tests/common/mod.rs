@@ -1,6 +1,7 @@
 //! Shared set-up for the daemon's integration tests.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod engine;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,502 @@
+//! The daemon end to end: the real binary on temporary directories, driven through its CLI
+//! and raw HTTP on its socket, with its files edited and its process signalled.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{EXEC_GRANT, Site, http};
+
+const TWO_TASKS: &str = r#"
+[infra.db]
+kind = "exec"
+command = ["sh", "-c", "echo creating db; echo ::gantry-outputs::; echo host=db.internal"]
+
+[services.api]
+kind = "exec"
+command = ["sh", "-c", "echo api talks to ${tasks.infra.db.outputs.host}"]
+
+[[steps]]
+name = "infra"
+tasks = ["infra.db"]
+
+[[steps]]
+name = "services"
+tasks = ["services.api"]
+"#;
+
+fn versioned(version: &str) -> String {
+    format!(
+        "[services.web]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo web {version}\"]\n\n[[steps]]\nname = \"web\"\ntasks = [\"services.web\"]\n"
+    )
+}
+
+fn sleeper(seconds: u32) -> String {
+    format!(
+        "[jobs.slow]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo begin; sleep {seconds}; echo end\"]\ntimeout = \"10m\"\n\n[[steps]]\nname = \"slow\"\ntasks = [\"jobs.slow\"]\n"
+    )
+}
+
+#[test]
+fn deploys_through_the_cli_and_raw_http_and_streams_events_to_the_end() {
+    let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
+    let daemon = site.start();
+
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("infra.db") && l.contains("succeeded")),
+        "{out}"
+    );
+    assert!(out.contains("output host=db.internal"), "{out}");
+    assert!(out.trim_end().ends_with("succeeded"), "{out}");
+
+    let id = daemon.trigger(&["app"]);
+    let events = daemon.events(&id, 0);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
+    assert_eq!(events.last().unwrap()["state"], "succeeded");
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    // Resuming after an event gives exactly the ones after it.
+    let mid = seqs[seqs.len() / 2];
+    let resumed = daemon.events(&id, mid);
+    let resumed_seqs: Vec<i64> = resumed.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        resumed_seqs,
+        seqs.iter().copied().filter(|s| *s > mid).collect::<Vec<_>>()
+    );
+
+    let shown = daemon.get(&format!("/v1/runs/{id}"));
+    let api = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "services.api")
+        .unwrap();
+    assert_eq!(api["state"], "succeeded");
+    let db = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "infra.db")
+        .unwrap();
+    assert_eq!(db["outputs"]["host"], "db.internal");
+    let (status, log) = daemon.request(
+        "GET",
+        &format!("/v1/runs/{id}/logs/app/services.api"),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(log.contains("api talks to db.internal"), "{log}");
+
+    let (code, out) = site.cli(&["runs", "--workflow", "app", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
+    let (code, out) = site.cli(&["graph", "app", "--format", "dot"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("digraph"), "{out}");
+}
+
+#[test]
+fn bad_requests_get_one_error_shape_with_the_right_status() {
+    let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
+    let daemon = site.start();
+    let cases: [(&str, &str, Option<String>, u16, &str); 7] = [
+        ("POST", "/v1/runs", Some("{not json".into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/runs",
+            Some(r#"{"workflows": ["app"], "extra": 1}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            Some(r#"{"workflows": ["nope"]}"#.into()),
+            404,
+            "not_found",
+        ),
+        ("POST", "/v1/runs", Some(r#"{"workflows": []}"#.into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/runs",
+            Some(format!(r#"{{"workflows": ["{}"]}}"#, "a".repeat(100_000))),
+            413,
+            "payload_too_large",
+        ),
+        ("GET", "/v1/runs?limit=many", None, 400, "bad_request"),
+        ("GET", "/v1/runs/r-missing", None, 404, "not_found"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, v) = daemon.json(method, path, body.as_deref());
+        assert_eq!(got, status, "{method} {path}: {v}");
+        assert_eq!(v["code"], code, "{method} {path}: {v}");
+        assert!(
+            !v["message"].as_str().unwrap_or_default().is_empty(),
+            "{v}"
+        );
+    }
+    let (status, v) = daemon.json("GET", "/v1/nothing-here", None);
+    assert_eq!((status, v["code"].as_str()), (404, Some("not_found")));
+    let id = daemon.trigger(&["app"]);
+    daemon.wait_run(&id);
+    let (status, v) = daemon.json("POST", &format!("/v1/runs/{id}/cancel"), None);
+    assert_eq!((status, v["code"].as_str()), (409, Some("not_running")), "{v}");
+}
+
+#[test]
+fn a_broken_change_keeps_the_last_good_config_and_a_fix_is_picked_up() {
+    let site = Site::new(EXEC_GRANT, &[("web", &versioned("v1"))]);
+    let daemon = site.start();
+    let first = daemon.get("/v1/status")["generation"].as_i64().unwrap();
+
+    site.write_workflow(
+        "web",
+        &versioned("v2").replace("kind = \"exec\"", "kind = \"exec\"\nreplicas = 3"),
+    );
+    let status = daemon.poll("/v1/status", Duration::from_secs(30), |s| {
+        s["last_reload"]["ok"] == false
+    });
+    let errors = status["last_reload"]["errors"].to_string();
+    assert!(errors.contains("web.toml:3:1"), "{errors}");
+    assert!(errors.contains("replicas"), "{errors}");
+    assert_eq!(status["generation"].as_i64().unwrap(), first);
+    let (_, metrics) = daemon.request("GET", "/metrics", None);
+    assert!(
+        metrics.contains("gantry_config_last_reload_success 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gantry_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+
+    // The previous version still deploys.
+    let id = daemon.trigger(&["web"]);
+    assert_eq!(daemon.wait_run(&id)["run"]["state"], "succeeded");
+    let (_, log) = daemon.request("GET", &format!("/v1/runs/{id}/logs/web/services.web"), None);
+    assert!(log.contains("web v1"), "{log}");
+
+    site.write_workflow("web", &versioned("v3"));
+    let status = daemon.poll("/v1/status", Duration::from_secs(30), |s| {
+        s["last_reload"]["ok"] == true
+    });
+    assert_eq!(status["generation"].as_i64().unwrap(), first + 1);
+    let id = daemon.trigger(&["web"]);
+    daemon.wait_run(&id);
+    let (_, log) = daemon.request("GET", &format!("/v1/runs/{id}/logs/web/services.web"), None);
+    assert!(log.contains("web v3"), "{log}");
+
+    // Reload on request: a no-op change is fine, and SIGHUP does the same.
+    let (code, out) = site.cli(&["reload"]);
+    assert_eq!(code, 0, "{out}");
+    daemon.signal(libc::SIGHUP);
+    daemon.poll("/v1/status", Duration::from_secs(30), |s| {
+        s["generation"].as_i64() == Some(first + 3)
+    });
+}
+
+#[test]
+fn a_plugin_dropped_into_the_plugin_directory_serves_its_kind() {
+    let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
+    let daemon = site.start();
+    let plugins = daemon.get("/v1/plugins");
+    assert!(!plugins.to_string().contains("exec-requested"), "{plugins}");
+
+    std::fs::write(
+        site.config.join("gantry.toml"),
+        format!("{EXEC_GRANT}[plugins.hostile]\nexec = [\"sh\"]\n"),
+    )
+    .unwrap();
+    std::fs::copy(
+        common::repo_root().join("target/plugins/fixtures/hostile.wasm"),
+        site.config.join("plugins/hostile.wasm"),
+    )
+    .expect("the hostile fixture is built by scripts/build-plugins.sh");
+    site.write_workflow(
+        "shell",
+        "[jobs.hello]\nkind = \"exec-requested\"\n\n[[steps]]\nname = \"hello\"\ntasks = [\"jobs.hello\"]\n",
+    );
+    daemon.poll("/v1/workflows", Duration::from_secs(60), |w| {
+        w["workflows"].to_string().contains("\"shell\"")
+    });
+    let plugins = daemon.get("/v1/plugins");
+    assert!(plugins.to_string().contains("exec-requested"), "{plugins}");
+
+    let (code, out) = site.cli(&["deploy", "shell", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("output stdout=pwned"), "{out}");
+}
+
+#[test]
+fn auto_deploy_runs_when_its_workflow_file_changes() {
+    let auto = versioned("v1").replace("[services.web]", "auto_deploy = true\n\n[services.web]");
+    let site = Site::new(EXEC_GRANT, &[("web", &auto), ("other", TWO_TASKS)]);
+    let daemon = site.start();
+    assert_eq!(daemon.get("/v1/runs")["runs"].as_array().unwrap().len(), 0);
+
+    site.write_workflow("web", &auto.replace("v1", "v2"));
+    let runs = daemon.poll("/v1/runs", Duration::from_secs(30), |r| {
+        !r["runs"].as_array().unwrap().is_empty()
+    });
+    let run = &runs["runs"][0];
+    assert_eq!(run["trigger"], "auto_deploy");
+    assert_eq!(run["workflows"], serde_json::json!(["web"]));
+    let id = run["id"].as_str().unwrap();
+    daemon.wait_run(id);
+    let (_, log) = daemon.request("GET", &format!("/v1/runs/{id}/logs/web/services.web"), None);
+    assert!(log.contains("web v2"), "{log}");
+
+    // A change to another workflow does not deploy this one.
+    site.write_workflow("other", &TWO_TASKS.replace("creating db", "creating the db"));
+    daemon.poll("/v1/status", Duration::from_secs(30), |s| {
+        s["generation"].as_i64() == Some(3)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(daemon.get("/v1/runs")["runs"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn runs_of_the_same_workflow_queue_and_can_be_cancelled_while_waiting() {
+    let site = Site::new(EXEC_GRANT, &[("slow", &sleeper(2))]);
+    let daemon = site.start();
+    let first = daemon.trigger(&["slow"]);
+    let second = daemon.trigger(&["slow"]);
+    let third = daemon.trigger(&["slow"]);
+    assert_eq!(daemon.run_state(&second), "queued");
+    let (code, out) = site.cli(&["cancel", &second]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(daemon.wait_run(&second)["run"]["state"], "cancelled");
+    assert_eq!(daemon.wait_run(&first)["run"]["state"], "succeeded");
+    let third_run = daemon.wait_run(&third);
+    assert_eq!(third_run["run"]["state"], "succeeded");
+    let first_end = daemon.get(&format!("/v1/runs/{first}"))["tasks"][0]["finished_at"]
+        .as_i64()
+        .unwrap();
+    let third_start = third_run["tasks"][0]["started_at"].as_i64().unwrap();
+    assert!(third_start >= first_end, "{third_start} < {first_end}");
+}
+
+#[test]
+fn sigterm_lets_a_running_deployment_finish_and_refuses_new_runs() {
+    let site = Site::new(
+        &format!("{EXEC_GRANT}[daemon]\nshutdown_grace = \"60s\"\n"),
+        &[("slow", &sleeper(2))],
+    );
+    let mut daemon = site.start();
+    let id = daemon.trigger(&["slow"]);
+    daemon.poll(&format!("/v1/runs/{id}"), Duration::from_secs(30), |r| {
+        r["tasks"][0]["state"] == "running"
+    });
+    daemon.signal(libc::SIGTERM);
+    let status = loop {
+        let (status, _) = http(
+            &daemon.socket,
+            "POST",
+            "/v1/runs",
+            Some(r#"{"workflows": ["slow"]}"#),
+        );
+        if status != 202 {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status, 503);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(60)), Some(0));
+    let daemon = site.start();
+    assert_eq!(daemon.run_state(&id), "succeeded");
+}
+
+#[test]
+fn sigterm_past_the_grace_period_cancels_and_records_it() {
+    let site = Site::new(
+        &format!("{EXEC_GRANT}[daemon]\nshutdown_grace = \"500ms\"\n"),
+        &[("slow", &sleeper(60))],
+    );
+    let mut daemon = site.start();
+    let id = daemon.trigger(&["slow"]);
+    daemon.poll(&format!("/v1/runs/{id}"), Duration::from_secs(30), |r| {
+        r["tasks"][0]["state"] == "running"
+    });
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    let daemon = site.start();
+    let run = daemon.get(&format!("/v1/runs/{id}"));
+    assert_eq!(run["run"]["state"], "cancelled", "{run}");
+    assert_eq!(run["tasks"][0]["state"], "cancelled", "{run}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_refuses_to_start() {
+    let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
+    let _daemon = site.start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("daemon")
+        .arg("--config")
+        .arg(&site.config)
+        .arg("--state")
+        .arg(&site.state)
+        .arg("--socket")
+        .arg(site.tmp.path().join("other.sock"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("another gantry daemon"), "{err}");
+    assert!(!site.tmp.path().join("other.sock").exists());
+}
+
+#[test]
+fn the_cli_says_in_one_sentence_when_no_daemon_runs() {
+    let site = Site::new(EXEC_GRANT, &[]);
+    let (code, out) = site.cli(&["status"]);
+    assert_ne!(code, 0);
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    assert!(out.contains("daemon is not running"), "{out}");
+}
+
+/// SIGKILL at 20 points of runs in flight: every restart opens the store, keeps every run
+/// that had finished as it was, and marks the ones that were in flight `interrupted`.
+#[test]
+fn sigkill_at_random_points_loses_no_finished_run() {
+    let wide = (0..6)
+            .map(|i| format!("[jobs.j{i}]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 0.{i}\"]\n"))
+            .collect::<String>()
+        + "[[steps]]\nname = \"all\"\ntasks = [\"jobs.j0\", \"jobs.j1\", \"jobs.j2\", \"jobs.j3\", \"jobs.j4\", \"jobs.j5\"]\n";
+    let site = Site::new(
+        EXEC_GRANT,
+        &[("app", TWO_TASKS), ("slow", &sleeper(1)), ("wide", &wide)],
+    );
+    let seed = std::env::var("GANTRY_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("GANTRY_TEST_SEED={seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut finished: std::collections::BTreeMap<String, String> = Default::default();
+    let mut in_flight: Vec<String> = Vec::new();
+    let mut interrupted = 0;
+    for round in 0..20 {
+        let mut daemon = site.start();
+        let listed = daemon.get("/v1/runs?limit=500");
+        let listed = listed["runs"].as_array().unwrap();
+        let state_of = |id: &str| {
+            listed
+                .iter()
+                .find(|r| r["id"] == id)
+                .and_then(|r| r["state"].as_str())
+                .map(str::to_string)
+        };
+        for run in listed {
+            assert!(
+                !matches!(run["state"].as_str(), Some("queued" | "running")),
+                "round {round}: {run} left in flight (seed {seed})"
+            );
+        }
+        for (id, state) in &finished {
+            assert_eq!(
+                state_of(id).as_deref(),
+                Some(state.as_str()),
+                "round {round}: run {id} changed (seed {seed})"
+            );
+        }
+        // A run seen in flight just before the kill either finished in between or was
+        // marked interrupted by this start.
+        for id in in_flight.drain(..) {
+            let state = state_of(&id).unwrap_or_else(|| panic!("run {id} lost (seed {seed})"));
+            interrupted += usize::from(state == "interrupted");
+            finished.insert(id, state);
+        }
+        let mut ids = Vec::new();
+        for _ in 0..rng.usize(1..=3) {
+            let wf = ["app", "slow", "wide"][rng.usize(..3)];
+            ids.push(daemon.trigger(&[wf]));
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..1500)));
+        for id in ids {
+            let state = daemon.run_state(&id);
+            if matches!(state.as_str(), "queued" | "running") {
+                in_flight.push(id);
+            } else {
+                finished.insert(id, state);
+            }
+        }
+        daemon.signal(libc::SIGKILL);
+        daemon.wait_exit(Duration::from_secs(30));
+    }
+    println!(
+        "{} runs, {interrupted} interrupted by a kill",
+        finished.len() + in_flight.len()
+    );
+    assert!(interrupted > 0, "no kill landed during a run (seed {seed})");
+}
+
+/// Connects as `nobody` (65534) through a world-connectable socket: refused with 403 until
+/// `[api]` allows its uid or its group.
+#[test]
+fn a_user_the_config_does_not_allow_gets_403() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").is_err(),
+            "this test switches users and must run as root in CI"
+        );
+        eprintln!("not root: cannot connect as another user; this check runs in CI");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
+    let open = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let daemon = site.start();
+    open(site.tmp.path(), 0o755);
+    open(&site.tmp.path().join("run"), 0o755);
+    open(&site.socket, 0o666);
+    let binary = site.tmp.path().join("gantry");
+    std::fs::copy(env!("CARGO_BIN_EXE_gantry"), &binary).unwrap();
+    open(&binary, 0o755);
+    let as_nobody = || {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary)
+            .arg("--socket")
+            .arg(&site.socket)
+            .args(["status", "--json"])
+            .output()
+            .expect("setpriv (util-linux) runs the client as nobody");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+
+    let (code, out) = as_nobody();
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("uid 65534 is not allowed"), "{out}");
+
+    let generation = daemon.get("/v1/status")["generation"].as_i64().unwrap();
+    for (n, access) in ["allow_uids = [65534]", "allow_gids = [65534]"]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::write(
+            site.config.join("gantry.toml"),
+            format!("{EXEC_GRANT}[api]\n{access}\n"),
+        )
+        .unwrap();
+        let (code, _) = site.cli(&["reload"]);
+        assert_eq!(code, 0);
+        daemon.poll("/v1/status", Duration::from_secs(30), |s| {
+            s["generation"].as_i64() > Some(generation + n as i64)
+        });
+        let (code, out) = as_nobody();
+        assert_eq!(code, Some(0), "{access}: {out}");
+        assert!(out.contains("\"generation\""), "{out}");
+    }
+}
