@@ -37,8 +37,8 @@ fn stderr_is_journal() -> bool {
 
 /// Installs the global subscriber. `GANTRY_LOG` sets the filter (`info`, `gantry=debug`, ...).
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_env("GANTRY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_env("GANTRY_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let format = match format {
         LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
         LogFormat::Auto => LogFormat::Text,

@@ -1,7 +1,9 @@
 //! The systemd notify protocol (READY, RELOADING, STOPPING, STATUS, WATCHDOG) and socket
 //! activation. Outside systemd (no NOTIFY_SOCKET, no LISTEN_FDS) everything here is a no-op.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -9,9 +11,62 @@ use tokio::net::UnixListener;
 
 use crate::service::Daemon;
 
+/// Sending blocks when the manager does not read its socket (a datagram queue holds only a
+/// few messages), so one thread sends, in order, and the runtime never waits on it. When
+/// its queue is full, messages are dropped: a later one says the same or more.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+fn sender() -> Option<&'static SyncSender<String>> {
+    static SENDER: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
+    SENDER
+        .get_or_init(|| {
+            std::env::var_os("NOTIFY_SOCKET")?;
+            let (tx, rx) = sync_channel::<String>(64);
+            let spawned = std::thread::Builder::new()
+                .name("sd-notify".into())
+                .spawn(move || {
+                    for message in rx {
+                        if let Err(e) = sd_notify::notify(false, &[NotifyState::Custom(&message)])
+                        {
+                            tracing::debug!(error = %e, "sd_notify failed");
+                        }
+                        PENDING.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the notify thread; systemd will not hear from gantry");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
 fn notify(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, states) {
-        tracing::debug!(error = %e, "sd_notify failed");
+    let Some(tx) = sender() else {
+        return;
+    };
+    let message = states
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    PENDING.fetch_add(1, Ordering::SeqCst);
+    if let Err(e) = tx.try_send(message) {
+        PENDING.fetch_sub(1, Ordering::SeqCst);
+        if let TrySendError::Full(_) = e {
+            tracing::warn!("the service manager is not reading notifications; one dropped");
+        }
+    }
+}
+
+/// Gives queued notifications up to `within` to be sent, before the process exits.
+pub fn flush(within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while PENDING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

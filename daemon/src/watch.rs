@@ -104,16 +104,20 @@ fn watch_new(
 
 pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher =
-        match notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-            let _ = tx.send(());
-        }) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch the configuration; use SIGHUP or POST /v1/reload");
-                None
+    let mut watcher = match notify::recommended_watcher(
+        move |event: notify::Result<notify::Event>| {
+            // Opening and reading files (our own rescans among them) changes nothing.
+            if !matches!(&event, Ok(e) if e.kind.is_access()) {
+                let _ = tx.send(());
             }
-        };
+        },
+    ) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the configuration; use SIGHUP or POST /v1/reload");
+            None
+        }
+    };
     let task = tokio::spawn(async move {
         let mut watched = Vec::new();
         let mut roots = roots(&daemon);
@@ -135,13 +139,7 @@ pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
             }
             last = now;
             let before = daemon.active();
-            crate::systemd::reloading();
-            let status = daemon.reload().await;
-            crate::systemd::ready(if status.ok {
-                "configuration reloaded"
-            } else {
-                "configuration change rejected"
-            });
+            let status = daemon.reload_announced().await;
             if status.ok {
                 auto_deploy(&daemon, &before);
                 roots = self::roots(&daemon);

@@ -67,7 +67,10 @@ fn deploys_through_the_cli_and_raw_http_and_streams_events_to_the_end() {
     let resumed_seqs: Vec<i64> = resumed.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(
         resumed_seqs,
-        seqs.iter().copied().filter(|s| *s > mid).collect::<Vec<_>>()
+        seqs.iter()
+            .copied()
+            .filter(|s| *s > mid)
+            .collect::<Vec<_>>()
     );
 
     let shown = daemon.get(&format!("/v1/runs/{id}"));
@@ -85,11 +88,8 @@ fn deploys_through_the_cli_and_raw_http_and_streams_events_to_the_end() {
         .find(|t| t["task"] == "infra.db")
         .unwrap();
     assert_eq!(db["outputs"]["host"], "db.internal");
-    let (status, log) = daemon.request(
-        "GET",
-        &format!("/v1/runs/{id}/logs/app/services.api"),
-        None,
-    );
+    let (status, log) =
+        daemon.request("GET", &format!("/v1/runs/{id}/logs/app/services.api"), None);
     assert_eq!(status, 200);
     assert!(log.contains("api talks to db.internal"), "{log}");
 
@@ -107,7 +107,13 @@ fn bad_requests_get_one_error_shape_with_the_right_status() {
     let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
     let daemon = site.start();
     let cases: [(&str, &str, Option<String>, u16, &str); 7] = [
-        ("POST", "/v1/runs", Some("{not json".into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/runs",
+            Some("{not json".into()),
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/v1/runs",
@@ -122,7 +128,13 @@ fn bad_requests_get_one_error_shape_with_the_right_status() {
             404,
             "not_found",
         ),
-        ("POST", "/v1/runs", Some(r#"{"workflows": []}"#.into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/runs",
+            Some(r#"{"workflows": []}"#.into()),
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/v1/runs",
@@ -137,17 +149,18 @@ fn bad_requests_get_one_error_shape_with_the_right_status() {
         let (got, v) = daemon.json(method, path, body.as_deref());
         assert_eq!(got, status, "{method} {path}: {v}");
         assert_eq!(v["code"], code, "{method} {path}: {v}");
-        assert!(
-            !v["message"].as_str().unwrap_or_default().is_empty(),
-            "{v}"
-        );
+        assert!(!v["message"].as_str().unwrap_or_default().is_empty(), "{v}");
     }
     let (status, v) = daemon.json("GET", "/v1/nothing-here", None);
     assert_eq!((status, v["code"].as_str()), (404, Some("not_found")));
     let id = daemon.trigger(&["app"]);
     daemon.wait_run(&id);
     let (status, v) = daemon.json("POST", &format!("/v1/runs/{id}/cancel"), None);
-    assert_eq!((status, v["code"].as_str()), (409, Some("not_running")), "{v}");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("not_running")),
+        "{v}"
+    );
 }
 
 #[test]
@@ -254,7 +267,10 @@ fn auto_deploy_runs_when_its_workflow_file_changes() {
     assert!(log.contains("web v2"), "{log}");
 
     // A change to another workflow does not deploy this one.
-    site.write_workflow("other", &TWO_TASKS.replace("creating db", "creating the db"));
+    site.write_workflow(
+        "other",
+        &TWO_TASKS.replace("creating db", "creating the db"),
+    );
     daemon.poll("/v1/status", Duration::from_secs(30), |s| {
         s["generation"].as_i64() == Some(3)
     });
@@ -366,8 +382,10 @@ fn the_cli_says_in_one_sentence_when_no_daemon_runs() {
 #[test]
 fn sigkill_at_random_points_loses_no_finished_run() {
     let wide = (0..6)
-            .map(|i| format!("[jobs.j{i}]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 0.{i}\"]\n"))
-            .collect::<String>()
+        .map(|i| {
+            format!("[jobs.j{i}]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 0.{i}\"]\n")
+        })
+        .collect::<String>()
         + "[[steps]]\nname = \"all\"\ntasks = [\"jobs.j0\", \"jobs.j1\", \"jobs.j2\", \"jobs.j3\", \"jobs.j4\", \"jobs.j5\"]\n";
     let site = Site::new(
         EXEC_GRANT,

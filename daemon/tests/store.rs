@@ -52,7 +52,7 @@ fn runs_left_running_are_interrupted_on_reopen_and_finished_ones_kept() {
     assert_eq!(store.run("done").unwrap().unwrap().state, "succeeded");
     assert_eq!(store.run("live").unwrap().unwrap().state, "interrupted");
     assert_eq!(store.tasks("live").unwrap()[0].state, "interrupted");
-    assert_eq!(store.events("live", 0).unwrap().len(), 3);
+    assert_eq!(store.events(Some("live"), 0).unwrap().len(), 3);
     let runs = store.runs(10, &Default::default()).unwrap();
     assert_eq!(
         runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),

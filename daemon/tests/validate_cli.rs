@@ -76,7 +76,7 @@ fn every_kind_of_error_is_reported_at_its_place() {
             "unknown kind `helmm`; the loaded task kinds are exec",
         ),
         (
-            "kinds.toml:3:7:",
+            "kinds.toml:5:1:",
             "parameter `comand`: unknown field `comand`",
         ),
         (

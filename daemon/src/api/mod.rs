@@ -32,6 +32,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/runs", post(trigger).get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
+        .route("/v1/events", get(all_events))
         .route("/v1/runs/{id}/events", get(events))
         .route("/v1/runs/{id}/logs/{workflow}/{task}", get(task_log))
         .route("/v1/runs/{id}/cancel", post(cancel))
@@ -187,20 +188,46 @@ async fn events(
         .store
         .run(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    let mut live = d.runs.subscribe();
-    let stored = d.store.events(&id, q.since.unwrap_or(0))?;
     let follow = q.follow.unwrap_or(true)
         && !matches!(
             run.state.as_str(),
             "succeeded" | "succeeded_with_errors" | "failed" | "cancelled" | "interrupted"
         );
+    stream_events(&d, Some(id), q.since.unwrap_or(0), follow)
+}
+
+/// NDJSON of every run's events: those after `since` if given, then live ones for as long as
+/// the client stays connected. For dashboards and for tools that react to any run.
+async fn all_events(
+    State(d): State<Arc<Daemon>>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let since = match q.since {
+        Some(s) => s,
+        None => d.store.last_seq()?,
+    };
+    stream_events(&d, None, since, q.follow.unwrap_or(true))
+}
+
+/// Stored events after `since`, then live ones; a run's stream ends with its `run_finished`.
+fn stream_events(
+    d: &Arc<Daemon>,
+    run: Option<String>,
+    since: i64,
+    follow: bool,
+) -> Result<Response, ApiError> {
+    // Subscribe before reading the store, so nothing falls between the two.
+    let mut live = d.runs.subscribe();
+    let stored = d.store.events(run.as_deref(), since)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let store = d.store.clone();
     tokio::spawn(async move {
-        let mut last = 0;
+        let mut last = since;
         let mut finished = false;
         for (seq, body) in stored {
             last = seq;
-            finished |= body.contains("\"type\":\"run_finished\"");
+            finished |= run.is_some() && body.contains("\"type\":\"run_finished\"");
             if tx.send(line(seq, &body)).await.is_err() {
                 return;
             }
@@ -210,14 +237,27 @@ async fn events(
         }
         loop {
             match live.recv().await {
-                Ok(e) if e.run == id && e.seq > last => {
+                Ok(e) if e.seq > last && run.as_ref().is_none_or(|r| *r == e.run) => {
                     last = e.seq;
-                    if tx.send(line(e.seq, &e.json)).await.is_err() || e.last {
+                    let end = run.is_some() && e.last;
+                    if tx.send(line(e.seq, &e.json)).await.is_err() || end {
                         return;
                     }
                 }
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                // A slow reader fell behind the live feed: catch up from the store.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let Ok(missed) = store.events(run.as_deref(), last) else {
+                        return;
+                    };
+                    for (seq, body) in missed {
+                        last = seq;
+                        let end = run.is_some() && body.contains("\"type\":\"run_finished\"");
+                        if tx.send(line(seq, &body)).await.is_err() || end {
+                            return;
+                        }
+                    }
+                }
                 Err(_) => return,
             }
         }
@@ -349,7 +389,7 @@ async fn validate(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
 }
 
 async fn reload(State(d): State<Arc<Daemon>>) -> Response {
-    let status = d.reload().await;
+    let status = d.reload_announced().await;
     let code = if status.ok {
         StatusCode::OK
     } else {

@@ -448,8 +448,7 @@ fn task(doc: &mut Doc<'_>, id: String, key_span: Range<usize>, v: &Value<'_>) ->
             "source" => spec.source = doc.string(k, value).map(PathBuf::from),
             _ => {
                 spec.params.insert(k.to_string(), to_json(value.get_ref()));
-                spec.param_at
-                    .insert(k.to_string(), doc.loc(key.span()));
+                spec.param_at.insert(k.to_string(), doc.loc(key.span()));
             }
         }
     }

@@ -162,6 +162,18 @@ impl Daemon {
         status
     }
 
+    /// A reload after start-up, with RELOADING and READY told to the service manager.
+    pub async fn reload_announced(&self) -> ReloadStatus {
+        crate::systemd::reloading();
+        let status = self.reload().await;
+        crate::systemd::ready(if status.ok {
+            "reloaded: ok"
+        } else {
+            "reloaded: rejected, the previous configuration stays active"
+        });
+        status
+    }
+
     /// Validates what is on disk without activating it.
     pub async fn load(&self) -> Result<(ValidConfig, Registry), Vec<String>> {
         let daemon_config =

@@ -271,7 +271,9 @@ impl RunManager {
         self.metrics.run_seconds.observe(took);
         for t in &report.tasks {
             if let (Some(s), Some(f)) = (t.started, t.finished) {
-                self.metrics.task_seconds.observe(f.saturating_duration_since(s));
+                self.metrics
+                    .task_seconds
+                    .observe(f.saturating_duration_since(s));
             }
         }
     }

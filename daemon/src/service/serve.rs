@@ -23,9 +23,10 @@ pub struct ServeOptions {
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&opts.state_dir)?;
     let daemon = Daemon::start(&opts.config_dir, &opts.state_dir).await?;
-    let listener = match systemd::activated_listener()? {
-        Some(l) => l,
-        None => bind(&opts.socket)?,
+    // A socket systemd passed is systemd's to remove; one we bound is ours.
+    let (listener, owned) = match systemd::activated_listener()? {
+        Some(l) => (l, false),
+        None => (bind(&opts.socket)?, true),
     };
     let watcher = crate::watch::spawn(daemon.clone());
     let status = daemon.last_reload();
@@ -47,9 +48,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await?;
     drop(watcher);
-    if opts.socket.exists() {
+    if owned {
         let _ = std::fs::remove_file(&opts.socket);
     }
+
+    systemd::flush(std::time::Duration::from_secs(1));
     tracing::info!("gantry daemon stopped");
     Ok(())
 }
@@ -82,9 +85,7 @@ async fn shutdown_signal(daemon: Arc<Daemon>) {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                systemd::reloading();
-                let status = daemon.reload().await;
-                systemd::ready(&format!("reloaded: {}", if status.ok { "ok" } else { "rejected, previous configuration kept" }));
+                daemon.reload_announced().await;
             }
         }
     }

@@ -326,14 +326,20 @@ impl Store {
     }
 
     /// Events of a run after sequence number `since`, as stored JSON, with their numbers.
-    pub fn events(&self, run: &str, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    /// Events after `since`, of one run or (with `None`) of all runs, oldest first.
+    pub fn events(&self, run: Option<&str>, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT seq, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+                "SELECT seq, body FROM events WHERE (?1 IS NULL OR run_id = ?1) AND seq > ?2 ORDER BY seq LIMIT 100000",
             )?;
             let rows = stmt.query_map(params![run, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })
+    }
+
+    /// The sequence number of the newest event, 0 when there is none.
+    pub fn last_seq(&self) -> Result<i64, StoreError> {
+        self.with(|c| c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)))
     }
 
     pub fn save_deployment(

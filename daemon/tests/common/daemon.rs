@@ -43,8 +43,7 @@ impl Site {
     pub fn write_workflow(&self, name: &str, text: &str) {
         let tmp = self.config.join(format!("workflows/.{name}.toml.swp"));
         std::fs::write(&tmp, text).expect("write temp");
-        std::fs::rename(&tmp, self.config.join(format!("workflows/{name}.toml")))
-            .expect("rename");
+        std::fs::rename(&tmp, self.config.join(format!("workflows/{name}.toml"))).expect("rename");
     }
 
     pub fn start(&self) -> Daemon {
@@ -189,7 +188,8 @@ impl Daemon {
 
     /// Follows a run's event stream to its end.
     pub fn events(&self, run: &str, since: i64) -> Vec<Value> {
-        let (status, text) = self.request("GET", &format!("/v1/runs/{run}/events?since={since}"), None);
+        let (status, text) =
+            self.request("GET", &format!("/v1/runs/{run}/events?since={since}"), None);
         assert_eq!(status, 200, "{text}");
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -205,7 +205,10 @@ impl Daemon {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("{path} never reached the expected state; last: {v}\n{}", self.log_text());
+                panic!(
+                    "{path} never reached the expected state; last: {v}\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -233,10 +236,10 @@ impl Drop for Daemon {
 
 /// One HTTP/1.1 request on a Unix socket, read to the end (chunked bodies decoded).
 pub fn http(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = UnixStream::connect(socket)
-        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    let mut stream =
+        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
     stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let body = body.unwrap_or("");
     let request = format!(
@@ -260,7 +263,7 @@ pub fn http(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16
         if line.is_empty() {
             break;
         }
-        if line.to_ascii_lowercase() == "transfer-encoding: chunked" {
+        if line.eq_ignore_ascii_case("transfer-encoding: chunked") {
             chunked = true;
         }
     }

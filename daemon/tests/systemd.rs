@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{EXEC_GRANT, Site};
 
-const WORKFLOW: &str =
-    "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\n\n[[steps]]\nname = \"a\"\ntasks = [\"jobs.a\"]\n";
+const WORKFLOW: &str = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n\n[[steps]]\nname = \"a\"\ntasks = [\"jobs.a\"]\n";
 
 /// Collects notify messages until one contains `want`, or panics after `within`.
 fn until(sock: &UnixDatagram, seen: &mut Vec<String>, want: &str, within: Duration) -> String {
@@ -68,4 +67,64 @@ fn ready_reloading_watchdog_and_stopping_are_sent() {
     let stopping = until(&sock, &mut seen, "STOPPING=1", Duration::from_secs(10));
     assert!(stopping.contains("STATUS=draining"), "{stopping}");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// Socket activation: the daemon starts on the first connection to a socket someone else
+/// bound (here systemd-socket-activate, as systemd does with gantry.socket), serves it, and
+/// leaves it in place when it stops.
+#[test]
+fn serves_a_socket_passed_by_socket_activation() {
+    let site = Site::new(EXEC_GRANT, &[("app", WORKFLOW)]);
+    let socket = site.tmp.path().join("activated.sock");
+    let mut activator = std::process::Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&socket)
+        .arg(env!("CARGO_BIN_EXE_gantry"))
+        .arg("daemon")
+        .arg("--config")
+        .arg(&site.config)
+        .arg("--state")
+        .arg(&site.state)
+        .arg("--socket")
+        .arg(site.tmp.path().join("unused.sock"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (from systemd) runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = common::daemon::http(&socket, "GET", "/v1/workflows", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"app\""), "{body}");
+    assert!(!site.tmp.path().join("unused.sock").exists());
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(activator.id() as i32, libc::SIGTERM);
+    }
+    let status = activator.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        socket.exists(),
+        "the activated socket belongs to the service manager"
+    );
+}
+
+/// A service manager that stops reading its socket must not stall the daemon: a datagram
+/// socket's queue is short, and a blocked send would block the API with it.
+#[test]
+fn an_unread_notify_socket_does_not_stall_the_daemon() {
+    let site = Site::new(EXEC_GRANT, &[("app", WORKFLOW)]);
+    let path = site.tmp.path().join("notify.sock");
+    let _unread = UnixDatagram::bind(&path).unwrap();
+    let daemon = site.start_with(&[
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "20000"),
+    ]);
+    for _ in 0..30 {
+        let (status, _) = daemon.json("POST", "/v1/reload", None);
+        assert_eq!(status, 200);
+    }
+    let id = daemon.trigger(&["app"]);
+    assert_eq!(daemon.wait_run(&id)["run"]["state"], "succeeded");
 }
