@@ -78,6 +78,31 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
+        let (status, text) = self.body(method, path, body).await?;
+        // 422 carries a result too: a rejected reload with its errors.
+        if !status.is_success() && status != StatusCode::UNPROCESSABLE_ENTITY {
+            return Err(api_error(status, &text));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// Plain text (logs, metrics).
+    pub async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let (status, text) = self.body(Method::GET, path, None).await?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(api_error(status, &text))
+        }
+    }
+
+    /// A whole response: its status and its body as text.
+    async fn body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, String), ClientError> {
         let response = self.send(method, path, body).await?;
         let status = response.status();
         let bytes = response
@@ -86,42 +111,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?
             .to_bytes();
-        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        });
-        if status.is_success() || status == StatusCode::UNPROCESSABLE_ENTITY {
-            return Ok(value);
-        }
-        Err(ClientError::Api {
-            status,
-            code: value["code"].as_str().unwrap_or("error").to_string(),
-            message: value["message"]
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string),
-        })
-    }
-
-    /// Plain text (logs, metrics).
-    pub async fn text(&self, path: &str) -> Result<String, ClientError> {
-        let response = self.send(Method::GET, path, None).await?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if status.is_success() {
-            Ok(text)
-        } else {
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            Err(ClientError::Api {
-                status,
-                code: value["code"].as_str().unwrap_or("error").into(),
-                message: value["message"].as_str().unwrap_or(&text).into(),
-            })
-        }
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     /// Streams NDJSON lines to `each` until the stream ends.
@@ -161,6 +151,16 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// The API's `{"code", "message"}` error, or the raw body when it is not one.
+fn api_error(status: StatusCode, text: &str) -> ClientError {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    ClientError::Api {
+        status,
+        code: value["code"].as_str().unwrap_or("error").into(),
+        message: value["message"].as_str().unwrap_or(text).into(),
     }
 }
 

@@ -352,14 +352,8 @@ fn sigterm_past_the_grace_period_cancels_and_records_it() {
 fn a_second_daemon_on_the_same_state_refuses_to_start() {
     let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
     let _daemon = site.start();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .arg("daemon")
-        .arg("--config")
-        .arg(&site.config)
-        .arg("--state")
-        .arg(&site.state)
-        .arg("--socket")
-        .arg(site.tmp.path().join("other.sock"))
+    let out = site
+        .daemon_command(&[], &site.tmp.path().join("other.sock"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

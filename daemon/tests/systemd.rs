@@ -76,17 +76,12 @@ fn ready_reloading_watchdog_and_stopping_are_sent() {
 fn serves_a_socket_passed_by_socket_activation() {
     let site = Site::new(EXEC_GRANT, &[("app", WORKFLOW)]);
     let socket = site.tmp.path().join("activated.sock");
-    let mut activator = std::process::Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(&socket)
-        .arg(env!("CARGO_BIN_EXE_gantry"))
-        .arg("daemon")
-        .arg("--config")
-        .arg(&site.config)
-        .arg("--state")
-        .arg(&site.state)
-        .arg("--socket")
-        .arg(site.tmp.path().join("unused.sock"))
+    let activate = format!("--listen={}", socket.display());
+    let mut activator = site
+        .daemon_command(
+            &["systemd-socket-activate", &activate],
+            &site.tmp.path().join("unused.sock"),
+        )
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("systemd-socket-activate (from systemd) runs");

@@ -57,14 +57,8 @@ impl Site {
             .append(true)
             .open(&log)
             .expect("daemon log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
-        cmd.args(["daemon", "--log-format", "json"])
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--state")
-            .arg(&self.state)
-            .arg("--socket")
-            .arg(&self.socket)
+        let mut cmd = self.daemon_command(&[], &self.socket);
+        cmd.args(["--log-format", "json"])
             .env("GANTRY_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")
@@ -93,12 +87,25 @@ impl Site {
             .env("GANTRY_STATE", &self.state)
             .output()
             .expect("run gantry");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        code_and_text(&out)
+    }
+
+    /// `gantry daemon` on this site's directories, serving `socket`, run through `wrapper`
+    /// (a program and its arguments) when one is given.
+    pub fn daemon_command(&self, wrapper: &[&str], socket: &Path) -> Command {
+        let gantry = env!("CARGO_BIN_EXE_gantry");
+        let mut cmd = Command::new(wrapper.first().copied().unwrap_or(gantry));
+        if !wrapper.is_empty() {
+            cmd.args(&wrapper[1..]).arg(gantry);
+        }
+        cmd.arg("daemon")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--socket")
+            .arg(socket);
+        cmd
     }
 }
 
@@ -284,4 +291,14 @@ pub fn http(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16
         reader.read_to_end(&mut out).expect("body");
     }
     (status, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A finished command's exit code and everything it printed, stdout first.
+pub fn code_and_text(out: &std::process::Output) -> (i32, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }

@@ -115,10 +115,5 @@ pub fn gantry(config: &Path, state: &Path, args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .expect("run gantry");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    daemon::code_and_text(&out)
 }
