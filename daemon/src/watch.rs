@@ -118,11 +118,12 @@ pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
             None
         }
     };
+    // Watch before READY: a change made right after must not be missed.
+    let mut watched = Vec::new();
+    let mut roots = roots(&daemon);
+    watch_new(&mut watcher, &mut watched, &roots);
+    let mut last = tree_digest(&roots);
     let task = tokio::spawn(async move {
-        let mut watched = Vec::new();
-        let mut roots = roots(&daemon);
-        watch_new(&mut watcher, &mut watched, &roots);
-        let mut last = tree_digest(&roots);
         while rx.recv().await.is_some() {
             let debounce = daemon.active().config.daemon.daemon.watch_debounce;
             // Quiet period: keep absorbing events until none arrives for `debounce`.
