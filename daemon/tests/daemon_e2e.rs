@@ -512,3 +512,25 @@ fn a_user_the_config_does_not_allow_gets_403() {
         assert!(out.contains("\"generation\""), "{out}");
     }
 }
+
+#[test]
+fn logs_follow_shows_task_log_lines_live_and_logs_prints_them_after() {
+    let site = Site::new(EXEC_GRANT, &[("slow", &sleeper(2))]);
+    let daemon = site.start();
+    let id = daemon.trigger(&["slow"]);
+    let (code, out) = site.cli(&["logs", &id, "-f"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("jobs.slow") && l.contains("| end")),
+        "{out}"
+    );
+    assert!(out.contains("run succeeded"), "{out}");
+    let (code, out) = site.cli(&["logs", &id, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["tasks"][0]["log"].as_str().unwrap().contains("end"),
+        "{v}"
+    );
+}

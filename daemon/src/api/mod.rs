@@ -237,6 +237,11 @@ fn stream_events(
         }
         loop {
             match live.recv().await {
+                Ok(e) if e.seq == 0 && run.as_ref().is_none_or(|r| *r == e.run) => {
+                    if tx.send(Bytes::from(format!("{}\n", e.json))).await.is_err() {
+                        return;
+                    }
+                }
                 Ok(e) if e.seq > last && run.as_ref().is_none_or(|r| *r == e.run) => {
                     last = e.seq;
                     let end = run.is_some() && e.last;

@@ -104,8 +104,11 @@ pub enum Command {
     /// Print a run's task logs, or follow its progress with -f.
     Logs {
         run: String,
+        /// Follow the run's events and log lines until it ends.
         #[arg(short, long)]
         follow: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel a running run.
     Cancel { run: String },
@@ -184,7 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             remote::runs(&cli.socket, &query, json).await
         }
         Command::Show { run, json } => remote::show(&cli.socket, &run, json).await,
-        Command::Logs { run, follow } => remote::logs(&cli.socket, &run, follow).await,
+        Command::Logs { run, follow, json } => remote::logs(&cli.socket, &run, follow, json).await,
         Command::Cancel { run } => remote::cancel(&cli.socket, &run).await,
         Command::Plan { workflow, json } => {
             remote::graph(&cli.socket, &workflow, "text", json).await

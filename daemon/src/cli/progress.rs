@@ -15,6 +15,8 @@ pub struct Progress {
     pub started: Instant,
     task_started: Mutex<BTreeMap<(String, String), Instant>>,
     color: bool,
+    /// Also print the tasks' log lines (`gantry logs -f`).
+    pub logs: bool,
 }
 
 impl Default for Progress {
@@ -29,6 +31,7 @@ impl Progress {
             started: Instant::now(),
             task_started: Mutex::new(BTreeMap::new()),
             color: std::io::stdout().is_terminal(),
+            logs: false,
         }
     }
 
@@ -52,6 +55,14 @@ impl Progress {
                 }
                 "run_finished" => println!("{at:>7.1}s  run {}: {message}", text("state")),
                 _ => {}
+            }
+            return;
+        }
+        if kind == "task_log" {
+            if self.logs {
+                for line in message.lines() {
+                    println!("{at:>7.1}s  {wf} {task:<24} | {line}");
+                }
             }
             return;
         }

@@ -135,30 +135,48 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
     Ok(0)
 }
 
-pub async fn logs(socket: &Path, id: &str, follow: bool) -> anyhow::Result<i32> {
+/// With `follow`, the run's events and its tasks' log lines as they happen (NDJSON with
+/// `json`), until the run ends; otherwise each task's log so far.
+pub async fn logs(socket: &Path, id: &str, follow: bool, json_out: bool) -> anyhow::Result<i32> {
     let client = Client::new(socket);
     if follow {
-        let progress = Progress::new();
+        let mut progress = Progress::new();
+        progress.logs = true;
         client
-            .lines(&format!("/v1/runs/{id}/events"), |e| progress.show(&e))
+            .lines(&format!("/v1/runs/{id}/events"), |e| {
+                if json_out {
+                    println!("{e}")
+                } else {
+                    progress.show(&e)
+                }
+            })
             .await?;
         return Ok(0);
     }
     let v = client
         .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
+    let mut all = Vec::new();
     for t in v["tasks"].as_array().into_iter().flatten() {
         let (wf, task) = (
             t["workflow"].as_str().unwrap_or(""),
             t["task"].as_str().unwrap_or(""),
         );
-        if let Ok(text) = client
+        let Ok(text) = client
             .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
             .await
-        {
+        else {
+            continue;
+        };
+        if json_out {
+            all.push(json!({ "workflow": wf, "task": task, "log": text }));
+        } else {
             println!("==> {wf}/{task} <==");
             print!("{text}");
         }
+    }
+    if json_out {
+        print_json(&json!({ "run": id, "tasks": all }));
     }
     Ok(0)
 }

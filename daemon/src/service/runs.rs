@@ -12,16 +12,20 @@ use super::metrics::{Metrics, Timed};
 use crate::engine::events::{Event, EventKind, EventSink, RunState};
 use crate::engine::plan;
 use crate::engine::run::{RunOptions, RunReport, execute};
+use crate::host::LogSink;
 use crate::store::Store;
 use crate::store::logs::FileLogs;
-use crate::wasm::task_runner::PluginRunner;
+use crate::wasm::bindings::log::Level;
+use crate::wasm::task_runner::{LogFactory, PluginRunner};
 
 /// The trigger of runs started by a configuration change.
 pub const AUTO_DEPLOY: &str = "auto_deploy";
 
-/// One stored event as the API sends it.
+/// One event as the API sends it.
 #[derive(Debug, Clone)]
 pub struct Stored {
+    /// The store's sequence number; 0 for a task's log line, which lives in the task's log
+    /// file rather than the store, and is only streamed live.
     pub seq: i64,
     pub run: String,
     pub json: String,
@@ -99,6 +103,57 @@ impl EventSink for Recorder {
             }
             Err(e) => tracing::error!(error = %e, run = %event.run, "could not record an event"),
         }
+    }
+}
+
+/// Task logs to their files and, line by line, to live event streams.
+struct LiveLogs {
+    files: FileLogs,
+    feed: broadcast::Sender<Stored>,
+}
+
+struct LiveSink {
+    file: Arc<dyn LogSink>,
+    feed: broadcast::Sender<Stored>,
+    run: String,
+    workflow: String,
+    task: String,
+}
+
+impl LogFactory for LiveLogs {
+    fn for_task(&self, run: &str, workflow: &str, task: &str) -> Arc<dyn LogSink> {
+        Arc::new(LiveSink {
+            file: self.files.for_task(run, workflow, task),
+            feed: self.feed.clone(),
+            run: run.to_string(),
+            workflow: workflow.to_string(),
+            task: task.to_string(),
+        })
+    }
+}
+
+impl LogSink for LiveSink {
+    fn line(&self, level: Level, message: &str, fields: &[(String, String)]) {
+        self.file.line(level, message, fields);
+        if self.feed.receiver_count() == 0 {
+            return;
+        }
+        let level = format!("{level:?}").to_lowercase();
+        let json = serde_json::json!({
+            "at": crate::store::now_millis(),
+            "run": self.run,
+            "workflow": self.workflow,
+            "task": self.task,
+            "type": "task_log",
+            "level": level,
+            "message": message,
+        });
+        let _ = self.feed.send(Stored {
+            seq: 0,
+            run: self.run.clone(),
+            json: json.to_string(),
+            last: false,
+        });
     }
 }
 
@@ -186,8 +241,11 @@ impl RunManager {
             inner: PluginRunner::new(
                 registry,
                 self.state_dir.join("scratch"),
-                Arc::new(FileLogs {
-                    dir: self.state_dir.join("logs"),
+                Arc::new(LiveLogs {
+                    files: FileLogs {
+                        dir: self.state_dir.join("logs"),
+                    },
+                    feed: self.feed.clone(),
                 }),
             ),
             metrics: self.metrics.clone(),
