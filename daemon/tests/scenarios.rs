@@ -188,6 +188,64 @@ async fn ten_services_under_parallelism_seven() {
     );
 }
 
+/// A task with `parallelism = 1` runs alone: it waits for the running ones to finish, and
+/// nothing else of its workflow starts while it runs.
+#[tokio::test(start_paused = true)]
+async fn a_task_level_parallelism_of_one_runs_alone() {
+    let mut toml = String::from("[jobs.migrate]\nkind = \"exec\"\nparallelism = 1\n");
+    for i in 0..4 {
+        toml.push_str(&format!("[services.s{i}]\nkind = \"exec\"\n"));
+    }
+    let runner = Arc::new(FakeRunner::default());
+    runner.script(
+        "solo/jobs.migrate",
+        Script {
+            millis: 500,
+            ..Script::default()
+        },
+    );
+    for i in 0..4 {
+        runner.script(
+            &format!("solo/services.s{i}"),
+            Script {
+                millis: 100,
+                ..Script::default()
+            },
+        );
+    }
+    let (report, _) = run(
+        compile(vec![workflow("solo", &toml)]),
+        runner.clone(),
+        &FakeHistory::default(),
+        RunOptions::new("r"),
+    )
+    .await;
+    assert_eq!(report.state, RunState::Succeeded);
+    let timeline = runner.timeline();
+    let mut running = std::collections::BTreeSet::new();
+    for (_, key, m) in &timeline {
+        match m {
+            Mark::Start => {
+                running.insert(key.clone());
+            }
+            Mark::End { .. } => {
+                running.remove(key);
+            }
+            _ => {}
+        }
+        if running.contains("solo/jobs.migrate") {
+            assert_eq!(running.len(), 1, "alongside the migration: {running:?}");
+        }
+    }
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|(_, _, m)| *m == Mark::Start)
+            .count(),
+        5
+    );
+}
+
 const FRONTEND: &str = r#"
 on_failure = "rollback"
 [services.frontend]

@@ -104,6 +104,9 @@ pub struct TaskSpec {
     /// Where each parameter's key is, so a plugin's complaint about one points at it.
     pub param_at: BTreeMap<String, Loc>,
     pub needs: Vec<(String, Loc)>,
+    /// While this task runs, at most this many tasks of its workflow run, itself included
+    /// (1: it runs alone, e.g. a migration that wants the database quiet).
+    pub parallelism: Option<usize>,
     pub timeout: Option<Duration>,
     pub retries: Option<Retries>,
     pub on_failure: Option<OnFailure>,
@@ -420,6 +423,7 @@ fn task(doc: &mut Doc<'_>, id: String, key_span: Range<usize>, v: &Value<'_>) ->
         params: serde_json::Map::new(),
         param_at: BTreeMap::new(),
         needs: Vec::new(),
+        parallelism: None,
         timeout: None,
         retries: None,
         on_failure: None,
@@ -440,6 +444,9 @@ fn task(doc: &mut Doc<'_>, id: String, key_span: Range<usize>, v: &Value<'_>) ->
                     .into_iter()
                     .map(|(s, span)| (s, doc.loc(span)))
                     .collect()
+            }
+            "parallelism" => {
+                spec.parallelism = doc.integer(k, value, 1, 10_000).map(|n| n as usize)
             }
             "timeout" => spec.timeout = doc.duration(k, value),
             "retries" => spec.retries = retries(doc, value),

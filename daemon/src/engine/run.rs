@@ -375,13 +375,29 @@ impl<R: TaskRunner> Sched<R> {
                 );
                 continue;
             }
-            if self.running[workflow] >= self.wf(workflow).parallelism {
+            if self.running[workflow] >= self.cap(workflow, node) {
                 deferred.push((p, Reverse(node)));
                 continue;
             }
             self.start_task(node);
         }
         self.ready.extend(deferred);
+    }
+
+    /// How many tasks of `workflow` may run if `node` starts: the workflow's `parallelism`,
+    /// lowered by the task-level `parallelism` of `node` and of every task running in it.
+    fn cap(&self, workflow: usize, node: NodeId) -> usize {
+        let limit = |n: NodeId| match self.plan.nodes[n].kind {
+            NodeKind::Task { workflow, task } => self.wf(workflow).tasks[task].parallelism,
+            NodeKind::Barrier { .. } => None,
+        };
+        let running = self.plan.task_nodes[workflow]
+            .iter()
+            .filter(|&&n| self.started[n].is_some() && self.finished[n].is_none())
+            .filter_map(|&n| limit(n));
+        running
+            .chain(limit(node))
+            .fold(self.wf(workflow).parallelism, usize::min)
     }
 
     fn start_task(&mut self, node: NodeId) {
