@@ -534,3 +534,51 @@ fn logs_follow_shows_task_log_lines_live_and_logs_prints_them_after() {
         "{v}"
     );
 }
+
+/// Auto-deploys queue behind the running one, and a newer change replaces the one still
+/// waiting: only the newest configuration is deployed next.
+#[test]
+fn a_newer_change_supersedes_a_queued_auto_deploy() {
+    let auto = |version: &str| {
+        format!(
+            "auto_deploy = true\n{}",
+            sleeper(2).replace("echo begin", &format!("echo begin {version}"))
+        )
+    };
+    let site = Site::new(EXEC_GRANT, &[("slow", &auto("v1"))]);
+    let daemon = site.start();
+    let runs = |n: usize| {
+        daemon.poll("/v1/runs", Duration::from_secs(30), move |r| {
+            r["runs"].as_array().unwrap().len() >= n
+        })["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    site.write_workflow("slow", &auto("v2"));
+    let first = runs(1)[0].clone();
+    site.write_workflow("slow", &auto("v3"));
+    let queued = runs(2)[0].clone();
+    assert_eq!(daemon.run_state(&queued), "queued");
+    site.write_workflow("slow", &auto("v4"));
+    let newest = runs(3)[0].clone();
+
+    assert_eq!(daemon.wait_run(&queued)["run"]["state"], "cancelled");
+    let events = daemon.events(&queued, 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "run_superseded" && e["by"] == newest.as_str()),
+        "{events:?}"
+    );
+    assert_eq!(daemon.wait_run(&first)["run"]["state"], "succeeded");
+    assert_eq!(daemon.wait_run(&newest)["run"]["state"], "succeeded");
+    let (_, log) = daemon.request(
+        "GET",
+        &format!("/v1/runs/{newest}/logs/slow/jobs.slow"),
+        None,
+    );
+    assert!(log.contains("begin v4"), "{log}");
+}
