@@ -9,4 +9,4 @@ scripts/setup-wasm-toolchain.sh
 scripts/build-plugins.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
