@@ -105,13 +105,7 @@ impl Client {
     ) -> Result<(StatusCode, String), ClientError> {
         let response = self.send(method, path, body).await?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        Ok((status, read_text(response).await?))
     }
 
     /// Streams NDJSON lines to `each` until the stream ends.
@@ -121,20 +115,9 @@ impl Client {
         mut each: impl FnMut(serde_json::Value),
     ) -> Result<(), ClientError> {
         let response = self.send(Method::GET, path, None).await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ClientError::Http(e.to_string()))?
-                .to_bytes();
-            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(ClientError::Api {
-                status,
-                code: value["code"].as_str().unwrap_or("error").into(),
-                message: value["message"].as_str().unwrap_or("").into(),
-            });
+        let status = response.status();
+        if !status.is_success() {
+            return Err(api_error(status, &read_text(response).await?));
         }
         let mut body = response.into_body();
         let mut pending = Vec::new();
@@ -152,6 +135,19 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A whole response body as text.
+async fn read_text(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<String, ClientError> {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The API's `{"code", "message"}` error, or the raw body when it is not one.

@@ -4,7 +4,16 @@ fn main() {
     let cli = gantry::cli::Cli::parse();
     let default_level = match cli.command {
         gantry::cli::Command::Daemon => "info",
-        _ => "warn",
+        _ => {
+            // A client piped into `head` should stop quietly when the reader goes away, as
+            // other command-line tools do, rather than panic on a failed print. The daemon
+            // keeps SIGPIPE ignored so a closed connection is an error it can handle.
+            // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
+            "warn"
+        }
     };
     gantry::logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {

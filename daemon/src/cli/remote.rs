@@ -245,45 +245,40 @@ pub async fn graph(
     }
     let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
     let id = |name: &str| name.replace(['/', '.', '-', ' ', '`'], "_");
+    // Per format: a node line, and an edge line for "must succeed" and for "runs after".
+    let diagram = |node: &dyn Fn(&str, &str) -> String,
+                   edge: &dyn Fn(&str, &str, bool) -> String| {
+        for n in &nodes {
+            let name = n["node"].as_str().unwrap_or("");
+            println!("{}", node(&id(name), &name.replace('"', "'")));
+            for d in n["after"].as_array().into_iter().flatten() {
+                let from = id(d["node"].as_str().unwrap_or(""));
+                let required = d["requires_success"].as_bool() == Some(true);
+                println!("{}", edge(&from, &id(name), required));
+            }
+        }
+    };
     match format {
         "dot" => {
             println!("digraph \"{workflow}\" {{\n  rankdir=LR;");
-            for n in &nodes {
-                let name = n["node"].as_str().unwrap_or("");
-                println!("  {} [label=\"{}\"];", id(name), name.replace('"', "'"));
-                for d in n["after"].as_array().into_iter().flatten() {
-                    let style = if d["requires_success"].as_bool() == Some(true) {
-                        "solid"
-                    } else {
-                        "dashed"
-                    };
-                    println!(
-                        "  {} -> {} [style={style}];",
-                        id(d["node"].as_str().unwrap_or("")),
-                        id(name)
-                    );
-                }
-            }
+            diagram(
+                &|id, label| format!("  {id} [label=\"{label}\"];"),
+                &|from, to, required| {
+                    let style = if required { "solid" } else { "dashed" };
+                    format!("  {from} -> {to} [style={style}];")
+                },
+            );
             println!("}}");
         }
         "mermaid" => {
             println!("flowchart LR");
-            for n in &nodes {
-                let name = n["node"].as_str().unwrap_or("");
-                println!("  {}[\"{}\"]", id(name), name.replace('"', "'"));
-                for d in n["after"].as_array().into_iter().flatten() {
-                    let arrow = if d["requires_success"].as_bool() == Some(true) {
-                        "-->"
-                    } else {
-                        "-.->"
-                    };
-                    println!(
-                        "  {} {arrow} {}",
-                        id(d["node"].as_str().unwrap_or("")),
-                        id(name)
-                    );
-                }
-            }
+            diagram(
+                &|id, label| format!("  {id}[\"{label}\"]"),
+                &|from, to, required| {
+                    let arrow = if required { "-->" } else { "-.->" };
+                    format!("  {from} {arrow} {to}")
+                },
+            );
         }
         _ => {
             for n in &nodes {
