@@ -47,16 +47,7 @@ pub async fn deploy(
     if !json_out {
         println!("run {id}: {}", workflows.join(", "));
     }
-    let progress = Progress::new();
-    client
-        .lines(&format!("/v1/runs/{id}/events"), |e| {
-            if json_out {
-                println!("{e}")
-            } else {
-                progress.show(&e)
-            }
-        })
-        .await?;
+    follow_run(&client, &id, &Progress::new(), json_out).await?;
     let shown = client
         .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
@@ -135,6 +126,25 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
     Ok(0)
 }
 
+/// Prints a run's events until it ends: as NDJSON with `json_out`, else as progress lines.
+async fn follow_run(
+    client: &Client,
+    id: &str,
+    progress: &Progress,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    client
+        .lines(&format!("/v1/runs/{id}/events"), |e| {
+            if json_out {
+                println!("{e}")
+            } else {
+                progress.show(&e)
+            }
+        })
+        .await?;
+    Ok(())
+}
+
 /// With `follow`, the run's events and its tasks' log lines as they happen (NDJSON with
 /// `json`), until the run ends; otherwise each task's log so far.
 pub async fn logs(socket: &Path, id: &str, follow: bool, json_out: bool) -> anyhow::Result<i32> {
@@ -142,15 +152,7 @@ pub async fn logs(socket: &Path, id: &str, follow: bool, json_out: bool) -> anyh
     if follow {
         let mut progress = Progress::new();
         progress.logs = true;
-        client
-            .lines(&format!("/v1/runs/{id}/events"), |e| {
-                if json_out {
-                    println!("{e}")
-                } else {
-                    progress.show(&e)
-                }
-            })
-            .await?;
+        follow_run(&client, id, &progress, json_out).await?;
         return Ok(0);
     }
     let v = client

@@ -88,16 +88,19 @@ impl PluginRunner {
     }
 }
 
+fn to_wit_outputs(outputs: &std::collections::BTreeMap<String, String>) -> Vec<Output> {
+    outputs
+        .iter()
+        .map(|(k, v)| Output {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
 fn to_wit(rec: &DeploymentRecord) -> Deployment {
     Deployment {
-        outputs: rec
-            .outputs
-            .iter()
-            .map(|(k, v)| Output {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
+        outputs: to_wit_outputs(&rec.outputs),
         inventory: rec.inventory.clone(),
         state: rec.state.clone(),
     }
@@ -180,14 +183,7 @@ impl TaskRunner for PluginRunner {
             task: call.task.task.clone(),
             task_kind: call.task.kind.clone(),
             params: serde_json::Value::Object(call.hook.params.clone()).to_string(),
-            outputs: call
-                .outputs
-                .iter()
-                .map(|(k, v)| Output {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            outputs: to_wit_outputs(&call.outputs),
             error: call.error.clone(),
         };
         let called = plugin.on_phase(opts, ctx).await.map_err(failure)?;
