@@ -13,6 +13,7 @@ pub mod engine;
 pub mod host;
 pub mod logging;
 pub mod service;
+pub mod sim;
 pub mod store;
 pub mod systemd;
 pub mod wasm;

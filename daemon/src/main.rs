@@ -3,7 +3,7 @@ use clap::Parser;
 fn main() {
     let cli = gantry::cli::Cli::parse();
     let default_level = match cli.command {
-        gantry::cli::Command::Daemon => "info",
+        gantry::cli::Command::Daemon { .. } | gantry::cli::Command::Sim { .. } => "info",
         _ => {
             // A client piped into `head` should stop quietly when the reader goes away, as
             // other command-line tools do, rather than panic on a failed print. The daemon

@@ -126,7 +126,14 @@ pub fn start_run(d: &Arc<Daemon>, names: &[String], trigger: &str) -> Result<Str
     opts.config_dir = Some(d.config_dir.clone());
     opts.env = std::env::vars().collect();
     d.runs
-        .start(id.clone(), plan, active.registry.clone(), opts, trigger);
+        .start(
+            id.clone(),
+            plan,
+            active.registry.clone(),
+            active.clusters.clone(),
+            opts,
+            trigger,
+        );
     Ok(id)
 }
 

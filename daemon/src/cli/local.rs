@@ -11,6 +11,7 @@ use super::progress::Progress;
 use crate::config::validate::{ValidConfig, validate_workflows};
 use crate::engine::events::{Event, EventSink, RunState};
 use crate::engine::plan;
+use crate::host::kube::Clusters;
 use crate::engine::run::{RunOptions, execute};
 use crate::store::Store;
 use crate::store::logs::FileLogs;
@@ -63,7 +64,12 @@ pub async fn validate(config_dir: &Path, state_dir: &Path) -> anyhow::Result<i32
     }
 }
 
-pub async fn run(config_dir: &Path, state_dir: &Path, names: &[String]) -> anyhow::Result<i32> {
+pub async fn run(
+    config_dir: &Path,
+    state_dir: &Path,
+    names: &[String],
+    sim: bool,
+) -> anyhow::Result<i32> {
     let (valid, registry) = match load_valid(config_dir, state_dir).await? {
         Ok(v) => v,
         Err(problems) => {
@@ -101,6 +107,14 @@ pub async fn run(config_dir: &Path, state_dir: &Path, names: &[String]) -> anyho
             return Ok(1);
         }
     };
+    let simulator = match sim {
+        true => Some(crate::sim::embedded(state_dir).await?),
+        false => None,
+    };
+    let clusters = Arc::new(match &simulator {
+        Some(s) => Clusters::simulated(s.kubeconfig.clone()),
+        None => Clusters::new(valid.daemon.clusters.clone(), config_dir),
+    });
     let store = Arc::new(Store::open(state_dir)?);
     let run_id = crate::store::new_run_id();
     store.create_run(&run_id, names, "cli")?;
@@ -110,6 +124,7 @@ pub async fn run(config_dir: &Path, state_dir: &Path, names: &[String]) -> anyho
         Arc::new(FileLogs {
             dir: state_dir.join("logs"),
         }),
+        clusters,
     ));
     let progress = Arc::new(Progress::new());
     let sink = Arc::new(Tee(vec![store.clone(), progress.clone()]));

@@ -69,9 +69,27 @@ pub enum Command {
     Run {
         #[arg(required = true)]
         workflows: Vec<String>,
+        /// Deploy to a Kubernetes API simulator started in this process instead of any
+        /// configured cluster.
+        #[arg(long)]
+        sim: bool,
     },
     /// Run the daemon: watch the configuration, serve the API, run deployments.
-    Daemon,
+    Daemon {
+        /// Embed a Kubernetes API simulator and send every cluster's traffic to it.
+        #[arg(long)]
+        sim: bool,
+    },
+    /// Serve a Kubernetes API simulator on loopback and write a kubeconfig for it.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "kubesim.kubeconfig")]
+        kubeconfig: PathBuf,
+        /// How long pods take to become ready.
+        #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+        ready_delay: std::time::Duration,
+    },
     /// Trigger a run of one or more workflows side by side (through the daemon).
     Deploy {
         #[arg(required = true)]
@@ -157,16 +175,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate { dir } => {
             local::validate(dir.as_deref().unwrap_or(&cli.config), &cli.state).await
         }
-        Command::Run { workflows } => local::run(&cli.config, &cli.state, &workflows).await,
-        Command::Daemon => {
+        Command::Run { workflows, sim } => {
+            local::run(&cli.config, &cli.state, &workflows, sim).await
+        }
+        Command::Daemon { sim } => {
             crate::service::serve::serve(crate::service::serve::ServeOptions {
                 config_dir: cli.config.clone(),
                 state_dir: cli.state.clone(),
                 socket: cli.socket.clone(),
+                sim,
             })
             .await?;
             Ok(0)
         }
+        Command::Sim {
+            listen,
+            kubeconfig,
+            ready_delay,
+        } => crate::sim::serve(listen, &kubeconfig, ready_delay).await,
         Command::Deploy {
             workflows,
             wait,

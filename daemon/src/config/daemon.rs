@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::host::kube::ClusterConfig;
 use crate::wasm::grants::Grant;
 use crate::wasm::limits::Limits;
 
@@ -30,6 +31,9 @@ pub struct DaemonConfig {
     pub api: crate::api::auth::Access,
     #[serde(default)]
     pub daemon: DaemonSettings,
+    /// Kubernetes clusters tasks may reach, by name: `[clusters.prod] kubeconfig = "..."`.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +87,7 @@ impl Default for DaemonConfig {
             plugins: BTreeMap::new(),
             api: crate::api::auth::Access::default(),
             daemon: DaemonSettings::default(),
+            clusters: BTreeMap::new(),
         }
     }
 }

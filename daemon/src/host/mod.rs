@@ -86,6 +86,7 @@ pub struct CallSetup {
     pub limits: Limits,
     pub dirs: Option<TaskDirs>,
     pub log: Arc<dyn LogSink>,
+    pub clusters: Arc<kube::Clusters>,
 }
 
 impl CallState {
@@ -117,7 +118,7 @@ impl CallState {
             table,
             limiter: MemoryLimiter::new(setup.limits.memory_bytes()),
             cpu: CpuClock::new(setup.limits.cpu_time),
-            log: log::LogBudget::new(setup.log, setup.limits.max_log_bytes),
+            log: log::LogBudget::new(setup.log.clone(), setup.limits.max_log_bytes),
             process: process::ProcessHost {
                 plugin: setup.plugin.clone(),
                 caps: setup.caps.clone(),
@@ -128,6 +129,9 @@ impl CallState {
             kube: kube::KubeHost {
                 plugin: setup.plugin,
                 caps: setup.caps,
+                clusters: setup.clusters,
+                log: setup.log,
+                deadline,
             },
             stdio,
         })

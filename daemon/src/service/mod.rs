@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::api::auth::Access;
 use crate::config::validate::{ValidConfig, validate_workflows};
 use crate::config::{ConfigError, DaemonConfig};
+use crate::host::kube::Clusters;
 use crate::store::Store;
 use crate::wasm::cache::ComponentCache;
 use crate::wasm::{PluginHost, Registry};
@@ -24,6 +25,7 @@ pub struct Active {
     pub generation: u64,
     pub config: ValidConfig,
     pub registry: Arc<Registry>,
+    pub clusters: Arc<Clusters>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,13 +50,19 @@ pub struct Daemon {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     pub started_at: std::time::Instant,
+    /// The embedded simulator's kubeconfig under `--sim`; every cluster then leads there.
+    simulator: Option<PathBuf>,
 }
 
 impl Daemon {
     /// Opens the store (marking runs an earlier process left running as interrupted) and
     /// loads the configuration. An invalid configuration at start leaves no workflows
     /// active and is reported by `/v1/status`, so the operator can fix it without a restart.
-    pub async fn start(config_dir: &Path, state_dir: &Path) -> anyhow::Result<Arc<Daemon>> {
+    pub async fn start(
+        config_dir: &Path,
+        state_dir: &Path,
+        simulator: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<Daemon>> {
         let store = Arc::new(Store::open(state_dir)?);
         let daemon_config = DaemonConfig::load(config_dir).unwrap_or_default();
         let host = PluginHost::new(
@@ -69,6 +77,7 @@ impl Daemon {
                 workflows: Default::default(),
             },
             registry: Arc::new(Registry::default()),
+            clusters: Arc::new(Clusters::none()),
         };
         let daemon = Arc::new(Daemon {
             config_dir: config_dir.to_path_buf(),
@@ -89,6 +98,7 @@ impl Daemon {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             started_at: std::time::Instant::now(),
+            simulator,
         });
         daemon.reload().await;
         Ok(daemon)
@@ -121,10 +131,15 @@ impl Daemon {
                 if let Ok(mut access) = self.access.write() {
                     *access = config.daemon.api.clone();
                 }
+                let clusters = Arc::new(match &self.simulator {
+                    Some(kubeconfig) => Clusters::simulated(kubeconfig.clone()),
+                    None => Clusters::new(config.daemon.clusters.clone(), &self.config_dir),
+                });
                 let active = Arc::new(Active {
                     generation: next,
                     config,
                     registry: Arc::new(registry),
+                    clusters,
                 });
                 match self.active.write() {
                     Ok(mut slot) => *slot = active,

@@ -204,6 +204,7 @@ impl RunManager {
         id: String,
         plan: plan::Plan,
         registry: Arc<crate::wasm::Registry>,
+        clusters: Arc<crate::host::kube::Clusters>,
         mut opts: RunOptions,
         trigger: &str,
     ) {
@@ -247,6 +248,7 @@ impl RunManager {
                     },
                     feed: self.feed.clone(),
                 }),
+                clusters,
             ),
             metrics: self.metrics.clone(),
         });

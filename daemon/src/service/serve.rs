@@ -18,11 +18,18 @@ pub struct ServeOptions {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// Embed a Kubernetes API simulator and send every cluster's traffic to it.
+    pub sim: bool,
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&opts.state_dir)?;
-    let daemon = Daemon::start(&opts.config_dir, &opts.state_dir).await?;
+    let simulator = match opts.sim {
+        true => Some(crate::sim::embedded(&opts.state_dir).await?),
+        false => None,
+    };
+    let kubeconfig = simulator.as_ref().map(|s| s.kubeconfig.clone());
+    let daemon = Daemon::start(&opts.config_dir, &opts.state_dir, kubeconfig).await?;
     // A socket systemd passed is systemd's to remove; one we bound is ours.
     let (listener, owned) = match systemd::activated_listener()? {
         Some(l) => (l, false),

@@ -8,7 +8,7 @@ pub mod task {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "gantry:plugin/kube.session": crate::host::kube::KubeSession,
+            "gantry:plugin/kube.session": crate::host::kube::Session,
         },
     });
 }

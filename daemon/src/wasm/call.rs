@@ -18,14 +18,17 @@ use super::bindings::types::{
 use super::grants::Effective;
 use super::limits::Limits;
 use super::plugin::{Bound, Plugin, Pre};
+use crate::host::kube::Clusters;
 use crate::host::log::MemorySink;
 use crate::host::{CallSetup, CallState, LogSink, TaskDirs, describe_task_error};
 
-/// How one call is run: the task's directories, where its log goes, and how to cancel it.
+/// How one call is run: the task's directories, where its log goes, the clusters its kube
+/// sessions may reach, and how to cancel it.
 #[derive(Clone)]
 pub struct CallOptions {
     pub dirs: Option<TaskDirs>,
     pub log: Arc<dyn LogSink>,
+    pub clusters: Arc<Clusters>,
     pub cancel: CancellationToken,
 }
 
@@ -35,6 +38,7 @@ impl CallOptions {
         CallOptions {
             dirs: None,
             log: Arc::new(MemorySink::default()),
+            clusters: Arc::new(Clusters::none()),
             cancel: CancellationToken::new(),
         }
     }
@@ -256,6 +260,7 @@ impl Plugin {
             limits: self.limits.clone(),
             dirs: opts.dirs.clone(),
             log: opts.log.clone(),
+            clusters: opts.clusters.clone(),
         })
         .map_err(|e| CallError::Host {
             plugin: self.name(),

@@ -9,6 +9,7 @@ use super::bindings::types::{
     TaskError,
 };
 use super::{CallError, CallOptions, Registry};
+use crate::host::kube::Clusters;
 use crate::engine::runner::{
     DeploymentRecord, HookCall, HookVerdict, Phase, RollbackResult, TaskCall, TaskFailure,
     TaskRunner,
@@ -37,14 +38,21 @@ pub struct PluginRunner {
     /// Scratch directories go under `<scratch_root>/<run>/<workflow>/<task>`.
     scratch_root: PathBuf,
     logs: Arc<dyn LogFactory>,
+    clusters: Arc<Clusters>,
 }
 
 impl PluginRunner {
-    pub fn new(registry: Arc<Registry>, scratch_root: PathBuf, logs: Arc<dyn LogFactory>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        scratch_root: PathBuf,
+        logs: Arc<dyn LogFactory>,
+        clusters: Arc<Clusters>,
+    ) -> Self {
         PluginRunner {
             registry,
             scratch_root,
             logs,
+            clusters,
         }
     }
 
@@ -66,6 +74,7 @@ impl PluginRunner {
         let opts = CallOptions {
             dirs: Some(TaskDirs { source, scratch }),
             log: self.logs.for_task(&call.run, &call.workflow, &call.task),
+            clusters: self.clusters.clone(),
             cancel: call.cancel.clone(),
         };
         let ctx = TaskContext {
