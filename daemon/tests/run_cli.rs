@@ -7,10 +7,10 @@ mod common;
 use common::gantry;
 
 #[test]
-fn the_releasehub_example_deploys_with_outputs_flowing_to_the_backend() {
+fn the_releasehub_example_deploys_to_the_simulator_with_outputs_flowing_to_the_backend() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/releasehub");
     let state = tempfile::tempdir().unwrap();
-    let (code, out) = gantry(&example, state.path(), &["run", "release"]);
+    let (code, out) = gantry(&example, state.path(), &["run", "--sim", "release"]);
     assert_eq!(code, 0, "{out}");
     for task in [
         "services.frontend",
@@ -24,7 +24,7 @@ fn the_releasehub_example_deploys_with_outputs_flowing_to_the_backend() {
             "{task} did not succeed:\n{out}"
         );
     }
-    assert!(out.contains("output schema=42"), "{out}");
+    assert!(out.contains("output sessions=17"), "{out}");
     let logs = state.path().join("logs");
     let run = std::fs::read_dir(&logs)
         .unwrap()
@@ -32,11 +32,12 @@ fn the_releasehub_example_deploys_with_outputs_flowing_to_the_backend() {
         .unwrap()
         .unwrap()
         .path();
-    let backend = std::fs::read_to_string(run.join("release/services.backend.log")).unwrap();
-    assert!(
-        backend.contains("deploying backend against schema 42"),
-        "{backend}"
-    );
+    let read = |task: &str| std::fs::read_to_string(run.join(format!("release/{task}.log"))).unwrap();
+    let frontend = read("services.frontend");
+    assert!(frontend.contains("applied Deployment releasehub/frontend"), "{frontend}");
+    assert!(frontend.contains("all objects are ready"), "{frontend}");
+    assert!(read("jobs.migrate").contains("applied Job releasehub/migrate-schema-42"));
+    assert!(read("services.backend").contains("applied ConfigMap releasehub/backend-config"));
     assert!(state.path().join("gantry.db").exists());
 }
 

@@ -67,6 +67,11 @@ impl RunningSim {
         self.sim.faults.add(rule)
     }
 
+    /// Fault rules not yet used up.
+    pub fn pending_faults(&self) -> usize {
+        self.sim.faults.list().len()
+    }
+
     pub fn clear_faults(&self) {
         self.sim.faults.clear();
     }

@@ -18,7 +18,7 @@ use crate::store::logs::FileLogs;
 use crate::wasm::Registry;
 use crate::wasm::task_runner::PluginRunner;
 
-async fn load_valid(
+pub(super) async fn load_valid(
     config_dir: &Path,
     state_dir: &Path,
 ) -> anyhow::Result<Result<(ValidConfig, Registry), Vec<String>>> {

@@ -1,5 +1,6 @@
 //! The `gantry` command line.
 
+mod diff;
 mod local;
 mod plugins;
 pub mod progress;
@@ -73,6 +74,16 @@ pub enum Command {
         /// configured cluster.
         #[arg(long)]
         sim: bool,
+    },
+    /// What deploying a workflow would change, as its plugins plan it (server-side dry runs
+    /// for manifests), without changing anything.
+    Diff {
+        workflow: String,
+        /// Plan against an empty Kubernetes API simulator instead of the configured clusters.
+        #[arg(long)]
+        sim: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Run the daemon: watch the configuration, serve the API, run deployments.
     Daemon {
@@ -178,6 +189,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run { workflows, sim } => {
             local::run(&cli.config, &cli.state, &workflows, sim).await
         }
+        Command::Diff {
+            workflow,
+            sim,
+            json,
+        } => diff::diff(&cli.config, &cli.state, &workflow, sim, json).await,
         Command::Daemon { sim } => {
             crate::service::serve::serve(crate::service::serve::ServeOptions {
                 config_dir: cli.config.clone(),

@@ -887,7 +887,8 @@ fn merged_hooks(wf: &Workflow, task: &TaskSpec) -> crate::config::workflow::Hook
     }
 }
 
-fn substitute(
+/// Replaces every `${...}` reference in the strings of `value` with what `lookup` says.
+pub fn substitute(
     value: &mut serde_json::Value,
     lookup: &dyn Fn(&Reference) -> Result<String, String>,
 ) -> Result<(), String> {

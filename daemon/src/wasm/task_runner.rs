@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::bindings::types::{
+    PlannedChange,
     Deployment, HookContext, HookDecision, Output, Phase as WitPhase, RollbackOutcome, TaskContext,
     TaskError,
 };
@@ -88,6 +89,15 @@ impl PluginRunner {
             previous: call.previous.as_ref().map(to_wit),
         };
         Ok((opts, ctx))
+    }
+
+    /// What applying the task would change, as its plugin sees it.
+    pub async fn plan(&self, call: TaskCall) -> Result<Vec<PlannedChange>, TaskFailure> {
+        let plugin = self.plugin(&call.kind)?.clone();
+        let (opts, ctx) = self.prepare(&call)?;
+        let called = plugin.plan(opts.clone(), ctx).await.map_err(failure)?;
+        note(&opts, &called.notes);
+        Ok(called.value)
     }
 
     fn plugin(&self, kind: &str) -> Result<&Arc<super::Plugin>, TaskFailure> {

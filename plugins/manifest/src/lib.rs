@@ -32,8 +32,9 @@ struct Params {
     /// Wait for readiness after applying.
     #[serde(default = "yes")]
     wait: bool,
-    /// How long to wait for readiness, e.g. "5m".
-    timeout: Option<String>,
+    /// How long to wait for readiness, e.g. "5m". (`timeout` is the engine's limit on the
+    /// whole task and should be longer.)
+    wait_timeout: Option<String>,
     /// Delete objects of the previous deployment that left the manifests.
     #[serde(default = "yes")]
     prune: bool,
@@ -67,7 +68,7 @@ const DEFAULT_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 
 impl Params {
     fn timeout_ms(&self) -> Result<u64, TaskError> {
-        match &self.timeout {
+        match &self.wait_timeout {
             None => Ok(DEFAULT_TIMEOUT_MS),
             Some(t) => parse_duration(t)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -298,7 +299,7 @@ impl gantry_sdk::Task for ManifestTask {
                 param("namespace", "string", false, "namespace for objects that name none (default \"default\")"),
                 param("cluster", "string", false, "cluster from gantry.toml (default: the default cluster)"),
                 param("wait", "bool", false, "wait for readiness (default true)"),
-                param("timeout", "duration", false, "how long to wait for readiness (default 5m)"),
+                param("wait_timeout", "duration", false, "how long to wait for readiness (default 5m)"),
                 param("prune", "bool", false, "delete objects that left the manifests (default true)"),
                 param("strategy", "string", false, "Deployment strategy: RollingUpdate (default) or Recreate"),
                 param("max_surge", "int|percent", false, "RollingUpdate maxSurge (default 25%)"),
@@ -313,8 +314,8 @@ impl gantry_sdk::Task for ManifestTask {
     fn validate(_kind: &str, params: &str) -> Vec<ValidationIssue> {
         let mut issues = validate_params::<Params>(params);
         if let Ok(p) = serde_json::from_str::<Params>(params) {
-            if let Some(Err(e)) = p.timeout.as_deref().map(parse_duration) {
-                issues.push(issue("timeout", e));
+            if let Some(Err(e)) = p.wait_timeout.as_deref().map(parse_duration) {
+                issues.push(issue("wait_timeout", e));
             }
             if let Err(e) = p.strategy() {
                 let field = if e.contains("max_surge") {
@@ -500,8 +501,8 @@ mod tests {
         assert_eq!(issues[0].field, "max_surge");
         let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "strategy": "BlueGreen"}"#);
         assert_eq!(issues[0].field, "strategy");
-        let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "timeout": "soon"}"#);
-        assert_eq!(issues[0].field, "timeout");
+        let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "wait_timeout": "soon"}"#);
+        assert_eq!(issues[0].field, "wait_timeout");
         assert!(ManifestTask::validate("manifest", r#"{"path": "k8s", "max_unavailable": 1}"#).is_empty());
         assert_eq!(ManifestTask::validate("manifest", r#"{}"#)[0].field, "path");
     }

@@ -1,6 +1,8 @@
 //! One plugin call's connection to a cluster: every operation checks the namespace grant
 //! first, resolves kinds through discovery once per session, and retries what a retry can
-//! fix (5xx, 429, timeouts, dropped connections, and write conflicts on apply).
+//! fix. The kube client already retries 429, 503 and 504 honouring Retry-After; this layer
+//! adds the other 5xx, dropped connections and write conflicts on apply, and logs each retry
+//! to the task's log so an operator sees a flaky API server.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -279,6 +281,7 @@ impl Session {
         for t in targets {
             apis.push(self.target_api(t).await?);
         }
+        let mut last_note = (String::new(), Instant::now());
         loop {
             let mut states = Vec::with_capacity(targets.len());
             for (t, api) in targets.iter().zip(&apis) {
@@ -293,6 +296,19 @@ impl Session {
                 states.push(state);
             }
             let settled = states.iter().all(|s| !matches!(s, Readiness::InProgress(_)));
+            let pending: Vec<String> = targets
+                .iter()
+                .zip(&states)
+                .filter_map(|(t, s)| match s {
+                    Readiness::InProgress(m) => Some(format!("{}: {m}", target_name(t))),
+                    _ => None,
+                })
+                .collect();
+            let note = pending.join("; ");
+            if !settled && note != last_note.0 && last_note.1.elapsed() >= Duration::from_millis(500) {
+                self.log.line(Level::Info, &format!("waiting for {note}"), &[]);
+                last_note = (note, Instant::now());
+            }
             if settled || Instant::now() >= until {
                 return Ok(targets
                     .iter()

@@ -1,0 +1,161 @@
+//! `gantry diff`: what deploying a workflow would change, task by task, as each plugin plans
+//! it (for manifests: a server-side dry run per object). Outputs of other tasks come from
+//! their last deployment; a task whose inputs do not exist yet is reported, not guessed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::local::load_valid;
+use crate::engine::plan::Reference;
+use crate::engine::run::substitute;
+use crate::engine::runner::{DeploymentRecord, History, TaskCall};
+use crate::host::kube::Clusters;
+use crate::store::Store;
+use crate::store::logs::FileLogs;
+use crate::wasm::bindings::types::ChangeAction;
+use crate::wasm::task_runner::PluginRunner;
+
+fn action(a: &ChangeAction) -> &'static str {
+    match a {
+        ChangeAction::Create => "create",
+        ChangeAction::Update => "update",
+        ChangeAction::Unchanged => "unchanged",
+        ChangeAction::Delete => "delete",
+    }
+}
+
+pub async fn diff(
+    config_dir: &Path,
+    state_dir: &Path,
+    workflow: &str,
+    sim: bool,
+    as_json: bool,
+) -> anyhow::Result<i32> {
+    let (valid, registry) = match load_valid(config_dir, state_dir).await? {
+        Ok(v) => v,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return Ok(1);
+        }
+    };
+    let Some(wf) = valid.workflows.get(workflow) else {
+        let known: Vec<&str> = valid.workflows.keys().map(String::as_str).collect();
+        eprintln!("gantry: no workflow `{workflow}` (workflows: {})", known.join(", "));
+        return Ok(1);
+    };
+    let simulator = match sim {
+        true => Some(crate::sim::embedded(state_dir).await?),
+        false => None,
+    };
+    let clusters = Arc::new(match &simulator {
+        Some(s) => Clusters::simulated(s.kubeconfig.clone()),
+        None => Clusters::new(valid.daemon.clusters.clone(), config_dir),
+    });
+    let store = Store::open(state_dir)?;
+    let deployed: BTreeMap<String, DeploymentRecord> = store
+        .deployed(workflow)
+        .into_iter()
+        .map(|(task, (_, _, rec))| (task, rec))
+        .collect();
+    let runner = PluginRunner::new(
+        Arc::new(registry),
+        state_dir.join("scratch"),
+        Arc::new(FileLogs {
+            dir: state_dir.join("logs"),
+        }),
+        clusters,
+    );
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut report = Vec::new();
+    let mut failed = false;
+    for task in &wf.tasks {
+        let mut params = serde_json::Value::Object(task.params.clone());
+        let lookup = |r: &Reference| -> Result<String, String> {
+            match r {
+                Reference::Env(name) => env
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| format!("${{env.{name}}} is not set")),
+                Reference::Output { task, key } => deployed
+                    .get(task)
+                    .and_then(|rec| rec.outputs.get(key))
+                    .cloned()
+                    .ok_or_else(|| format!("needs output `{key}` of `{task}`, which has not been deployed yet")),
+            }
+        };
+        if let Err(why) = substitute(&mut params, &lookup) {
+            report.push(json!({"task": task.id, "kind": task.kind, "error": why}));
+            continue;
+        }
+        let call = TaskCall {
+            run: "diff".into(),
+            workflow: workflow.to_string(),
+            task: task.id.clone(),
+            kind: task.kind.clone(),
+            params,
+            attempt: 0,
+            previous: deployed.get(&task.id).cloned(),
+            source_dir: Some(config_dir.to_path_buf()),
+            cancel: CancellationToken::new(),
+        };
+        match runner.plan(call).await {
+            Ok(changes) => {
+                let changes: Vec<_> = changes
+                    .iter()
+                    .map(|c| json!({"action": action(&c.action), "target": c.target, "detail": c.detail}))
+                    .collect();
+                report.push(json!({"task": task.id, "kind": task.kind, "changes": changes}));
+            }
+            Err(e) => {
+                failed = true;
+                report.push(json!({"task": task.id, "kind": task.kind, "error": e.message}));
+            }
+        }
+    }
+    for (task, rec) in &deployed {
+        if !wf.tasks.iter().any(|t| &t.id == task) {
+            let changes: Vec<_> = rec
+                .inventory
+                .iter()
+                .map(|target| json!({"action": "delete", "target": target, "detail": "task removed from the workflow"}))
+                .collect();
+            report.push(json!({"task": task, "kind": "removed", "changes": changes}));
+        }
+    }
+    if as_json {
+        println!("{}", json!({"workflow": workflow, "tasks": report}));
+    } else {
+        print_report(workflow, &report);
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn print_report(workflow: &str, report: &[serde_json::Value]) {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    println!("workflow {workflow}");
+    for t in report {
+        let name = t["task"].as_str().unwrap_or_default();
+        if let Some(e) = t["error"].as_str() {
+            println!("  {name}: cannot plan: {e}");
+            continue;
+        }
+        let changes = t["changes"].as_array().cloned().unwrap_or_default();
+        if changes.is_empty() {
+            println!("  {name}: nothing to report ({} tasks plan no changes)", t["kind"].as_str().unwrap_or_default());
+        }
+        for c in changes {
+            let a = c["action"].as_str().unwrap_or_default();
+            *counts.entry(a.to_string()).or_default() += 1;
+            let detail = c["detail"].as_str().filter(|d| !d.is_empty()).map(|d| format!("  ({d})")).unwrap_or_default();
+            println!("  {name}: {a:<9} {}{detail}", c["target"].as_str().unwrap_or_default());
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    println!("{}", if summary.is_empty() { "no changes planned".to_string() } else { summary.join(", ") });
+}

@@ -1,0 +1,382 @@
+//! The manifest task kind and the kube capability end to end: the real gantry binary runs
+//! workflows against a Kubernetes API simulator served by this test, and the tests read the
+//! simulator's objects to check what was done.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+mod common;
+
+/// A simulator plus a configuration directory whose only cluster is that simulator.
+struct Site {
+    sim: kubesim::RunningSim,
+    config: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+const GANTRY_TOML: &str = r#"
+[clusters.test]
+kubeconfig = "kubeconfig"
+
+[plugins.exec]
+exec = ["sh"]
+
+[plugins.manifest]
+kube_namespaces = ["shop"]
+"#;
+
+impl Site {
+    async fn new() -> Site {
+        let sim = kubesim::start(kubesim::SimOptions {
+            controllers: kubesim::ControllerOptions {
+                ready_delay: std::time::Duration::from_millis(100),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let config = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(&config.path().join("kubeconfig")).unwrap();
+        std::fs::write(config.path().join("gantry.toml"), GANTRY_TOML).unwrap();
+        std::fs::create_dir_all(config.path().join("workflows")).unwrap();
+        Site { sim, config, state }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.config.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.config.path().join(rel)).unwrap();
+    }
+
+    /// Runs the gantry binary with `args` while this runtime keeps serving the simulator.
+    async fn gantry(&self, args: &[&str]) -> (i32, String) {
+        let (config, state): (PathBuf, PathBuf) =
+            (self.config.path().into(), self.state.path().into());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::gantry(&config, &state, &args)
+        })
+        .await
+        .unwrap()
+    }
+
+    fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let reg = self.sim.store.registry();
+        let t = reg.by_plural(group, version, plural).unwrap();
+        self.sim.store.get(t, ns, name).ok()
+    }
+
+    /// The log of `task` in the newest run.
+    fn log(&self, workflow: &str, task: &str) -> String {
+        let logs = self.state.path().join("logs");
+        let mut runs: Vec<_> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        runs.sort();
+        let path = runs.last().unwrap().join(workflow).join(format!("{task}.log"));
+        std::fs::read_to_string(&path).unwrap_or_default()
+    }
+}
+
+fn outcome_line<'a>(out: &'a str, task: &str) -> &'a str {
+    out.lines()
+        .filter(|l| l.contains(task))
+        .last()
+        .unwrap_or_default()
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: ${vars.replicas}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "shop/web:1"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+"#;
+
+fn one_task(params: &str) -> String {
+    format!("[app.web]\nkind = \"manifest\"\nnamespace = \"shop\"\ncreate_namespace = true\n{params}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_labels_waits_for_readiness_and_records_ownership() {
+    let site = Site::new().await;
+    site.write("k8s/web.yaml", WEB);
+    site.write(
+        "workflows/shop.toml",
+        &one_task("path = \"k8s\"\nmax_surge = 1\nmax_unavailable = 0\nvars = { replicas = \"3\" }"),
+    );
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+
+    let d = site.get("apps/v1", "deployments", "shop", "web").expect("deployment applied");
+    assert_eq!(d["metadata"]["labels"]["gantry.dev/task"], "app.web");
+    assert_eq!(d["metadata"]["labels"]["gantry.dev/workflow"], "shop");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 1);
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert_eq!(d["status"]["readyReplicas"], 3, "the task waited for the rollout");
+    let managers = d["metadata"]["managedFields"].as_array().unwrap();
+    assert!(
+        managers.iter().any(|m| m["manager"] == "gantry" && m["operation"] == "Apply"),
+        "{managers:?}"
+    );
+    let svc = site.get("v1", "services", "shop", "web").expect("service applied");
+    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.96.")));
+    let log = site.log("shop", "app.web");
+    assert!(log.contains("created namespace shop"), "{log}");
+    assert!(log.contains("all objects are ready"), "{log}");
+    assert!(out.contains("output objects=2"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_never_becomes_ready_times_out_and_halts_the_workflow() {
+    let site = Site::new().await;
+    site.write(
+        "k8s/web.yaml",
+        &WEB.replace(
+            "metadata: {labels: {app: web}}",
+            "metadata: {labels: {app: web}, annotations: {kubesim.gantry.dev/never-ready: \"true\"}}",
+        ),
+    );
+    site.write(
+        "workflows/shop.toml",
+        &format!(
+            "{}\n[app.after]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo after\"]\n\n[[steps]]\nname = \"deploy\"\ntasks = [\"app.web\"]\nhalt_on_error = true\n\n[[steps]]\nname = \"later\"\ntasks = [\"app.after\"]\n",
+            one_task("path = \"k8s\"\nwait_timeout = \"2s\"\nvars = { replicas = \"2\" }")
+        ),
+    );
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 1, "{out}");
+    let web = outcome_line(&out, "app.web");
+    assert!(web.contains("failed") && web.contains("not ready after 2 s"), "{out}");
+    assert!(out.contains("0 of 2 updated replicas available"), "{out}");
+    assert!(!outcome_line(&out, "app.after").contains("succeeded"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout() {
+    let site = Site::new().await;
+    site.write(
+        "k8s/job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {kubesim.gantry.dev/fail: \"true\"}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: migrate}]\n",
+    );
+    site.write(
+        "workflows/shop.toml",
+        &format!(
+            "{}\n[app.after]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo after\"]\n\n[[steps]]\nname = \"migrate\"\ntasks = [\"app.web\"]\nhalt_on_error = true\n\n[[steps]]\nname = \"later\"\ntasks = [\"app.after\"]\n",
+            one_task("path = \"k8s/job.yaml\"\nwait_timeout = \"10m\"")
+        ),
+    );
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(outcome_line(&out, "app.web").contains("job failed: BackoffLimitExceeded"), "{out}");
+    assert!(!outcome_line(&out, "app.after").contains("succeeded"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
+    let site = Site::new().await;
+    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n");
+    site.write("k8s/a.yaml", &cm("a"));
+    site.write("k8s/b.yaml", &cm("b"));
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\""));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(site.get("v1", "configmaps", "shop", "b").is_some());
+
+    site.remove("k8s/b.yaml");
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(site.get("v1", "configmaps", "shop", "a").is_some());
+    assert!(site.get("v1", "configmaps", "shop", "b").is_none(), "b was pruned");
+    assert!(site.log("shop", "app.web").contains("pruned v1/ConfigMap/shop/b"));
+}
+
+const ROLLBACK_WORKFLOW: &str = r#"
+on_failure = "rollback"
+
+[app.web]
+kind = "manifest"
+path = "k8s"
+namespace = "shop"
+create_namespace = true
+vars = { replicas = "REPLICAS" }
+
+[app.check]
+kind = "exec"
+command = ["sh", "-c", "CHECK"]
+
+[[steps]]
+name = "deploy"
+tasks = ["app.web"]
+
+[[steps]]
+name = "check"
+tasks = ["app.check"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_the_previous_objects_and_removes_new_ones() {
+    let site = Site::new().await;
+    site.write("k8s/web.yaml", WEB);
+    let workflow = |replicas: &str, check: &str| {
+        ROLLBACK_WORKFLOW.replace("REPLICAS", replicas).replace("CHECK", check)
+    };
+    site.write("workflows/shop.toml", &workflow("1", "true"));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+
+    site.write(
+        "k8s/extra.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {k: v}\n",
+    );
+    site.write("workflows/shop.toml", &workflow("4", "echo smoke test failed >&2; exit 1"));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rolled back"), "{out}");
+    let d = site.get("apps/v1", "deployments", "shop", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], 1, "the previous replica count is back");
+    assert!(
+        site.get("v1", "configmaps", "shop", "extra").is_none(),
+        "an object the failed run added is removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_mounting_a_claim_is_forced_to_recreate() {
+    let site = Site::new().await;
+    site.write(
+        "k8s/db.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: postgres}]\n      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]\n",
+    );
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nmax_surge = 2"));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    let d = site.get("apps/v1", "deployments", "shop", "db").unwrap();
+    assert_eq!(d["spec"]["strategy"], serde_json::json!({"type": "Recreate"}));
+    let pvc = site.get("v1", "persistentvolumeclaims", "shop", "data").unwrap();
+    assert_eq!(pvc["status"]["phase"], "Bound");
+    let log = site.log("shop", "app.web");
+    assert!(log.contains("mounts PersistentVolumeClaim data") && log.contains("Recreate"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_reports_creates_updates_unchanged_and_prunes() {
+    let site = Site::new().await;
+    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n");
+    site.write("k8s/web.yaml", WEB);
+    site.write("k8s/old.yaml", &cm("old"));
+    site.write("k8s/same.yaml", &cm("same"));
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nvars = { replicas = \"2\" }"));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+
+    site.remove("k8s/old.yaml");
+    site.write("k8s/new.yaml", &cm("new"));
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nvars = { replicas = \"3\" }"));
+    let (code, out) = site.gantry(&["diff", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    let line = |target: &str| {
+        out.lines()
+            .find(|l| l.contains(target))
+            .unwrap_or_else(|| panic!("no line for {target}:\n{out}"))
+            .to_string()
+    };
+    assert!(line("apps/v1/Deployment/shop/web").contains("update"), "{out}");
+    assert!(line("apps/v1/Deployment/shop/web").contains("spec.replicas: 2 → 3"), "{out}");
+    assert!(line("v1/Service/shop/web").contains("unchanged"), "{out}");
+    assert!(line("v1/ConfigMap/shop/same").contains("unchanged"), "{out}");
+    assert!(line("v1/ConfigMap/shop/new").contains("create"), "{out}");
+    assert!(line("v1/ConfigMap/shop/old").contains("delete"), "{out}");
+    let d = site.get("apps/v1", "deployments", "shop", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], 2, "diff changed nothing");
+    assert!(site.get("v1", "configmaps", "shop", "new").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_the_plugin_was_not_granted_is_denied() {
+    let site = Site::new().await;
+    site.write(
+        "k8s/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sneaky, namespace: kube-system}\ndata: {k: v}\n",
+    );
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\""));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_ne!(code, 0, "{out}");
+    let line = outcome_line(&out, "app.web");
+    assert!(line.contains("capability denied") && line.contains("namespace `kube-system`"), "{out}");
+    assert!(site.get("v1", "configmaps", "kube-system", "sneaky").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_api_errors_are_retried() {
+    let site = Site::new().await;
+    site.write("k8s/web.yaml", WEB);
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nvars = { replicas = \"1\" }"));
+    for (status, times) in [(503, 2), (429, 1)] {
+        site.sim.inject(kubesim::FaultRule {
+            method: Some("PATCH".into()),
+            path: Some("/deployments/".into()),
+            status: Some(status),
+            times: Some(times),
+            ..Default::default()
+        });
+    }
+    site.sim.inject(kubesim::FaultRule {
+        method: Some("GET".into()),
+        path: Some("/deployments/web".into()),
+        status: Some(500),
+        times: Some(1),
+        ..Default::default()
+    });
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(site.sim.pending_faults(), 0, "every injected fault was hit");
+    let log = site.log("shop", "app.web");
+    assert!(log.contains("500 InternalError); retrying"), "{log}");
+    assert!(site.get("apps/v1", "deployments", "shop", "web").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_a_removed_task_deletes_its_inventory() {
+    let site = Site::new().await;
+    site.write("k8s/web.yaml", WEB);
+    site.write(
+        "workflows/shop.toml",
+        &format!(
+            "{}\n[app.keep]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+            one_task("path = \"k8s\"\nvars = { replicas = \"1\" }")
+        ),
+    );
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    site.write("workflows/shop.toml", "[app.keep]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n");
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(site.get("apps/v1", "deployments", "shop", "web").is_none(), "{out}");
+    assert!(site.get("v1", "services", "shop", "web").is_none(), "{out}");
+    assert!(site.get("v1", "namespaces", "", "shop").is_some(), "the namespace was not the task's");
+}
+
