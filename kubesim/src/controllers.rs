@@ -22,6 +22,9 @@ pub const NEVER_READY: &str = "kubesim.gantry.dev/never-ready";
 /// "true": a Job's pod fails (and so the Job); a bare Pod fails.
 pub const FAIL: &str = "kubesim.gantry.dev/fail";
 
+/// How long a terminating namespace keeps its contents before they are deleted.
+const NAMESPACE_GRACE: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
     /// How long pods take to become ready unless an annotation says otherwise.
@@ -155,7 +158,9 @@ impl Controllers {
             .iter()
             .map(|(_, o)| s(o, "/metadata/uid").to_string())
             .collect();
-        self.first_seen.retain(|uid, _| live.contains(uid));
+        self.first_seen.retain(|key, _| {
+            live.contains(key.strip_prefix("terminating:").unwrap_or(key))
+        });
         self.rollout_started.retain(|(uid, _), _| live.contains(uid));
     }
 
@@ -168,6 +173,15 @@ impl Controllers {
                 continue;
             }
             let name = s(&ns, "/metadata/name").to_string();
+            // The namespace controller of a real cluster takes a moment to get to the
+            // contents, so clients deleting a namespace and its objects together still find them.
+            let since = *self
+                .first_seen
+                .entry(format!("terminating:{}", s(&ns, "/metadata/uid")))
+                .or_insert_with(Instant::now);
+            if since.elapsed() < NAMESPACE_GRACE {
+                continue;
+            }
             let mut left = 0;
             for (t, o) in self.store.all_objects() {
                 if t.namespaced && s(&o, "/metadata/namespace") == name {
