@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a clean checkout: installs the Wasm toolchain if needed, builds
-# the plugin components (built-ins and test fixtures), then checks formatting, lints and runs
-# every test.
+# The whole test suite, from a clean checkout: installs the Wasm toolchain and the real
+# kubectl and helm the simulator's fidelity tests drive, builds the plugin components
+# (built-ins and test fixtures), then checks formatting, lints and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-wasm-toolchain.sh
+scripts/setup-kube-tools.sh
 scripts/build-plugins.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

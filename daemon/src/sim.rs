@@ -22,7 +22,11 @@ pub async fn embedded(state_dir: &Path) -> anyhow::Result<Embedded> {
 }
 
 /// `gantry sim`: serves until interrupted.
-pub async fn serve(listen: SocketAddr, kubeconfig: &Path, ready_delay: Duration) -> anyhow::Result<i32> {
+pub async fn serve(
+    listen: SocketAddr,
+    kubeconfig: &Path,
+    ready_delay: Duration,
+) -> anyhow::Result<i32> {
     let sim = kubesim::start(kubesim::SimOptions {
         listen,
         controllers: kubesim::ControllerOptions {
@@ -34,7 +38,10 @@ pub async fn serve(listen: SocketAddr, kubeconfig: &Path, ready_delay: Duration)
     sim.write_kubeconfig(kubeconfig)?;
     println!("kubesim serving {}", sim.url());
     println!("kubeconfig written to {}", kubeconfig.display());
-    println!("faults: POST {}/kubesim/faults, e.g. {{\"method\":\"PATCH\",\"status\":503,\"times\":2}}", sim.url());
+    println!(
+        "faults: POST {}/kubesim/faults, e.g. {{\"method\":\"PATCH\",\"status\":503,\"times\":2}}",
+        sim.url()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(0)
 }

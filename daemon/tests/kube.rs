@@ -39,7 +39,8 @@ impl Site {
         .unwrap();
         let config = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(&config.path().join("kubeconfig")).unwrap();
+        sim.write_kubeconfig(&config.path().join("kubeconfig"))
+            .unwrap();
         std::fs::write(config.path().join("gantry.toml"), GANTRY_TOML).unwrap();
         std::fs::create_dir_all(config.path().join("workflows")).unwrap();
         Site { sim, config, state }
@@ -83,15 +84,19 @@ impl Site {
             .map(|e| e.unwrap().path())
             .collect();
         runs.sort();
-        let path = runs.last().unwrap().join(workflow).join(format!("{task}.log"));
+        let path = runs
+            .last()
+            .unwrap()
+            .join(workflow)
+            .join(format!("{task}.log"));
         std::fs::read_to_string(&path).unwrap_or_default()
     }
 }
 
 fn outcome_line<'a>(out: &'a str, task: &str) -> &'a str {
     out.lines()
-        .filter(|l| l.contains(task))
-        .last()
+        .rev()
+        .find(|l| l.contains(task))
         .unwrap_or_default()
 }
 
@@ -116,7 +121,9 @@ spec:
 "#;
 
 fn one_task(params: &str) -> String {
-    format!("[app.web]\nkind = \"manifest\"\nnamespace = \"shop\"\ncreate_namespace = true\n{params}\n")
+    format!(
+        "[app.web]\nkind = \"manifest\"\nnamespace = \"shop\"\ncreate_namespace = true\n{params}\n"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,25 +132,40 @@ async fn applies_labels_waits_for_readiness_and_records_ownership() {
     site.write("k8s/web.yaml", WEB);
     site.write(
         "workflows/shop.toml",
-        &one_task("path = \"k8s\"\nmax_surge = 1\nmax_unavailable = 0\nvars = { replicas = \"3\" }"),
+        &one_task(
+            "path = \"k8s\"\nmax_surge = 1\nmax_unavailable = 0\nvars = { replicas = \"3\" }",
+        ),
     );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
 
-    let d = site.get("apps/v1", "deployments", "shop", "web").expect("deployment applied");
+    let d = site
+        .get("apps/v1", "deployments", "shop", "web")
+        .expect("deployment applied");
     assert_eq!(d["metadata"]["labels"]["gantry.dev/task"], "app.web");
     assert_eq!(d["metadata"]["labels"]["gantry.dev/workflow"], "shop");
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 1);
     assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
-    assert_eq!(d["status"]["readyReplicas"], 3, "the task waited for the rollout");
+    assert_eq!(
+        d["status"]["readyReplicas"], 3,
+        "the task waited for the rollout"
+    );
     let managers = d["metadata"]["managedFields"].as_array().unwrap();
     assert!(
-        managers.iter().any(|m| m["manager"] == "gantry" && m["operation"] == "Apply"),
+        managers
+            .iter()
+            .any(|m| m["manager"] == "gantry" && m["operation"] == "Apply"),
         "{managers:?}"
     );
-    let svc = site.get("v1", "services", "shop", "web").expect("service applied");
-    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.96.")));
+    let svc = site
+        .get("v1", "services", "shop", "web")
+        .expect("service applied");
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.96."))
+    );
     let log = site.log("shop", "app.web");
     assert!(log.contains("created namespace shop"), "{log}");
     assert!(log.contains("all objects are ready"), "{log}");
@@ -170,9 +192,15 @@ async fn a_rollout_that_never_becomes_ready_times_out_and_halts_the_workflow() {
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 1, "{out}");
     let web = outcome_line(&out, "app.web");
-    assert!(web.contains("failed") && web.contains("not ready after 2 s"), "{out}");
+    assert!(
+        web.contains("failed") && web.contains("not ready after 2 s"),
+        "{out}"
+    );
     assert!(out.contains("0 of 2 updated replicas available"), "{out}");
-    assert!(!outcome_line(&out, "app.after").contains("succeeded"), "{out}");
+    assert!(
+        !outcome_line(&out, "app.after").contains("succeeded"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,14 +219,22 @@ async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout(
     );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(outcome_line(&out, "app.web").contains("job failed: BackoffLimitExceeded"), "{out}");
-    assert!(!outcome_line(&out, "app.after").contains("succeeded"), "{out}");
+    assert!(
+        outcome_line(&out, "app.web").contains("job failed: BackoffLimitExceeded"),
+        "{out}"
+    );
+    assert!(
+        !outcome_line(&out, "app.after").contains("succeeded"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
     let site = Site::new().await;
-    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n");
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n")
+    };
     site.write("k8s/a.yaml", &cm("a"));
     site.write("k8s/b.yaml", &cm("b"));
     site.write("workflows/shop.toml", &one_task("path = \"k8s\""));
@@ -210,8 +246,14 @@ async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(site.get("v1", "configmaps", "shop", "a").is_some());
-    assert!(site.get("v1", "configmaps", "shop", "b").is_none(), "b was pruned");
-    assert!(site.log("shop", "app.web").contains("pruned v1/ConfigMap/shop/b"));
+    assert!(
+        site.get("v1", "configmaps", "shop", "b").is_none(),
+        "b was pruned"
+    );
+    assert!(
+        site.log("shop", "app.web")
+            .contains("pruned v1/ConfigMap/shop/b")
+    );
 }
 
 const ROLLBACK_WORKFLOW: &str = r#"
@@ -242,7 +284,9 @@ async fn rollback_restores_the_previous_objects_and_removes_new_ones() {
     let site = Site::new().await;
     site.write("k8s/web.yaml", WEB);
     let workflow = |replicas: &str, check: &str| {
-        ROLLBACK_WORKFLOW.replace("REPLICAS", replicas).replace("CHECK", check)
+        ROLLBACK_WORKFLOW
+            .replace("REPLICAS", replicas)
+            .replace("CHECK", check)
     };
     site.write("workflows/shop.toml", &workflow("1", "true"));
     let (code, out) = site.gantry(&["run", "shop"]).await;
@@ -252,12 +296,18 @@ async fn rollback_restores_the_previous_objects_and_removes_new_ones() {
         "k8s/extra.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {k: v}\n",
     );
-    site.write("workflows/shop.toml", &workflow("4", "echo smoke test failed >&2; exit 1"));
+    site.write(
+        "workflows/shop.toml",
+        &workflow("4", "echo smoke test failed >&2; exit 1"),
+    );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rolled back"), "{out}");
     let d = site.get("apps/v1", "deployments", "shop", "web").unwrap();
-    assert_eq!(d["spec"]["replicas"], 1, "the previous replica count is back");
+    assert_eq!(
+        d["spec"]["replicas"], 1,
+        "the previous replica count is back"
+    );
     assert!(
         site.get("v1", "configmaps", "shop", "extra").is_none(),
         "an object the failed run added is removed"
@@ -271,31 +321,50 @@ async fn a_deployment_mounting_a_claim_is_forced_to_recreate() {
         "k8s/db.yaml",
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: postgres}]\n      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]\n",
     );
-    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nmax_surge = 2"));
+    site.write(
+        "workflows/shop.toml",
+        &one_task("path = \"k8s\"\nmax_surge = 2"),
+    );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
     let d = site.get("apps/v1", "deployments", "shop", "db").unwrap();
-    assert_eq!(d["spec"]["strategy"], serde_json::json!({"type": "Recreate"}));
-    let pvc = site.get("v1", "persistentvolumeclaims", "shop", "data").unwrap();
+    assert_eq!(
+        d["spec"]["strategy"],
+        serde_json::json!({"type": "Recreate"})
+    );
+    let pvc = site
+        .get("v1", "persistentvolumeclaims", "shop", "data")
+        .unwrap();
     assert_eq!(pvc["status"]["phase"], "Bound");
     let log = site.log("shop", "app.web");
-    assert!(log.contains("mounts PersistentVolumeClaim data") && log.contains("Recreate"), "{log}");
+    assert!(
+        log.contains("mounts PersistentVolumeClaim data") && log.contains("Recreate"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_reports_creates_updates_unchanged_and_prunes() {
     let site = Site::new().await;
-    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n");
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n")
+    };
     site.write("k8s/web.yaml", WEB);
     site.write("k8s/old.yaml", &cm("old"));
     site.write("k8s/same.yaml", &cm("same"));
-    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nvars = { replicas = \"2\" }"));
+    site.write(
+        "workflows/shop.toml",
+        &one_task("path = \"k8s\"\nvars = { replicas = \"2\" }"),
+    );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
 
     site.remove("k8s/old.yaml");
     site.write("k8s/new.yaml", &cm("new"));
-    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nvars = { replicas = \"3\" }"));
+    site.write(
+        "workflows/shop.toml",
+        &one_task("path = \"k8s\"\nvars = { replicas = \"3\" }"),
+    );
     let (code, out) = site.gantry(&["diff", "shop"]).await;
     assert_eq!(code, 0, "{out}");
     let line = |target: &str| {
@@ -304,10 +373,19 @@ async fn diff_reports_creates_updates_unchanged_and_prunes() {
             .unwrap_or_else(|| panic!("no line for {target}:\n{out}"))
             .to_string()
     };
-    assert!(line("apps/v1/Deployment/shop/web").contains("update"), "{out}");
-    assert!(line("apps/v1/Deployment/shop/web").contains("spec.replicas: 2 → 3"), "{out}");
+    assert!(
+        line("apps/v1/Deployment/shop/web").contains("update"),
+        "{out}"
+    );
+    assert!(
+        line("apps/v1/Deployment/shop/web").contains("spec.replicas: 2 → 3"),
+        "{out}"
+    );
     assert!(line("v1/Service/shop/web").contains("unchanged"), "{out}");
-    assert!(line("v1/ConfigMap/shop/same").contains("unchanged"), "{out}");
+    assert!(
+        line("v1/ConfigMap/shop/same").contains("unchanged"),
+        "{out}"
+    );
     assert!(line("v1/ConfigMap/shop/new").contains("create"), "{out}");
     assert!(line("v1/ConfigMap/shop/old").contains("delete"), "{out}");
     let d = site.get("apps/v1", "deployments", "shop", "web").unwrap();
@@ -326,15 +404,24 @@ async fn a_namespace_the_plugin_was_not_granted_is_denied() {
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_ne!(code, 0, "{out}");
     let line = outcome_line(&out, "app.web");
-    assert!(line.contains("capability denied") && line.contains("namespace `kube-system`"), "{out}");
-    assert!(site.get("v1", "configmaps", "kube-system", "sneaky").is_none());
+    assert!(
+        line.contains("capability denied") && line.contains("namespace `kube-system`"),
+        "{out}"
+    );
+    assert!(
+        site.get("v1", "configmaps", "kube-system", "sneaky")
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_api_errors_are_retried() {
     let site = Site::new().await;
     site.write("k8s/web.yaml", WEB);
-    site.write("workflows/shop.toml", &one_task("path = \"k8s\"\nvars = { replicas = \"1\" }"));
+    site.write(
+        "workflows/shop.toml",
+        &one_task("path = \"k8s\"\nvars = { replicas = \"1\" }"),
+    );
     for (status, times) in [(503, 2), (429, 1)] {
         site.sim.inject(kubesim::FaultRule {
             method: Some("PATCH".into()),
@@ -372,11 +459,19 @@ async fn destroying_a_removed_task_deletes_its_inventory() {
     );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
-    site.write("workflows/shop.toml", "[app.keep]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n");
+    site.write(
+        "workflows/shop.toml",
+        "[app.keep]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+    );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(site.get("apps/v1", "deployments", "shop", "web").is_none(), "{out}");
+    assert!(
+        site.get("apps/v1", "deployments", "shop", "web").is_none(),
+        "{out}"
+    );
     assert!(site.get("v1", "services", "shop", "web").is_none(), "{out}");
-    assert!(site.get("v1", "namespaces", "", "shop").is_some(), "the namespace was not the task's");
+    assert!(
+        site.get("v1", "namespaces", "", "shop").is_some(),
+        "the namespace was not the task's"
+    );
 }
-

@@ -32,9 +32,13 @@ fn the_releasehub_example_deploys_to_the_simulator_with_outputs_flowing_to_the_b
         .unwrap()
         .unwrap()
         .path();
-    let read = |task: &str| std::fs::read_to_string(run.join(format!("release/{task}.log"))).unwrap();
+    let read =
+        |task: &str| std::fs::read_to_string(run.join(format!("release/{task}.log"))).unwrap();
     let frontend = read("services.frontend");
-    assert!(frontend.contains("applied Deployment releasehub/frontend"), "{frontend}");
+    assert!(
+        frontend.contains("applied Deployment releasehub/frontend"),
+        "{frontend}"
+    );
     assert!(frontend.contains("all objects are ready"), "{frontend}");
     assert!(read("jobs.migrate").contains("applied Job releasehub/migrate-schema-42"));
     assert!(read("services.backend").contains("applied ConfigMap releasehub/backend-config"));

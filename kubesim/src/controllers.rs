@@ -100,7 +100,11 @@ fn steer<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {
     workload
         .pointer("/spec/template/metadata/annotations")
         .and_then(|a| a.get(key))
-        .or_else(|| workload.pointer("/metadata/annotations").and_then(|a| a.get(key)))
+        .or_else(|| {
+            workload
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(key))
+        })
         .and_then(Value::as_str)
 }
 
@@ -158,10 +162,10 @@ impl Controllers {
             .iter()
             .map(|(_, o)| s(o, "/metadata/uid").to_string())
             .collect();
-        self.first_seen.retain(|key, _| {
-            live.contains(key.strip_prefix("terminating:").unwrap_or(key))
-        });
-        self.rollout_started.retain(|(uid, _), _| live.contains(uid));
+        self.first_seen
+            .retain(|key, _| live.contains(key.strip_prefix("terminating:").unwrap_or(key)));
+        self.rollout_started
+            .retain(|(uid, _), _| live.contains(uid));
     }
 
     fn terminate_namespaces(&mut self) {
@@ -242,7 +246,10 @@ impl Controllers {
             return;
         };
         let ns = s(owner, "/metadata/namespace");
-        let template = workload.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let template = workload
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(json!({}));
         let mut meta = template.get("metadata").cloned().unwrap_or(json!({}));
         for (k, v) in extra_labels.as_object().into_iter().flatten() {
             meta["labels"][k] = v.clone();
@@ -332,9 +339,14 @@ impl Controllers {
             .iter()
             .find(|rs| s(rs, "/metadata/name") == rs_name)
             .cloned();
-        let want_new = if recreate && old_pods > 0 { 0 } else { replicas };
-        self.store
-            .modify(&rs_t, ns, &rs_name, |o| o["spec"]["replicas"] = json!(want_new));
+        let want_new = if recreate && old_pods > 0 {
+            0
+        } else {
+            replicas
+        };
+        self.store.modify(&rs_t, ns, &rs_name, |o| {
+            o["spec"]["replicas"] = json!(want_new)
+        });
 
         let new_pods = new_rs
             .map(|rs| self.pods_of(s(&rs, "/metadata/uid"), ns))
@@ -344,7 +356,8 @@ impl Controllers {
         let total = updated + old_pods as i64;
         let prev = d.get("status").cloned().unwrap_or(json!({}));
         let complete = updated == replicas && ready == replicas && total == replicas;
-        let deadline = Duration::from_secs(d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600));
+        let deadline =
+            Duration::from_secs(d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600));
         let progressing = if complete {
             set_condition(
                 &prev,
@@ -453,7 +466,12 @@ impl Controllers {
         for i in 0..want {
             let pod_name = format!("{name}-{i}");
             if !pods.iter().any(|p| s(p, "/metadata/name") == pod_name) {
-                self.create_pod(sts, sts, pod_name, json!({"controller-revision-hash": revision}));
+                self.create_pod(
+                    sts,
+                    sts,
+                    pod_name,
+                    json!({"controller-revision-hash": revision}),
+                );
                 // Pods start in order: the next waits for this one.
                 break;
             }
@@ -517,8 +535,9 @@ impl Controllers {
             .get("conditions")
             .and_then(Value::as_array)
             .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
+                cs.iter().any(|c| {
+                    (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                })
             });
         if finished {
             return;
@@ -526,11 +545,22 @@ impl Controllers {
         let pods = self.pods_of(uid, ns);
         if pods.is_empty() {
             let suffix: String = (0..5).map(|_| fastrand::lowercase()).collect();
-            self.create_pod(job, job, format!("{name}-{suffix}"), json!({"job-name": name}));
+            self.create_pod(
+                job,
+                job,
+                format!("{name}-{suffix}"),
+                json!({"job-name": name}),
+            );
         }
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let succeeded = pods.iter().filter(|p| p["status"]["phase"] == "Succeeded").count();
-        let failed = pods.iter().filter(|p| p["status"]["phase"] == "Failed").count();
+        let succeeded = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+            .count();
+        let failed = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Failed")
+            .count();
         let mut status = json!({
             "startTime": prev.get("startTime").cloned().unwrap_or(json!(now)),
             "active": pods.len() - succeeded - failed,
@@ -539,14 +569,38 @@ impl Controllers {
             status["succeeded"] = json!(succeeded);
             status["completionTime"] = json!(now);
             status["conditions"] = json!([
-                set_condition(&prev, "SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
-                set_condition(&prev, "Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
+                set_condition(
+                    &prev,
+                    "SuccessCriteriaMet",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods"
+                ),
+                set_condition(
+                    &prev,
+                    "Complete",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods"
+                ),
             ]);
         } else if failed > 0 {
             status["failed"] = json!(failed);
             status["conditions"] = json!([
-                set_condition(&prev, "FailureTarget", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
-                set_condition(&prev, "Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+                set_condition(
+                    &prev,
+                    "FailureTarget",
+                    "True",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit"
+                ),
+                set_condition(
+                    &prev,
+                    "Failed",
+                    "True",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit"
+                ),
             ]);
         }
         self.store.set_status(&t, ns, name, status);
@@ -636,5 +690,8 @@ impl Controllers {
 pub fn pod_ready(p: &Value) -> bool {
     p.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }

@@ -84,7 +84,9 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         format!("{group}/{version}")
     };
     let resources: Vec<Value> = types.into_iter().flat_map(resource_json).collect();
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// The aggregated document for the core group (`core = true`, served at `/api`) or for every
@@ -163,7 +165,11 @@ pub fn openapi_group_version(reg: &Registry, group: &str, version: &str) -> Opti
         return None;
     }
     let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    let write_params = json!([query("dryRun"), query("fieldManager"), query("fieldValidation")]);
+    let write_params = json!([
+        query("dryRun"),
+        query("fieldManager"),
+        query("fieldValidation")
+    ]);
     let mut patch_params = write_params.clone();
     if let Some(a) = patch_params.as_array_mut() {
         a.push(query("force"));
@@ -188,13 +194,20 @@ pub fn openapi_group_version(reg: &Registry, group: &str, version: &str) -> Opti
             "application/json-patch+json": {"schema": {"type": "object"}},
             "application/merge-patch+json": {"schema": {"type": "object"}},
         }});
-        paths.insert(collection.clone(), json!({"post": op("post", &write_params), "get": op("list", &json!([]))}));
+        paths.insert(
+            collection.clone(),
+            json!({"post": op("post", &write_params), "get": op("list", &json!([]))}),
+        );
         paths.insert(
             format!("{collection}/{{name}}"),
             json!({"get": op("get", &json!([])), "put": op("put", &write_params),
                    "patch": patch, "delete": op("delete", &json!([query("dryRun")]))}),
         );
-        let schema_group = if group.is_empty() { "core" } else { group.split('.').next().unwrap_or(group) };
+        let schema_group = if group.is_empty() {
+            "core"
+        } else {
+            group.split('.').next().unwrap_or(group)
+        };
         schemas.insert(
             format!("io.k8s.api.{schema_group}.{version}.{}", t.kind),
             json!({"type": "object", "x-kubernetes-group-version-kind": [gvk],

@@ -30,8 +30,12 @@ impl ApiError {
     }
 
     pub fn not_found(t: &ResourceType, name: &str) -> Self {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", t.qualified()))
-            .about(t, name)
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", t.qualified()),
+        )
+        .about(t, name)
     }
 
     pub fn already_exists(t: &ResourceType, name: &str) -> Self {

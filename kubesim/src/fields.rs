@@ -35,7 +35,10 @@ pub fn list_merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
 
 fn key_segment(key: &str, item: &Value) -> String {
     let mut m = Map::new();
-    m.insert(key.to_string(), item.get(key).cloned().unwrap_or(Value::Null));
+    m.insert(
+        key.to_string(),
+        item.get(key).cloned().unwrap_or(Value::Null),
+    );
     format!("k:{}", Value::Object(m))
 }
 
@@ -86,10 +89,7 @@ pub fn value_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
         } else if let Some(key) = seg.strip_prefix("k:") {
             let want: Map<String, Value> = serde_json::from_str(key).ok()?;
             let (k, kv) = want.iter().next()?;
-            cur = cur
-                .as_array()?
-                .iter()
-                .find(|i| i.get(k) == Some(kv))?;
+            cur = cur.as_array()?.iter().find(|i| i.get(k) == Some(kv))?;
         } else {
             return None;
         }
@@ -119,7 +119,9 @@ pub fn remove_at(v: &mut Value, path: &[String]) {
         let Some((k, kv)) = want.iter().next() else {
             return;
         };
-        let Some(items) = v.as_array_mut() else { return };
+        let Some(items) = v.as_array_mut() else {
+            return;
+        };
         if let Some(pos) = items.iter().position(|i| i.get(k) == Some(kv)) {
             if rest.is_empty() {
                 items.remove(pos);
@@ -276,14 +278,20 @@ mod tests {
     #[test]
     fn removing_a_path_drops_emptied_parents() {
         let mut v = json!({"metadata": {"labels": {"a": "1"}}, "data": {"x": "y"}});
-        remove_at(&mut v, &["f:metadata".into(), "f:labels".into(), "f:a".into()]);
+        remove_at(
+            &mut v,
+            &["f:metadata".into(), "f:labels".into(), "f:a".into()],
+        );
         assert_eq!(v, json!({"data": {"x": "y"}}));
     }
 
     #[test]
     fn apply_merges_containers_by_name() {
         let mut live = json!({"c": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]}});
-        merge_applied(&mut live, &json!({"c": {"containers": [{"name": "b", "image": "3"}]}}));
+        merge_applied(
+            &mut live,
+            &json!({"c": {"containers": [{"name": "b", "image": "3"}]}}),
+        );
         assert_eq!(live["c"]["containers"][1]["image"], "3");
         assert_eq!(live["c"]["containers"][0]["image"], "1");
     }

@@ -165,7 +165,10 @@ mod tests {
                 "containers": [{"name": "a", "image": "9"}, {"name": "b", "$patch": "delete"}]}}),
         )
         .unwrap();
-        assert_eq!(live, json!({"spec": {"containers": [{"name": "a", "image": "9"}]}}));
+        assert_eq!(
+            live,
+            json!({"spec": {"containers": [{"name": "a", "image": "9"}]}})
+        );
     }
 
     #[test]

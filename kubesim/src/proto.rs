@@ -182,7 +182,16 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             }
             ("Secret", 2) => insert_entry(&mut obj, "data", &f, true)?,
             ("Secret", 3) => obj["type"] = json!(text(&f)?),
-            ("Secret", 4) | ("ConfigMap", 2) => insert_entry(&mut obj, if kind == "Secret" { "stringData" } else { "data" }, &f, false)?,
+            ("Secret", 4) | ("ConfigMap", 2) => insert_entry(
+                &mut obj,
+                if kind == "Secret" {
+                    "stringData"
+                } else {
+                    "data"
+                },
+                &f,
+                false,
+            )?,
             ("Secret", 5) | ("ConfigMap", 4) => obj["immutable"] = json!(number(&f) != 0),
             ("ConfigMap", 3) => insert_entry(&mut obj, "binaryData", &f, true)?,
             ("DeleteOptions", 1) => obj["gracePeriodSeconds"] = json!(number(&f)),
@@ -215,7 +224,12 @@ mod tests {
         let entry = [field(1, b"release"), field(2, b"\x01\x02")].concat();
         let label = [field(1, b"owner"), field(2, b"helm")].concat();
         let meta = [field(1, b"sh.helm.release.v1.demo.v1"), field(11, &label)].concat();
-        let secret = [field(1, &meta), field(2, &entry), field(3, b"helm.sh/release.v1")].concat();
+        let secret = [
+            field(1, &meta),
+            field(2, &entry),
+            field(3, b"helm.sh/release.v1"),
+        ]
+        .concat();
         let type_meta = [field(1, b"v1"), field(2, b"Secret")].concat();
         let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &secret)].concat();
         let v = decode(&body).unwrap();
@@ -228,7 +242,12 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_read() {
         let type_meta = [field(1, b"apps/v1"), field(2, b"Deployment")].concat();
-        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &field(1, b""))].concat();
+        let body = [
+            MAGIC.to_vec(),
+            field(1, &type_meta),
+            field(2, &field(1, b"")),
+        ]
+        .concat();
         assert!(decode(&body).unwrap_err().contains("Deployment"));
         assert!(decode(b"{}").is_err());
     }

@@ -151,10 +151,17 @@ fn parse_one(part: &str) -> Result<Requirement, String> {
         let values = list.split(',').map(|v| v.trim().to_string()).collect();
         return Ok(Requirement {
             key: words[0].to_string(),
-            op: if neg { Op::NotIn(values) } else { Op::In(values) },
+            op: if neg {
+                Op::NotIn(values)
+            } else {
+                Op::In(values)
+            },
         });
     }
-    if part.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c)) {
+    if part
+        .chars()
+        .all(|c| c.is_alphanumeric() || "-_./".contains(c))
+    {
         return Ok(Requirement {
             key: part.to_string(),
             op: Op::Exists,
@@ -187,8 +194,17 @@ mod tests {
 
     #[test]
     fn field_selector_reads_object_fields() {
-        let o = json!({"metadata": {"name": "a", "namespace": "x"}, "status": {"phase": "Running"}});
-        assert!(Selector::fields("metadata.name=a,status.phase=Running").unwrap().matches(&o));
-        assert!(!Selector::fields("metadata.namespace!=x").unwrap().matches(&o));
+        let o =
+            json!({"metadata": {"name": "a", "namespace": "x"}, "status": {"phase": "Running"}});
+        assert!(
+            Selector::fields("metadata.name=a,status.phase=Running")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !Selector::fields("metadata.namespace!=x")
+                .unwrap()
+                .matches(&o)
+        );
     }
 }

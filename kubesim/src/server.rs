@@ -114,11 +114,16 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         ),
         ["apis"] => json_response(200, &discovery::group_list(&reg)),
         ["apis", g] => discovery::group(&reg, g).map_or_else(not_found, |v| json_response(200, &v)),
-        ["api", v] => discovery::resource_list(&reg, "", v)
-            .map_or_else(not_found, |d| json_response(200, &d)),
-        ["apis", g, v] => discovery::resource_list(&reg, g, v)
-            .map_or_else(not_found, |d| json_response(200, &d)),
-        ["openapi", "v3"] => json_response(200, &discovery::openapi_root(&reg, sim.store.resource_version())),
+        ["api", v] => {
+            discovery::resource_list(&reg, "", v).map_or_else(not_found, |d| json_response(200, &d))
+        }
+        ["apis", g, v] => {
+            discovery::resource_list(&reg, g, v).map_or_else(not_found, |d| json_response(200, &d))
+        }
+        ["openapi", "v3"] => json_response(
+            200,
+            &discovery::openapi_root(&reg, sim.store.resource_version()),
+        ),
         ["openapi", "v3", "api", v] => discovery::openapi_group_version(&reg, "", v)
             .map_or_else(not_found, |d| json_response(200, &d)),
         ["openapi", "v3", "apis", g, v] => discovery::openapi_group_version(&reg, g, v)
@@ -141,11 +146,26 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
 
 fn fault_error(code: u16) -> ApiError {
     let (reason, message) = match code {
-        409 => ("Conflict", "injected conflict: the object has been modified"),
-        429 => ("TooManyRequests", "injected: too many requests, please try again later"),
-        504 => ("Timeout", "injected: the server was unable to return a response in the time allotted"),
-        503 => ("ServiceUnavailable", "injected: the server is currently unable to handle the request"),
-        _ => ("InternalError", "injected: an error on the server has prevented the request from succeeding"),
+        409 => (
+            "Conflict",
+            "injected conflict: the object has been modified",
+        ),
+        429 => (
+            "TooManyRequests",
+            "injected: too many requests, please try again later",
+        ),
+        504 => (
+            "Timeout",
+            "injected: the server was unable to return a response in the time allotted",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "injected: the server is currently unable to handle the request",
+        ),
+        _ => (
+            "InternalError",
+            "injected: an error on the server has prevented the request from succeeding",
+        ),
     };
     ApiError::new(code, reason, message)
 }
@@ -204,7 +224,9 @@ impl Target {
             {
                 Some(mk(Some(ns), plural, more.first(), more.get(1)))
             }
-            [plural, more @ ..] if more.len() <= 2 => Some(mk(None, plural, more.first(), more.get(1))),
+            [plural, more @ ..] if more.len() <= 2 => {
+                Some(mk(None, plural, more.first(), more.get(1)))
+            }
             _ => None,
         }
     }
@@ -300,7 +322,10 @@ async fn resource_request(
         }
         ("GET", Some(name)) => sim.store.get(&t, &ns, name).map(|o| {
             if accept.contains("as=Table") {
-                (200, table(std::slice::from_ref(&o), sim.store.resource_version()))
+                (
+                    200,
+                    table(std::slice::from_ref(&o), sim.store.resource_version()),
+                )
             } else {
                 (200, o)
             }
@@ -370,14 +395,19 @@ fn patch_request(
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+            ),
         ));
     };
     let patch = if kind == PatchType::Apply {
         parse_body(
             &{
                 let mut h = HeaderMap::new();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/yaml"),
+                );
                 h
             },
             body,
@@ -437,8 +467,14 @@ fn delete_collection(
     let propagation = propagation(query, headers, body);
     let mut deleted = Vec::new();
     for o in items {
-        let name = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let ns = o["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         deleted.push(sim.store.delete(t, &ns, &name, propagation, false)?);
     }
     Ok((
@@ -466,7 +502,9 @@ fn age(created: &str) -> String {
 /// The server-side table `kubectl get` prints.
 fn table(items: &[Value], rv: u64) -> Value {
     let with_phase = items.iter().any(|o| o.pointer("/status/phase").is_some());
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0})];
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
+    ];
     if with_phase {
         columns.push(json!({"name": "Status", "type": "string", "format": "", "description": "Phase", "priority": 0}));
     }
@@ -479,7 +517,9 @@ fn table(items: &[Value], rv: u64) -> Value {
             if with_phase {
                 cells.push(o.pointer("/status/phase").cloned().unwrap_or(json!("")));
             }
-            cells.push(json!(age(md["creationTimestamp"].as_str().unwrap_or_default())));
+            cells.push(json!(age(md["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default())));
             json!({"cells": cells, "object": {
                 "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md}})
         })
@@ -507,7 +547,9 @@ fn watch(
         .filter(|v| !v.is_empty() && v.as_str() != "0")
         .and_then(|v| v.parse().ok());
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|s| s.parse().ok())
@@ -580,10 +622,14 @@ fn watch(
             .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
     });
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     r
 }
 

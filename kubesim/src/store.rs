@@ -108,7 +108,8 @@ impl Store {
         let ns = store.registry().by_kind("", "v1", "Namespace").cloned();
         if let Some(ns) = ns {
             for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+                let obj =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
                 let _ = store.create(&ns, "", obj, &WriteOptions::default());
             }
         }
@@ -317,7 +318,9 @@ impl Store {
         }
         let mut new = old.clone();
         new["status"] = status;
-        let done = st.commit_update(t, ns, name, &old, new, &opts, None).is_ok();
+        let done = st
+            .commit_update(t, ns, name, &old, new, &opts, None)
+            .is_ok();
         drop(st);
         if done {
             self.after_write(&opts);
@@ -340,7 +343,9 @@ impl Store {
         if new == old {
             return;
         }
-        let done = st.commit_update(t, ns, name, &old, new, &opts, None).is_ok();
+        let done = st
+            .commit_update(t, ns, name, &old, new, &opts, None)
+            .is_ok();
         drop(st);
         if done {
             self.after_write(&opts);
@@ -362,7 +367,6 @@ impl Store {
             self.changed.notify_one();
         }
     }
-
 }
 
 fn check_precondition(
@@ -371,8 +375,12 @@ fn check_precondition(
     old: &Value,
     new: &Value,
 ) -> Result<(), ApiError> {
-    let want = new.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-    let have = old.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+    let want = new
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
+    let have = old
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
     match want {
         Some(w) if !w.is_empty() && Some(w) != have => Err(ApiError::conflict(t, name)),
         _ => Ok(()),
@@ -579,7 +587,9 @@ impl State {
             return Err(ApiError::new(
                 403,
                 "Forbidden",
-                format!("unable to create new content in namespace {ns} because it is being terminated"),
+                format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             ));
         }
         Ok(())
@@ -615,17 +625,33 @@ impl State {
         managers: Option<Vec<Manager>>,
     ) -> Result<Value, ApiError> {
         let Value::Object(_) = obj else {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         };
         let mut obj = obj;
-        let name_in_body = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name_in_body = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let name = if name_in_body.is_empty() {
-            match obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+            match obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+            {
                 Some(prefix) => format!(
                     "{prefix}{}",
                     (0..5).map(|_| fastrand::lowercase()).collect::<String>()
                 ),
-                None => return Err(ApiError::invalid(t, "", "metadata.name", "Required value: name or generateName is required")),
+                None => {
+                    return Err(ApiError::invalid(
+                        t,
+                        "",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    ));
+                }
             }
         } else {
             name_in_body
@@ -660,9 +686,10 @@ impl State {
         }
         let user_view = owned_view(&obj);
         {
-            let md = obj
-                .as_object_mut()
-                .map(|m| m.entry("metadata").or_insert_with(|| Value::Object(Map::new())));
+            let md = obj.as_object_mut().map(|m| {
+                m.entry("metadata")
+                    .or_insert_with(|| Value::Object(Map::new()))
+            });
             let Some(Value::Object(md)) = md else {
                 return Err(ApiError::bad_request("metadata must be an object"));
             };
@@ -698,7 +725,12 @@ impl State {
         }
         let mut managers = managers.unwrap_or_default();
         if managers.is_empty() {
-            record_update(&mut managers, opts, fields::leaves(&user_view), &t.api_version());
+            record_update(
+                &mut managers,
+                opts,
+                fields::leaves(&user_view),
+                &t.api_version(),
+            );
         }
         write_managers(&mut obj, managers);
         if opts.dry_run {
@@ -726,7 +758,9 @@ impl State {
         managers: Option<Vec<Manager>>,
     ) -> Result<Value, ApiError> {
         if !new.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         check_kind(t, &new)?;
         if let Some(n) = new.pointer("/metadata/name").and_then(Value::as_str)
@@ -830,7 +864,9 @@ impl State {
             ));
         }
         if !body.is_object() {
-            return Err(ApiError::bad_request("the applied configuration must be an object"));
+            return Err(ApiError::bad_request(
+                "the applied configuration must be an object",
+            ));
         }
         if let Some(n) = body.pointer("/metadata/name").and_then(Value::as_str)
             && n != name
@@ -917,7 +953,10 @@ impl State {
         if dry_run {
             return Ok(as_version(&obj, t));
         }
-        let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = obj["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         match propagation {
             Propagation::Orphan => self.orphan_dependents(&uid),
             Propagation::Foreground => self.delete_dependents(&uid),
@@ -942,7 +981,7 @@ impl State {
                     .or_default()
                     .insert((key.to_string(), name.to_string()), obj.clone());
                 self.record(t, key, EventType::Modified, obj.clone());
-                    }
+            }
             return Ok(as_version(&obj, t));
         }
         Ok(as_version(&self.remove(t, key, name).unwrap_or(obj), t))

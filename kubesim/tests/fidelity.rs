@@ -36,7 +36,11 @@ struct Out {
 
 impl Out {
     fn ok(self) -> String {
-        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self.stdout
     }
 }
@@ -77,7 +81,12 @@ impl Cluster {
             use std::io::Write;
             let mut child = cmd.spawn().expect("start the tool");
             if let Some(text) = input {
-                child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
             }
             drop(child.stdin.take());
             let out = child.wait_with_output().unwrap();
@@ -141,84 +150,259 @@ data: {level: "1"}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_client_side_apply_rollout_wait_get_and_delete() {
-    let Some(kubectl) = tool("kubectl") else { return };
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
     let c = Cluster::start().await;
     let app = c.write("app.yaml", APP);
     let app = app.to_str().unwrap();
 
     let out = c.run(&kubectl, &["apply", "-f", app], None).await.ok();
-    for line in ["namespace/shop created", "deployment.apps/web created", "service/web created", "configmap/settings created"] {
+    for line in [
+        "namespace/shop created",
+        "deployment.apps/web created",
+        "service/web created",
+        "configmap/settings created",
+    ] {
         assert!(out.contains(line), "{out}");
     }
     let out = c
-        .run(&kubectl, &["-n", "shop", "rollout", "status", "deployment/web", "--timeout=30s"], None)
+        .run(
+            &kubectl,
+            &[
+                "-n",
+                "shop",
+                "rollout",
+                "status",
+                "deployment/web",
+                "--timeout=30s",
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("successfully rolled out"), "{out}");
     let ready = c
-        .run(&kubectl, &["-n", "shop", "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"], None)
+        .run(
+            &kubectl,
+            &[
+                "-n",
+                "shop",
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+            None,
+        )
         .await
         .ok();
     assert_eq!(ready, "2");
-    let pods = c.run(&kubectl, &["-n", "shop", "get", "pods", "-l", "app=web", "-o", "name"], None).await.ok();
+    let pods = c
+        .run(
+            &kubectl,
+            &["-n", "shop", "get", "pods", "-l", "app=web", "-o", "name"],
+            None,
+        )
+        .await
+        .ok();
     assert_eq!(pods.lines().count(), 2, "{pods}");
-    let table = c.run(&kubectl, &["-n", "shop", "get", "pods"], None).await.ok();
-    assert!(table.starts_with("NAME") && table.contains("Running"), "{table}");
+    let table = c
+        .run(&kubectl, &["-n", "shop", "get", "pods"], None)
+        .await
+        .ok();
+    assert!(
+        table.starts_with("NAME") && table.contains("Running"),
+        "{table}"
+    );
 
     // A change goes through the strategic merge patch kubectl computes.
-    let changed = c.write("app.yaml", &APP.replace("nginx:1.27", "nginx:1.28").replace("level: \"1\"", "level: \"2\""));
-    let out = c.run(&kubectl, &["apply", "-f", changed.to_str().unwrap()], None).await.ok();
-    assert!(out.contains("deployment.apps/web configured") && out.contains("namespace/shop unchanged"), "{out}");
-    let d = c.object("apps/v1", "deployments", "shop", "web").unwrap();
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.28");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "blue", "merge kept the rest");
-    assert_eq!(d["metadata"]["generation"], 2);
-    c.run(&kubectl, &["-n", "shop", "rollout", "status", "deployment/web", "--timeout=30s"], None).await.ok();
+    let changed = c.write(
+        "app.yaml",
+        &APP.replace("nginx:1.27", "nginx:1.28")
+            .replace("level: \"1\"", "level: \"2\""),
+    );
     let out = c
-        .run(&kubectl, &["-n", "shop", "wait", "--for=condition=Available", "deployment/web", "--timeout=30s"], None)
+        .run(&kubectl, &["apply", "-f", changed.to_str().unwrap()], None)
+        .await
+        .ok();
+    assert!(
+        out.contains("deployment.apps/web configured") && out.contains("namespace/shop unchanged"),
+        "{out}"
+    );
+    let d = c.object("apps/v1", "deployments", "shop", "web").unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.28"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "blue",
+        "merge kept the rest"
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
+    c.run(
+        &kubectl,
+        &[
+            "-n",
+            "shop",
+            "rollout",
+            "status",
+            "deployment/web",
+            "--timeout=30s",
+        ],
+        None,
+    )
+    .await
+    .ok();
+    let out = c
+        .run(
+            &kubectl,
+            &[
+                "-n",
+                "shop",
+                "wait",
+                "--for=condition=Available",
+                "deployment/web",
+                "--timeout=30s",
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("condition met"), "{out}");
     let out = c
-        .run(&kubectl, &["-n", "shop", "patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#], None)
+        .run(
+            &kubectl,
+            &[
+                "-n",
+                "shop",
+                "patch",
+                "deployment",
+                "web",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"replicas":3}}"#,
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("patched"), "{out}");
     let out = c
-        .run(&kubectl, &["-n", "shop", "patch", "configmap", "settings", "--type=json", "-p", r#"[{"op":"add","path":"/data/extra","value":"x"}]"#], None)
+        .run(
+            &kubectl,
+            &[
+                "-n",
+                "shop",
+                "patch",
+                "configmap",
+                "settings",
+                "--type=json",
+                "-p",
+                r#"[{"op":"add","path":"/data/extra","value":"x"}]"#,
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("patched"), "{out}");
-    assert_eq!(c.object("v1", "configmaps", "shop", "settings").unwrap()["data"], serde_json::json!({"level": "2", "extra": "x"}));
+    assert_eq!(
+        c.object("v1", "configmaps", "shop", "settings").unwrap()["data"],
+        serde_json::json!({"level": "2", "extra": "x"})
+    );
 
-    let out = c.run(&kubectl, &["delete", "-f", changed.to_str().unwrap(), "--wait=true", "--timeout=30s"], None).await.ok();
+    let out = c
+        .run(
+            &kubectl,
+            &[
+                "delete",
+                "-f",
+                changed.to_str().unwrap(),
+                "--wait=true",
+                "--timeout=30s",
+            ],
+            None,
+        )
+        .await
+        .ok();
     assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
-    let gone = c.run(&kubectl, &["-n", "shop", "get", "deployment", "web"], None).await;
+    let gone = c
+        .run(&kubectl, &["-n", "shop", "get", "deployment", "web"], None)
+        .await;
     assert_ne!(gone.code, 0);
-    assert!(gone.stderr.contains("NotFound") || gone.stderr.contains("not found"), "{}", gone.stderr);
-    assert!(c.object("v1", "namespaces", "", "shop").is_none(), "the namespace finished terminating");
+    assert!(
+        gone.stderr.contains("NotFound") || gone.stderr.contains("not found"),
+        "{}",
+        gone.stderr
+    );
+    assert!(
+        c.object("v1", "namespaces", "", "shop").is_none(),
+        "the namespace finished terminating"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_server_side_apply_detects_conflicts_and_waits_for_jobs() {
-    let Some(kubectl) = tool("kubectl") else { return };
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
     let c = Cluster::start().await;
-    let cm = |v: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: default}}\ndata: {{owner: \"{v}\"}}\n");
+    let cm = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: default}}\ndata: {{owner: \"{v}\"}}\n"
+        )
+    };
     let a = c.write("a.yaml", &cm("alice"));
     let out = c
-        .run(&kubectl, &["apply", "--server-side", "--field-manager=alice", "-f", a.to_str().unwrap()], None)
+        .run(
+            &kubectl,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=alice",
+                "-f",
+                a.to_str().unwrap(),
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("configmap/shared serverside-applied"), "{out}");
     let b = c.write("b.yaml", &cm("bob"));
     let clash = c
-        .run(&kubectl, &["apply", "--server-side", "--field-manager=bob", "-f", b.to_str().unwrap()], None)
+        .run(
+            &kubectl,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=bob",
+                "-f",
+                b.to_str().unwrap(),
+            ],
+            None,
+        )
         .await;
     assert_ne!(clash.code, 0);
-    assert!(clash.stderr.contains("conflict") && clash.stderr.contains("alice"), "{}", clash.stderr);
-    c.run(&kubectl, &["apply", "--server-side", "--field-manager=bob", "--force-conflicts", "-f", b.to_str().unwrap()], None)
-        .await
-        .ok();
+    assert!(
+        clash.stderr.contains("conflict") && clash.stderr.contains("alice"),
+        "{}",
+        clash.stderr
+    );
+    c.run(
+        &kubectl,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=bob",
+            "--force-conflicts",
+            "-f",
+            b.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await
+    .ok();
     let shared = c.object("v1", "configmaps", "default", "shared").unwrap();
     assert_eq!(shared["data"]["owner"], "bob");
     let managers: Vec<&str> = shared["metadata"]["managedFields"]
@@ -233,14 +417,35 @@ async fn kubectl_server_side_apply_detects_conflicts_and_waits_for_jobs() {
         "job.yaml",
         "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: default}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
     );
-    c.run(&kubectl, &["apply", "--server-side", "-f", job.to_str().unwrap()], None).await.ok();
+    c.run(
+        &kubectl,
+        &["apply", "--server-side", "-f", job.to_str().unwrap()],
+        None,
+    )
+    .await
+    .ok();
     let out = c
-        .run(&kubectl, &["wait", "--for=condition=complete", "job/once", "--timeout=30s"], None)
+        .run(
+            &kubectl,
+            &[
+                "wait",
+                "--for=condition=complete",
+                "job/once",
+                "--timeout=30s",
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("condition met"), "{out}");
-    let ns = c.run(&kubectl, &["create", "namespace", "typed"], None).await.ok();
-    assert!(ns.contains("namespace/typed created"), "typed clients send protobuf: {ns}");
+    let ns = c
+        .run(&kubectl, &["create", "namespace", "typed"], None)
+        .await
+        .ok();
+    assert!(
+        ns.contains("namespace/typed created"),
+        "typed clients send protobuf: {ns}"
+    );
 }
 
 const CHART_YAML: &str = "apiVersion: v2\nname: web\nversion: 0.1.0\nappVersion: \"1.0\"\n";
@@ -283,38 +488,140 @@ async fn helm_install_upgrade_rollback_and_uninstall_with_wait() {
     c.write("chart/templates/app.yaml", TEMPLATE);
     let chart = c.home.path().join("chart");
     let chart = chart.to_str().unwrap();
-    let replicas = |c: &Cluster| c.object("apps/v1", "deployments", "apps", "demo-web").map(|d| d["spec"]["replicas"].clone());
+    let replicas = |c: &Cluster| {
+        c.object("apps/v1", "deployments", "apps", "demo-web")
+            .map(|d| d["spec"]["replicas"].clone())
+    };
 
     let out = c
-        .run(&helm, &["install", "demo", chart, "-n", "apps", "--create-namespace", "--wait", "--timeout", "60s"], None)
+        .run(
+            &helm,
+            &[
+                "install",
+                "demo",
+                chart,
+                "-n",
+                "apps",
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+            None,
+        )
         .await
         .ok();
     assert!(out.contains("STATUS: deployed"), "{out}");
-    let d = c.object("apps/v1", "deployments", "apps", "demo-web").unwrap();
-    assert_eq!(d["status"]["readyReplicas"], 1, "--wait waited for the rollout");
+    let d = c
+        .object("apps/v1", "deployments", "apps", "demo-web")
+        .unwrap();
+    assert_eq!(
+        d["status"]["readyReplicas"], 1,
+        "--wait waited for the rollout"
+    );
 
-    c.run(&helm, &["upgrade", "demo", chart, "-n", "apps", "--set", "replicas=3", "--wait", "--timeout", "60s"], None)
+    c.run(
+        &helm,
+        &[
+            "upgrade",
+            "demo",
+            chart,
+            "-n",
+            "apps",
+            "--set",
+            "replicas=3",
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(replicas(&c), Some(serde_json::json!(3)));
+    let out = c
+        .run(
+            &helm,
+            &[
+                "rollback",
+                "demo",
+                "1",
+                "-n",
+                "apps",
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+            None,
+        )
         .await
         .ok();
-    assert_eq!(replicas(&c), Some(serde_json::json!(3)));
-    let out = c.run(&helm, &["rollback", "demo", "1", "-n", "apps", "--wait", "--timeout", "60s"], None).await.ok();
     assert!(out.contains("Rollback was a success"), "{out}");
     assert_eq!(replicas(&c), Some(serde_json::json!(1)));
-    let history = c.run(&helm, &["history", "demo", "-n", "apps", "-o", "json"], None).await.ok();
+    let history = c
+        .run(
+            &helm,
+            &["history", "demo", "-n", "apps", "-o", "json"],
+            None,
+        )
+        .await
+        .ok();
     let history: Value = serde_json::from_str(&history).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
     assert_eq!(history[2]["status"], "deployed");
 
     let stuck = c
-        .run(&helm, &["upgrade", "demo", chart, "-n", "apps", "--set", "neverReady=true", "--wait", "--timeout", "3s"], None)
+        .run(
+            &helm,
+            &[
+                "upgrade",
+                "demo",
+                chart,
+                "-n",
+                "apps",
+                "--set",
+                "neverReady=true",
+                "--wait",
+                "--timeout",
+                "3s",
+            ],
+            None,
+        )
         .await;
-    assert_ne!(stuck.code, 0, "a rollout that never becomes ready fails --wait");
-    let status = c.run(&helm, &["status", "demo", "-n", "apps", "-o", "json"], None).await.ok();
-    assert_eq!(serde_json::from_str::<Value>(&status).unwrap()["info"]["status"], "failed");
+    assert_ne!(
+        stuck.code, 0,
+        "a rollout that never becomes ready fails --wait"
+    );
+    let status = c
+        .run(&helm, &["status", "demo", "-n", "apps", "-o", "json"], None)
+        .await
+        .ok();
+    assert_eq!(
+        serde_json::from_str::<Value>(&status).unwrap()["info"]["status"],
+        "failed"
+    );
 
-    let out = c.run(&helm, &["uninstall", "demo", "-n", "apps", "--wait", "--timeout", "60s"], None).await.ok();
+    let out = c
+        .run(
+            &helm,
+            &[
+                "uninstall",
+                "demo",
+                "-n",
+                "apps",
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+            None,
+        )
+        .await
+        .ok();
     assert!(out.contains("uninstalled"), "{out}");
-    assert!(c.object("apps/v1", "deployments", "apps", "demo-web").is_none());
+    assert!(
+        c.object("apps/v1", "deployments", "apps", "demo-web")
+            .is_none()
+    );
     assert!(c.object("v1", "services", "apps", "demo-web").is_none());
     let releases = c.run(&helm, &["list", "-n", "apps", "-q"], None).await.ok();
     assert!(releases.trim().is_empty(), "{releases}");

@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
@@ -23,14 +26,23 @@ async fn client() -> (kubesim::RunningSim, kube::Client) {
     let path = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&path).unwrap();
     let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     (sim, kube::Client::try_from(config).unwrap())
 }
 
-async fn api(client: &kube::Client, group: &str, version: &str, kind: &str, ns: Option<&str>) -> Api<DynamicObject> {
-    let (ar, _) = kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
-        .await
-        .unwrap();
+async fn api(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    ns: Option<&str>,
+) -> Api<DynamicObject> {
+    let (ar, _) =
+        kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
+            .await
+            .unwrap();
     match ns {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
@@ -55,7 +67,14 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_custom_resource_definition_registers_a_working_resource() {
     let (_sim, client) = client().await;
-    let crds = api(&client, "apiextensions.k8s.io", "v1", "CustomResourceDefinition", None).await;
+    let crds = api(
+        &client,
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        None,
+    )
+    .await;
     crds.create(&PostParams::default(), &obj(json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "widgets.example.com"},
@@ -65,12 +84,23 @@ async fn a_custom_resource_definition_registers_a_working_resource() {
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
     }))).await.unwrap();
     let widgets = api(&client, "example.com", "v1", "Widget", Some("default")).await;
-    let w = obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}));
-    widgets.patch("w1", &PatchParams::apply("test"), &Patch::Apply(&w)).await.unwrap();
+    let w = obj(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}),
+    );
+    widgets
+        .patch("w1", &PatchParams::apply("test"), &Patch::Apply(&w))
+        .await
+        .unwrap();
     let got = widgets.get("w1").await.unwrap();
     assert_eq!(got.data["spec"]["size"], 3);
-    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
-    let gone = kube::discovery::pinned_kind(&client, &GroupVersionKind::gvk("example.com", "v1", "Widget")).await;
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = kube::discovery::pinned_kind(
+        &client,
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+    )
+    .await;
     assert!(gone.is_err(), "the resource left with its definition");
 }
 
@@ -84,14 +114,24 @@ async fn a_stale_resource_version_is_a_conflict() {
         .unwrap();
     let mut first = created.clone();
     first.data["data"]["a"] = json!("2");
-    cms.replace("c", &PostParams::default(), &first).await.unwrap();
+    cms.replace("c", &PostParams::default(), &first)
+        .await
+        .unwrap();
     let mut stale = created;
     stale.data["data"]["a"] = json!("3");
-    let err = cms.replace("c", &PostParams::default(), &stale).await.unwrap_err();
-    let kube::Error::Api(status) = err else { panic!("{err}") };
+    let err = cms
+        .replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
     assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
     let dup = cms
-        .create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})))
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+        )
         .await
         .unwrap_err();
     assert!(matches!(dup, kube::Error::Api(s) if s.reason == "AlreadyExists"));
@@ -101,10 +141,19 @@ async fn a_stale_resource_version_is_a_conflict() {
 async fn watches_resume_from_a_resource_version_and_send_bookmarks() {
     let (sim, client) = client().await;
     let cms = api(&client, "", "v1", "ConfigMap", Some("default")).await;
-    let cm = |name: &str| obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"w": "yes"}}}));
-    let first = cms.create(&PostParams::default(), &cm("one")).await.unwrap();
+    let cm = |name: &str| {
+        obj(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"w": "yes"}}}),
+        )
+    };
+    let first = cms
+        .create(&PostParams::default(), &cm("one"))
+        .await
+        .unwrap();
     let rv = first.metadata.resource_version.clone().unwrap();
-    cms.create(&PostParams::default(), &cm("two")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("two"))
+        .await
+        .unwrap();
     cms.delete("one", &DeleteParams::default()).await.unwrap();
 
     let params = WatchParams::default().labels("w=yes").timeout(5);
@@ -136,33 +185,76 @@ async fn watches_resume_from_a_resource_version_and_send_bookmarks() {
 async fn finalizers_hold_deletion_and_owners_take_dependents_with_them() {
     let (_sim, client) = client().await;
     let cms = api(&client, "", "v1", "ConfigMap", Some("default")).await;
-    cms.create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "held", "finalizers": ["example.com/cleanup"]}}))).await.unwrap();
+    cms.create(
+        &PostParams::default(),
+        &obj(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "finalizers": ["example.com/cleanup"]}})),
+    )
+    .await
+    .unwrap();
     cms.delete("held", &DeleteParams::default()).await.unwrap();
     let held = cms.get("held").await.unwrap();
-    assert!(held.metadata.deletion_timestamp.is_some(), "marked, not removed");
-    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    assert!(cms.get_opt("held").await.unwrap().is_none(), "gone once the finalizer is removed");
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "marked, not removed"
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        cms.get_opt("held").await.unwrap().is_none(),
+        "gone once the finalizer is removed"
+    );
 
     let parent = cms
-        .create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}})))
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}})),
+        )
         .await
         .unwrap();
     cms.create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
         "name": "child", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "parent", "uid": parent.metadata.uid}]}})))
         .await
         .unwrap();
-    cms.delete("parent", &DeleteParams::background()).await.unwrap();
-    eventually("garbage collection of the child", async || cms.get_opt("child").await.unwrap().is_none()).await;
+    cms.delete("parent", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("garbage collection of the child", async || {
+        cms.get_opt("child").await.unwrap().is_none()
+    })
+    .await;
 
     let deployments = api(&client, "apps", "v1", "Deployment", Some("default")).await;
     deployments.create(&PostParams::default(), &obj(json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "w", "image": "x"}]}}}}))).await.unwrap();
     let pods = api(&client, "", "v1", "Pod", Some("default")).await;
-    eventually("two pods", async || pods.list(&ListParams::default().labels("app=web")).await.unwrap().items.len() == 2).await;
-    deployments.delete("web", &DeleteParams::foreground()).await.unwrap();
-    assert!(pods.list(&ListParams::default().labels("app=web")).await.unwrap().items.is_empty(), "foreground deletion removed the pods first");
+    eventually("two pods", async || {
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .len()
+            == 2
+    })
+    .await;
+    deployments
+        .delete("web", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    assert!(
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "foreground deletion removed the pods first"
+    );
 }
 
 #[tokio::test]
@@ -170,23 +262,52 @@ async fn selectors_and_injected_faults() {
     let (sim, client) = client().await;
     let cms = api(&client, "", "v1", "ConfigMap", Some("default")).await;
     for (name, tier) in [("a", "fe"), ("b", "be"), ("c", "db")] {
-        cms.create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "labels": {"tier": tier}}}))).await.unwrap();
+        cms.create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {"tier": tier}}})),
+        )
+        .await
+        .unwrap();
     }
     let names = |l: kube::core::ObjectList<DynamicObject>| -> Vec<String> {
-        l.items.into_iter().filter_map(|o| o.metadata.name).collect()
+        l.items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect()
     };
-    let picked = names(cms.list(&ListParams::default().labels("tier in (fe, be),tier!=be")).await.unwrap());
+    let picked = names(
+        cms.list(&ListParams::default().labels("tier in (fe, be),tier!=be"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(picked, ["a"]);
-    let picked = names(cms.list(&ListParams::default().fields("metadata.name=c")).await.unwrap());
+    let picked = names(
+        cms.list(&ListParams::default().fields("metadata.name=c"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(picked, ["c"]);
 
-    sim.inject(kubesim::FaultRule { method: Some("GET".into()), status: Some(500), times: Some(1), ..Default::default() });
+    sim.inject(kubesim::FaultRule {
+        method: Some("GET".into()),
+        status: Some(500),
+        times: Some(1),
+        ..Default::default()
+    });
     let err = cms.get("a").await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(s) if s.code == 500));
     assert!(cms.get("a").await.is_ok(), "the fault was used up");
-    sim.inject(kubesim::FaultRule { method: Some("GET".into()), delay_ms: Some(300), times: Some(1), ..Default::default() });
+    sim.inject(kubesim::FaultRule {
+        method: Some("GET".into()),
+        delay_ms: Some(300),
+        times: Some(1),
+        ..Default::default()
+    });
     let started = Instant::now();
     cms.get("a").await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(300), "the delay applied");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the delay applied"
+    );
 }

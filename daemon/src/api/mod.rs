@@ -125,15 +125,14 @@ pub fn start_run(d: &Arc<Daemon>, names: &[String], trigger: &str) -> Result<Str
     let mut opts = RunOptions::new(id.clone());
     opts.config_dir = Some(d.config_dir.clone());
     opts.env = std::env::vars().collect();
-    d.runs
-        .start(
-            id.clone(),
-            plan,
-            active.registry.clone(),
-            active.clusters.clone(),
-            opts,
-            trigger,
-        );
+    d.runs.start(
+        id.clone(),
+        plan,
+        active.registry.clone(),
+        active.clusters.clone(),
+        opts,
+        trigger,
+    );
     Ok(id)
 }
 

@@ -46,7 +46,10 @@ pub async fn diff(
     };
     let Some(wf) = valid.workflows.get(workflow) else {
         let known: Vec<&str> = valid.workflows.keys().map(String::as_str).collect();
-        eprintln!("gantry: no workflow `{workflow}` (workflows: {})", known.join(", "));
+        eprintln!(
+            "gantry: no workflow `{workflow}` (workflows: {})",
+            known.join(", ")
+        );
         return Ok(1);
     };
     let simulator = match sim {
@@ -86,7 +89,9 @@ pub async fn diff(
                     .get(task)
                     .and_then(|rec| rec.outputs.get(key))
                     .cloned()
-                    .ok_or_else(|| format!("needs output `{key}` of `{task}`, which has not been deployed yet")),
+                    .ok_or_else(|| {
+                        format!("needs output `{key}` of `{task}`, which has not been deployed yet")
+                    }),
             }
         };
         if let Err(why) = substitute(&mut params, &lookup) {
@@ -147,15 +152,32 @@ fn print_report(workflow: &str, report: &[serde_json::Value]) {
         }
         let changes = t["changes"].as_array().cloned().unwrap_or_default();
         if changes.is_empty() {
-            println!("  {name}: nothing to report ({} tasks plan no changes)", t["kind"].as_str().unwrap_or_default());
+            println!(
+                "  {name}: nothing to report ({} tasks plan no changes)",
+                t["kind"].as_str().unwrap_or_default()
+            );
         }
         for c in changes {
             let a = c["action"].as_str().unwrap_or_default();
             *counts.entry(a.to_string()).or_default() += 1;
-            let detail = c["detail"].as_str().filter(|d| !d.is_empty()).map(|d| format!("  ({d})")).unwrap_or_default();
-            println!("  {name}: {a:<9} {}{detail}", c["target"].as_str().unwrap_or_default());
+            let detail = c["detail"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+                .map(|d| format!("  ({d})"))
+                .unwrap_or_default();
+            println!(
+                "  {name}: {a:<9} {}{detail}",
+                c["target"].as_str().unwrap_or_default()
+            );
         }
     }
     let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
-    println!("{}", if summary.is_empty() { "no changes planned".to_string() } else { summary.join(", ") });
+    println!(
+        "{}",
+        if summary.is_empty() {
+            "no changes planned".to_string()
+        } else {
+            summary.join(", ")
+        }
+    );
 }

@@ -88,7 +88,7 @@ pub enum Command {
     /// Run the daemon: watch the configuration, serve the API, run deployments.
     Daemon {
         /// Embed a Kubernetes API simulator and send every cluster's traffic to it.
-        #[arg(long)]
+        #[arg(long, env = "GANTRY_SIM")]
         sim: bool,
     },
     /// Serve a Kubernetes API simulator on loopback and write a kubeconfig for it.

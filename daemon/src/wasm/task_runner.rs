@@ -5,16 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::bindings::types::{
-    PlannedChange,
-    Deployment, HookContext, HookDecision, Output, Phase as WitPhase, RollbackOutcome, TaskContext,
-    TaskError,
+    Deployment, HookContext, HookDecision, Output, Phase as WitPhase, PlannedChange,
+    RollbackOutcome, TaskContext, TaskError,
 };
 use super::{CallError, CallOptions, Registry};
-use crate::host::kube::Clusters;
 use crate::engine::runner::{
     DeploymentRecord, HookCall, HookVerdict, Phase, RollbackResult, TaskCall, TaskFailure,
     TaskRunner,
 };
+use crate::host::kube::Clusters;
 use crate::host::{GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, LogSink, TaskDirs, TracingSink};
 
 /// Makes the log sink of one task call (the run's log files, tracing, ...).

@@ -32,7 +32,11 @@ impl Cluster {
     pub fn delete(&self, target: &ObjectRef) -> Result<bool, TaskError> {
         self.0.delete(target)
     }
-    pub fn wait_ready(&self, targets: &[ObjectRef], timeout_ms: u64) -> Result<Vec<Readiness>, TaskError> {
+    pub fn wait_ready(
+        &self,
+        targets: &[ObjectRef],
+        timeout_ms: u64,
+    ) -> Result<Vec<Readiness>, TaskError> {
         self.0.wait_ready(targets, timeout_ms)
     }
 }
@@ -50,8 +54,16 @@ impl Cluster {
     pub fn open(_name: Option<&str>) -> Result<Self, TaskError> {
         Err(outside())
     }
-    pub fn apply(&self, _manifest: &str, _dry_run: bool, _force: bool) -> Result<String, TaskError> {
-        let _ = ApplyOptions { dry_run: false, force: false };
+    pub fn apply(
+        &self,
+        _manifest: &str,
+        _dry_run: bool,
+        _force: bool,
+    ) -> Result<String, TaskError> {
+        let _ = ApplyOptions {
+            dry_run: false,
+            force: false,
+        };
         Err(outside())
     }
     pub fn get(&self, _target: &ObjectRef) -> Result<Option<String>, TaskError> {
@@ -60,7 +72,11 @@ impl Cluster {
     pub fn delete(&self, _target: &ObjectRef) -> Result<bool, TaskError> {
         Err(outside())
     }
-    pub fn wait_ready(&self, _targets: &[ObjectRef], _timeout_ms: u64) -> Result<Vec<Readiness>, TaskError> {
+    pub fn wait_ready(
+        &self,
+        _targets: &[ObjectRef],
+        _timeout_ms: u64,
+    ) -> Result<Vec<Readiness>, TaskError> {
         Err(outside())
     }
 }

@@ -81,14 +81,21 @@ impl Params {
             None | Some("RollingUpdate") => false,
             Some("Recreate") => true,
             Some(other) => {
-                return Err(format!("`{other}` is not a strategy; use \"RollingUpdate\" or \"Recreate\""));
+                return Err(format!(
+                    "`{other}` is not a strategy; use \"RollingUpdate\" or \"Recreate\""
+                ));
             }
         };
-        for (field, v) in [("max_surge", &self.max_surge), ("max_unavailable", &self.max_unavailable)] {
+        for (field, v) in [
+            ("max_surge", &self.max_surge),
+            ("max_unavailable", &self.max_unavailable),
+        ] {
             if let Some(v) = v
                 && !valid_int_or_percent(v)
             {
-                return Err(format!("`{field}` must be a count (1) or a percentage (\"25%\"), not {v}"));
+                return Err(format!(
+                    "`{field}` must be a count (1) or a percentage (\"25%\"), not {v}"
+                ));
             }
         }
         Ok(Strategy {
@@ -171,7 +178,11 @@ fn apply_all(cluster: &Cluster, ms: &[Manifest], force: bool) -> Result<(), Task
             )),
             other => other,
         })?;
-        host::log(host::Level::Info, &format!("applied {}", describe(m)), &[("object", &m.id())]);
+        host::log(
+            host::Level::Info,
+            &format!("applied {}", describe(m)),
+            &[("object", &m.id())],
+        );
     }
     Ok(())
 }
@@ -207,11 +218,18 @@ fn delete_ids(cluster: &Cluster, ids: &[String], task: &str, verb: &str) -> Resu
         };
         let target = object_ref(&oid);
         if let Some(live) = cluster.get(&target)? {
-            let owner = serde_json::from_str::<Value>(&live)
-                .ok()
-                .and_then(|v| v.pointer(&format!("/metadata/labels/{}", TASK_LABEL.replace('/', "~1"))).cloned());
+            let owner = serde_json::from_str::<Value>(&live).ok().and_then(|v| {
+                v.pointer(&format!(
+                    "/metadata/labels/{}",
+                    TASK_LABEL.replace('/', "~1")
+                ))
+                .cloned()
+            });
             if owner.as_ref().and_then(Value::as_str) != Some(objects::label_value(task).as_str()) {
-                host::warn(&format!("not deleting {id}: it now belongs to {}", owner.map_or("nobody".to_string(), |o| o.to_string())));
+                host::warn(&format!(
+                    "not deleting {id}: it now belongs to {}",
+                    owner.map_or("nobody".to_string(), |o| o.to_string())
+                ));
                 continue;
             }
             if cluster.delete(&target)? {
@@ -228,13 +246,22 @@ fn wait(cluster: &Cluster, ms: &[Manifest], timeout_ms: u64) -> Result<(), TaskE
         .filter_map(|m| parse_id(&m.id()))
         .map(|id| object_ref(&id))
         .collect();
-    host::info(&format!("waiting up to {} s for {} objects to become ready", timeout_ms / 1000, targets.len()));
+    host::info(&format!(
+        "waiting up to {} s for {} objects to become ready",
+        timeout_ms / 1000,
+        targets.len()
+    ));
     let states = cluster.wait_ready(&targets, timeout_ms)?;
     let waiting: Vec<String> = states
         .iter()
         .filter(|s| !s.ready)
         .map(|s| {
-            let ns = s.target.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+            let ns = s
+                .target
+                .namespace
+                .as_deref()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default();
             format!("{} {ns}{}: {}", s.target.kind, s.target.name, s.message)
         })
         .collect();
@@ -242,7 +269,9 @@ fn wait(cluster: &Cluster, ms: &[Manifest], timeout_ms: u64) -> Result<(), TaskE
         host::info("all objects are ready");
         return Ok(());
     }
-    let failed = states.iter().any(|s| !s.ready && (s.message.contains("failed") || s.message.contains("deadline")));
+    let failed = states
+        .iter()
+        .any(|s| !s.ready && (s.message.contains("failed") || s.message.contains("deadline")));
     let text = waiting.join("; ");
     Err(if failed {
         TaskError::Kube(format!("not ready: {text}"))
@@ -328,7 +357,10 @@ impl gantry_sdk::Task for ManifestTask {
                 issues.push(issue(field, e));
             }
             if p.path.trim().is_empty() {
-                issues.push(issue("path", "must name a file or directory of manifests".into()));
+                issues.push(issue(
+                    "path",
+                    "must name a file or directory of manifests".into(),
+                ));
             }
         }
         issues
@@ -341,7 +373,8 @@ impl gantry_sdk::Task for ManifestTask {
         let mut changes = Vec::new();
         let mut new_namespaces = BTreeSet::new();
         for m in &ms {
-            let id = parse_id(&m.id()).ok_or_else(|| TaskError::Internal(format!("bad id {}", m.id())))?;
+            let id = parse_id(&m.id())
+                .ok_or_else(|| TaskError::Internal(format!("bad id {}", m.id())))?;
             let live = cluster.get(&object_ref(&id))?;
             let (action, detail) = match live {
                 None => {
@@ -363,7 +396,11 @@ impl gantry_sdk::Task for ManifestTask {
                     }
                 }
             };
-            changes.push(PlannedChange { action, target: m.id(), detail });
+            changes.push(PlannedChange {
+                action,
+                target: m.id(),
+                detail,
+            });
         }
         if p.prune {
             let now: BTreeSet<String> = ms.iter().map(Manifest::id).collect();
@@ -393,7 +430,12 @@ impl gantry_sdk::Task for ManifestTask {
             && let Some(prev) = &ctx.previous
         {
             let now: BTreeSet<String> = ms.iter().map(Manifest::id).collect();
-            let gone: Vec<String> = prev.inventory.iter().filter(|id| !now.contains(*id)).cloned().collect();
+            let gone: Vec<String> = prev
+                .inventory
+                .iter()
+                .filter(|id| !now.contains(*id))
+                .cloned()
+                .collect();
             delete_ids(&cluster, &gone, &ctx.task, "pruned")?;
         }
         if p.wait {
@@ -407,15 +449,27 @@ impl gantry_sdk::Task for ManifestTask {
         let timeout = p.timeout_ms()?;
         let current = load(ctx, &p)?;
         let cluster = Cluster::open(p.cluster.as_deref())?;
-        let previous = ctx.previous.as_ref().map(previous_manifests).transpose()?.unwrap_or_default();
+        let previous = ctx
+            .previous
+            .as_ref()
+            .map(previous_manifests)
+            .transpose()?
+            .unwrap_or_default();
         let keep: BTreeSet<String> = previous.iter().map(Manifest::id).collect();
         if previous.is_empty() {
             host::info("no earlier deployment: rolling back removes what this run applied");
         } else {
-            host::info(&format!("re-applying the {} objects of the previous deployment", previous.len()));
+            host::info(&format!(
+                "re-applying the {} objects of the previous deployment",
+                previous.len()
+            ));
             apply_all(&cluster, &previous, true)?;
         }
-        let added: Vec<String> = current.iter().map(Manifest::id).filter(|id| !keep.contains(id)).collect();
+        let added: Vec<String> = current
+            .iter()
+            .map(Manifest::id)
+            .filter(|id| !keep.contains(id))
+            .collect();
         delete_ids(&cluster, &added, &ctx.task, "removed")?;
         if p.wait && !previous.is_empty() {
             wait(&cluster, &previous, timeout)?;
@@ -439,7 +493,10 @@ impl gantry_sdk::Task for ManifestTask {
 /// Leaves that differ between the live object and its dry-run result, ignoring what the
 /// server maintains.
 fn plan_diff(live: &str, after: &str) -> Vec<String> {
-    let (Ok(a), Ok(b)) = (serde_json::from_str::<Value>(live), serde_json::from_str::<Value>(after)) else {
+    let (Ok(a), Ok(b)) = (
+        serde_json::from_str::<Value>(live),
+        serde_json::from_str::<Value>(after),
+    ) else {
         return vec!["changed".into()];
     };
     let mut out = Vec::new();
@@ -452,7 +509,13 @@ fn strip(mut v: Value) -> Value {
     if let Some(m) = v.as_object_mut() {
         m.remove("status");
         if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in ["resourceVersion", "managedFields", "generation", "creationTimestamp", "uid"] {
+            for k in [
+                "resourceVersion",
+                "managedFields",
+                "generation",
+                "creationTimestamp",
+                "uid",
+            ] {
                 md.remove(k);
             }
         }
@@ -465,7 +528,11 @@ fn diff(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
                 match (x.get(k), y.get(k)) {
                     (Some(l), Some(r)) => diff(l, r, path, out),
                     (None, Some(r)) => out.push(format!("{path}: + {}", short(r))),
@@ -482,7 +549,10 @@ fn diff(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
-        format!("{}…", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -499,11 +569,16 @@ mod tests {
     fn validation_names_the_field() {
         let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "max_surge": "150%"}"#);
         assert_eq!(issues[0].field, "max_surge");
-        let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "strategy": "BlueGreen"}"#);
+        let issues =
+            ManifestTask::validate("manifest", r#"{"path": "k8s", "strategy": "BlueGreen"}"#);
         assert_eq!(issues[0].field, "strategy");
-        let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "wait_timeout": "soon"}"#);
+        let issues =
+            ManifestTask::validate("manifest", r#"{"path": "k8s", "wait_timeout": "soon"}"#);
         assert_eq!(issues[0].field, "wait_timeout");
-        assert!(ManifestTask::validate("manifest", r#"{"path": "k8s", "max_unavailable": 1}"#).is_empty());
+        assert!(
+            ManifestTask::validate("manifest", r#"{"path": "k8s", "max_unavailable": 1}"#)
+                .is_empty()
+        );
         assert_eq!(ManifestTask::validate("manifest", r#"{}"#)[0].field, "path");
     }
 

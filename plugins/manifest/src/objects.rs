@@ -115,7 +115,9 @@ pub struct Shaping<'a> {
 /// Files under `root/path`: the file itself, or a directory's YAML and JSON files by name.
 pub fn files(root: &Path, path: &str) -> Result<Vec<std::path::PathBuf>, String> {
     if path.split('/').any(|c| c == "..") || path.starts_with('/') {
-        return Err(format!("path `{path}` must stay inside the task's directory"));
+        return Err(format!(
+            "path `{path}` must stay inside the task's directory"
+        ));
     }
     let full = root.join(path);
     let meta = std::fs::metadata(&full).map_err(|e| format!("`{path}`: {e}"))?;
@@ -154,7 +156,11 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
             let known: Vec<&str> = vars.keys().map(String::as_str).collect();
             format!(
                 "`${{vars.{name}}}` is not defined; add it to the task's `vars` (defined: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )
         })?;
         out.push_str(value);
@@ -174,7 +180,13 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<Manifest>, String> {
         match doc {
             Value::Null => continue,
             Value::Object(_) if doc["kind"] == "List" => {
-                for (j, item) in doc["items"].as_array().cloned().unwrap_or_default().into_iter().enumerate() {
+                for (j, item) in doc["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                {
                     out.push(check(format!("{at} item {}", j + 1), item)?);
                 }
             }
@@ -186,8 +198,16 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<Manifest>, String> {
 }
 
 fn check(origin: String, object: Value) -> Result<Manifest, String> {
-    for (ptr, field) in [("/apiVersion", "apiVersion"), ("/kind", "kind"), ("/metadata/name", "metadata.name")] {
-        if object.pointer(ptr).and_then(Value::as_str).is_none_or(str::is_empty) {
+    for (ptr, field) in [
+        ("/apiVersion", "apiVersion"),
+        ("/kind", "kind"),
+        ("/metadata/name", "metadata.name"),
+    ] {
+        if object
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(format!("{origin}: `{field}` is required"));
         }
     }
@@ -198,7 +218,13 @@ fn check(origin: String, object: Value) -> Result<Manifest, String> {
 pub fn label_value(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(63)
         .collect();
     cleaned
@@ -214,7 +240,10 @@ pub fn shape(manifests: &mut [Manifest], how: &Shaping) -> Vec<String> {
         let kind = m.kind().to_string();
         let md = &mut m.object["metadata"];
         if !CLUSTER_SCOPED.contains(&kind.as_str())
-            && md.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty)
+            && md
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
         {
             md["namespace"] = json!(how.namespace);
         }
@@ -223,10 +252,10 @@ pub fn shape(manifests: &mut [Manifest], how: &Shaping) -> Vec<String> {
         }
         md["labels"][WORKFLOW_LABEL] = json!(label_value(how.workflow));
         md["labels"][TASK_LABEL] = json!(label_value(how.task));
-        if kind == "Deployment" {
-            if let Some(note) = set_strategy(m, how.strategy) {
-                notes.push(note);
-            }
+        if kind == "Deployment"
+            && let Some(note) = set_strategy(m, how.strategy)
+        {
+            notes.push(note);
         }
     }
     manifests.sort_by_key(Manifest::apply_rank);
@@ -273,7 +302,11 @@ fn set_strategy(m: &mut Manifest, s: &Strategy) -> Option<String> {
             .and_then(|st| st.pointer(&format!("/rollingUpdate/{k}")))
             .cloned()
     };
-    let surge = s.max_surge.clone().or_else(|| current("maxSurge")).unwrap_or(json!("25%"));
+    let surge = s
+        .max_surge
+        .clone()
+        .or_else(|| current("maxSurge"))
+        .unwrap_or(json!("25%"));
     let unavailable = s
         .max_unavailable
         .clone()
@@ -288,7 +321,13 @@ mod tests {
     use super::*;
 
     fn shaping<'a>(vars: &'a BTreeMap<String, String>, s: &'a Strategy) -> Shaping<'a> {
-        Shaping { namespace: "web", workflow: "release", task: "services.frontend", vars, strategy: s }
+        Shaping {
+            namespace: "web",
+            workflow: "release",
+            task: "services.frontend",
+            vars,
+            strategy: s,
+        }
     }
 
     #[test]
@@ -301,18 +340,34 @@ mod tests {
         assert_eq!(ms[0].kind(), "Namespace");
         assert_eq!(ms[0].namespace(), None);
         assert_eq!(ms[1].id(), "v1/ConfigMap/web/a");
-        assert_eq!(ms[1].object["metadata"]["labels"][TASK_LABEL], "services.frontend");
+        assert_eq!(
+            ms[1].object["metadata"]["labels"][TASK_LABEL],
+            "services.frontend"
+        );
         assert_eq!(parse_id("v1/Namespace//web").unwrap().namespace, None);
-        assert_eq!(parse_id("apps/v1/Deployment/web/fe").unwrap().api_version, "apps/v1");
+        assert_eq!(
+            parse_id("apps/v1/Deployment/web/fe").unwrap().api_version,
+            "apps/v1"
+        );
     }
 
     #[test]
     fn bad_documents_say_where() {
         let err = parse("x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n").unwrap_err();
-        assert!(err.contains("x.yaml (document 1)") && err.contains("metadata.name"), "{err}");
+        assert!(
+            err.contains("x.yaml (document 1)") && err.contains("metadata.name"),
+            "{err}"
+        );
         let vars: BTreeMap<String, String> = [("tag".to_string(), "1.2".to_string())].into();
-        assert_eq!(substitute("image: app:${vars.tag}", &vars).unwrap(), "image: app:1.2");
-        assert!(substitute("${vars.nope}", &vars).unwrap_err().contains("defined: tag"));
+        assert_eq!(
+            substitute("image: app:${vars.tag}", &vars).unwrap(),
+            "image: app:1.2"
+        );
+        assert!(
+            substitute("${vars.nope}", &vars)
+                .unwrap_err()
+                .contains("defined: tag")
+        );
     }
 
     #[test]
@@ -320,13 +375,37 @@ mod tests {
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db}\nspec:\n  template:\n    spec:\n      volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]\n";
         let mut ms = parse("db.yaml", text).unwrap();
         let vars = BTreeMap::new();
-        let notes = shape(&mut ms, &shaping(&vars, &Strategy { max_surge: Some(json!(2)), ..Default::default() }));
-        assert_eq!(ms[0].object["spec"]["strategy"], json!({"type": "Recreate"}));
+        let notes = shape(
+            &mut ms,
+            &shaping(
+                &vars,
+                &Strategy {
+                    max_surge: Some(json!(2)),
+                    ..Default::default()
+                },
+            ),
+        );
+        assert_eq!(
+            ms[0].object["spec"]["strategy"],
+            json!({"type": "Recreate"})
+        );
         assert!(notes[0].contains("PersistentVolumeClaim data"));
 
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: fe}\nspec: {}\n";
         let mut ms = parse("fe.yaml", text).unwrap();
-        shape(&mut ms, &shaping(&vars, &Strategy { max_surge: Some(json!(1)), ..Default::default() }));
-        assert_eq!(ms[0].object["spec"]["strategy"]["rollingUpdate"], json!({"maxSurge": 1, "maxUnavailable": "25%"}));
+        shape(
+            &mut ms,
+            &shaping(
+                &vars,
+                &Strategy {
+                    max_surge: Some(json!(1)),
+                    ..Default::default()
+                },
+            ),
+        );
+        assert_eq!(
+            ms[0].object["spec"]["strategy"]["rollingUpdate"],
+            json!({"maxSurge": 1, "maxUnavailable": "25%"})
+        );
     }
 }

@@ -27,9 +27,13 @@ pub struct ClusterConfig {
 /// Why no client could be had.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ClusterError {
-    #[error("no cluster is configured: add [clusters.NAME] with kubeconfig = \"...\" to gantry.toml")]
+    #[error(
+        "no cluster is configured: add [clusters.NAME] with kubeconfig = \"...\" to gantry.toml"
+    )]
     NoneConfigured,
-    #[error("several clusters are configured ({0}) and none is marked default = true; name one in the task's `cluster` parameter")]
+    #[error(
+        "several clusters are configured ({0}) and none is marked default = true; name one in the task's `cluster` parameter"
+    )]
     NoDefault(String),
     #[error("no cluster `{name}` in gantry.toml (configured: {known})")]
     Unknown { name: String, known: String },
@@ -85,7 +89,11 @@ impl Clusters {
             Some(n) if self.configs.contains_key(n) => Ok(n.to_string()),
             Some(n) => Err(ClusterError::Unknown {
                 name: n.to_string(),
-                known: if self.configs.is_empty() { "none".into() } else { known() },
+                known: if self.configs.is_empty() {
+                    "none".into()
+                } else {
+                    known()
+                },
             }),
             None => {
                 if self.configs.is_empty() {
@@ -169,13 +177,24 @@ mod tests {
         let one = Clusters::new([("a".to_string(), cluster(false))].into(), Path::new("."));
         assert_eq!(one.resolve(None).unwrap(), "a");
         let two = Clusters::new(
-            [("a".to_string(), cluster(false)), ("b".to_string(), cluster(false))].into(),
+            [
+                ("a".to_string(), cluster(false)),
+                ("b".to_string(), cluster(false)),
+            ]
+            .into(),
             Path::new("."),
         );
         assert!(matches!(two.resolve(None), Err(ClusterError::NoDefault(_))));
-        assert!(matches!(two.resolve(Some("c")), Err(ClusterError::Unknown { .. })));
+        assert!(matches!(
+            two.resolve(Some("c")),
+            Err(ClusterError::Unknown { .. })
+        ));
         let marked = Clusters::new(
-            [("a".to_string(), cluster(false)), ("b".to_string(), cluster(true))].into(),
+            [
+                ("a".to_string(), cluster(false)),
+                ("b".to_string(), cluster(true)),
+            ]
+            .into(),
             Path::new("."),
         );
         assert_eq!(marked.resolve(None).unwrap(), "b");

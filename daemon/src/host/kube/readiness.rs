@@ -31,7 +31,9 @@ fn condition_true(v: &Value, kind: &str) -> bool {
 
 fn observed(v: &Value) -> Option<Readiness> {
     let generation = int(v, "/metadata/generation");
-    let seen = v.pointer("/status/observedGeneration").and_then(Value::as_i64);
+    let seen = v
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
     match seen {
         Some(seen) if seen < generation => Some(Readiness::InProgress(format!(
             "waiting for the controller to observe generation {generation} (seen {seen})"
@@ -64,7 +66,9 @@ pub fn readiness(v: &Value) -> Readiness {
             Some("Terminating") => Readiness::InProgress("namespace is terminating".into()),
             _ => Readiness::Ready,
         },
-        ("", "Service") if v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer") => {
+        ("", "Service")
+            if v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer") =>
+        {
             if v.pointer("/status/loadBalancer/ingress/0").is_some() {
                 Readiness::Ready
             } else {
@@ -83,7 +87,9 @@ pub fn readiness(v: &Value) -> Readiness {
 }
 
 fn generic(v: &Value) -> Readiness {
-    if let Some(seen) = v.pointer("/status/observedGeneration").and_then(Value::as_i64)
+    if let Some(seen) = v
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
         && seen < int(v, "/metadata/generation")
     {
         return Readiness::InProgress("waiting for the controller to observe the change".into());
@@ -116,7 +122,10 @@ fn deployment(v: &Value) -> Readiness {
             c["message"].as_str().unwrap_or_default()
         ));
     }
-    let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let want = v
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let updated = int(v, "/status/updatedReplicas");
     let total = int(v, "/status/replicas");
     let available = int(v, "/status/availableReplicas");
@@ -130,7 +139,9 @@ fn deployment(v: &Value) -> Readiness {
         ));
     }
     if available < updated {
-        return Readiness::InProgress(format!("{available} of {updated} updated replicas available"));
+        return Readiness::InProgress(format!(
+            "{available} of {updated} updated replicas available"
+        ));
     }
     Readiness::Ready
 }
@@ -139,7 +150,10 @@ fn replicas_ready(v: &Value, ready_ptr: &str) -> Readiness {
     if let Some(r) = observed(v) {
         return r;
     }
-    let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let want = v
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let ready = int(v, ready_ptr);
     if ready < want {
         Readiness::InProgress(format!("{ready} of {want} replicas ready"))
@@ -153,7 +167,10 @@ fn stateful_set(v: &Value) -> Readiness {
     if r != Readiness::Ready {
         return r;
     }
-    let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let want = v
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     if int(v, "/status/updatedReplicas") < want {
         return Readiness::InProgress("replicas are being updated".into());
     }
@@ -220,11 +237,17 @@ mod tests {
 
     #[test]
     fn deployment_rules() {
-        let stale = deploy(json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}));
+        let stale = deploy(
+            json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}),
+        );
         assert!(matches!(readiness(&stale), Readiness::InProgress(_)));
-        let rolling = deploy(json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 1}));
+        let rolling = deploy(
+            json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 1}),
+        );
         assert!(matches!(readiness(&rolling), Readiness::InProgress(m) if m.contains("1 of 2")));
-        let done = deploy(json!({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}));
+        let done = deploy(
+            json!({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}),
+        );
         assert_eq!(readiness(&done), Readiness::Ready);
         let stuck = deploy(json!({"observedGeneration": 2, "conditions": [
             {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "x"}]}));
@@ -233,15 +256,25 @@ mod tests {
 
     #[test]
     fn job_rules() {
-        let job = |c: &str| json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generation": 1},
-            "status": {"conditions": [{"type": c, "status": "True", "reason": "BackoffLimitExceeded"}]}});
+        let job = |c: &str| {
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generation": 1},
+            "status": {"conditions": [{"type": c, "status": "True", "reason": "BackoffLimitExceeded"}]}})
+        };
         assert_eq!(readiness(&job("Complete")), Readiness::Ready);
-        assert!(matches!(readiness(&job("Failed")), Readiness::Failed(m) if m.contains("BackoffLimitExceeded")));
-        assert!(matches!(readiness(&json!({"apiVersion": "batch/v1", "kind": "Job"})), Readiness::InProgress(_)));
+        assert!(
+            matches!(readiness(&job("Failed")), Readiness::Failed(m) if m.contains("BackoffLimitExceeded"))
+        );
+        assert!(matches!(
+            readiness(&json!({"apiVersion": "batch/v1", "kind": "Job"})),
+            Readiness::InProgress(_)
+        ));
     }
 
     #[test]
     fn plain_objects_are_ready_when_they_exist() {
-        assert_eq!(readiness(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})), Readiness::Ready);
+        assert_eq!(
+            readiness(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})),
+            Readiness::Ready
+        );
     }
 }

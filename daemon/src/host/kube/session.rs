@@ -43,7 +43,9 @@ fn transient(e: &kube::Error, conflicts_too: bool) -> bool {
     match e {
         kube::Error::Api(s) => {
             matches!(s.code, 429 | 500 | 502 | 503 | 504)
-                || (conflicts_too && s.code == 409 && s.reason == "Conflict"
+                || (conflicts_too
+                    && s.code == 409
+                    && s.reason == "Conflict"
                     && !s.message.starts_with("Apply failed"))
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
@@ -92,7 +94,12 @@ impl Session {
         }
     }
 
-    async fn retry<T, F, Fut>(&self, what: &str, conflicts_too: bool, mut op: F) -> Result<T, TaskError>
+    async fn retry<T, F, Fut>(
+        &self,
+        what: &str,
+        conflicts_too: bool,
+        mut op: F,
+    ) -> Result<T, TaskError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -101,26 +108,42 @@ impl Session {
         for attempt in 1..=ATTEMPTS {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < ATTEMPTS && transient(&e, conflicts_too)
-                    && Instant::now() + backoff < self.deadline =>
+                Err(e)
+                    if attempt < ATTEMPTS
+                        && transient(&e, conflicts_too)
+                        && Instant::now() + backoff < self.deadline =>
                 {
                     self.log.line(
                         Level::Warn,
-                        &format!("{what}: {}; retrying in {} ms", describe(&e), backoff.as_millis()),
-                        &[("cluster".into(), self.cluster.clone()), ("attempt".into(), attempt.to_string())],
+                        &format!(
+                            "{what}: {}; retrying in {} ms",
+                            describe(&e),
+                            backoff.as_millis()
+                        ),
+                        &[
+                            ("cluster".into(), self.cluster.clone()),
+                            ("attempt".into(), attempt.to_string()),
+                        ],
                     );
-                    let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 4));
+                    let jitter =
+                        Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 4));
                     tokio::time::sleep(backoff + jitter).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(e) => return Err(TaskError::Kube(format!("{what}: {}", describe(&e)))),
             }
         }
-        Err(TaskError::Kube(format!("{what}: gave up after {ATTEMPTS} attempts")))
+        Err(TaskError::Kube(format!(
+            "{what}: gave up after {ATTEMPTS} attempts"
+        )))
     }
 
     /// The API resource for a kind, and whether it is namespaced.
-    async fn resolve(&mut self, api_version: &str, kind: &str) -> Result<(ApiResource, bool), TaskError> {
+    async fn resolve(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), TaskError> {
         let key = (api_version.to_string(), kind.to_string());
         if let Some(found) = self.kinds.get(&key) {
             return Ok(found.clone());
@@ -147,10 +170,18 @@ impl Session {
     }
 
     /// The namespace an operation on `kind` touches, checked against the grant.
-    fn scope(&self, kind: &str, name: &str, namespaced: bool, ns: Option<&str>) -> Result<Option<String>, TaskError> {
+    fn scope(
+        &self,
+        kind: &str,
+        name: &str,
+        namespaced: bool,
+        ns: Option<&str>,
+    ) -> Result<Option<String>, TaskError> {
         if namespaced {
             let ns = ns.filter(|n| !n.is_empty()).ok_or_else(|| {
-                TaskError::InvalidConfig(format!("{kind} {name} is namespaced but names no namespace"))
+                TaskError::InvalidConfig(format!(
+                    "{kind} {name} is namespaced but names no namespace"
+                ))
             })?;
             if !self.caps.namespace_allowed(ns) {
                 return Err(self.denied(&format!("namespace `{ns}`"), ns));
@@ -189,8 +220,17 @@ impl Session {
     pub async fn apply(&mut self, manifest: &str, opts: ApplyOptions) -> Result<String, TaskError> {
         let obj: Value = serde_saphyr::from_str(manifest)
             .map_err(|e| TaskError::InvalidConfig(format!("the manifest does not parse: {e}")))?;
-        let field = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-        let (api_version, kind, name) = (field("/apiVersion"), field("/kind"), field("/metadata/name"));
+        let field = |p: &str| {
+            obj.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (api_version, kind, name) = (
+            field("/apiVersion"),
+            field("/kind"),
+            field("/metadata/name"),
+        );
         if api_version.is_empty() || kind.is_empty() || name.is_empty() {
             return Err(TaskError::InvalidConfig(
                 "a manifest needs apiVersion, kind and metadata.name".to_string(),
@@ -207,7 +247,10 @@ impl Session {
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = opts.force;
         params.dry_run = opts.dry_run;
-        let what = format!("applying {kind} {}{name}", ns.as_deref().map(|n| format!("{n}/")).unwrap_or_default());
+        let what = format!(
+            "applying {kind} {}{name}",
+            ns.as_deref().map(|n| format!("{n}/")).unwrap_or_default()
+        );
         let applied = self
             .retry(&what, true, || async {
                 api.patch(&name, &params, &Patch::Apply(&obj)).await
@@ -275,7 +318,11 @@ impl Session {
     }
 
     /// Polls until every target is ready, one fails for good, or the time is up.
-    pub async fn wait_ready(&mut self, targets: &[ObjectRef], timeout: Duration) -> Result<Vec<WitReadiness>, TaskError> {
+    pub async fn wait_ready(
+        &mut self,
+        targets: &[ObjectRef],
+        timeout: Duration,
+    ) -> Result<Vec<WitReadiness>, TaskError> {
         let until = (Instant::now() + timeout).min(self.deadline);
         let mut apis = Vec::with_capacity(targets.len());
         for t in targets {
@@ -289,13 +336,16 @@ impl Session {
                 let state = match self.retry(&what, false, || api.get_opt(&t.name)).await? {
                     None => Readiness::InProgress("does not exist".to_string()),
                     Some(obj) => {
-                        let v = serde_json::to_value(&obj).map_err(|e| TaskError::Internal(e.to_string()))?;
+                        let v = serde_json::to_value(&obj)
+                            .map_err(|e| TaskError::Internal(e.to_string()))?;
                         readiness(&v)
                     }
                 };
                 states.push(state);
             }
-            let settled = states.iter().all(|s| !matches!(s, Readiness::InProgress(_)));
+            let settled = states
+                .iter()
+                .all(|s| !matches!(s, Readiness::InProgress(_)));
             let pending: Vec<String> = targets
                 .iter()
                 .zip(&states)
@@ -305,8 +355,12 @@ impl Session {
                 })
                 .collect();
             let note = pending.join("; ");
-            if !settled && note != last_note.0 && last_note.1.elapsed() >= Duration::from_millis(500) {
-                self.log.line(Level::Info, &format!("waiting for {note}"), &[]);
+            if !settled
+                && note != last_note.0
+                && last_note.1.elapsed() >= Duration::from_millis(500)
+            {
+                self.log
+                    .line(Level::Info, &format!("waiting for {note}"), &[]);
                 last_note = (note, Instant::now());
             }
             if settled || Instant::now() >= until {
@@ -319,7 +373,11 @@ impl Session {
                             Readiness::InProgress(m) => (false, m),
                             Readiness::Failed(m) => (false, m),
                         };
-                        WitReadiness { target: t.clone(), ready, message }
+                        WitReadiness {
+                            target: t.clone(),
+                            ready,
+                            message,
+                        }
                     })
                     .collect());
             }
