@@ -1,9 +1,13 @@
 //! The Kubernetes API simulator inside gantry: `gantry sim` serves one on its own, and
 //! `--sim` embeds one so a daemon or a local run deploys to it instead of any real cluster.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::host::kube::{ClusterConfig, Clusters};
 
 /// A simulator serving on loopback and the kubeconfig that reaches it.
 pub struct Embedded {
@@ -19,6 +23,25 @@ pub async fn embedded(state_dir: &Path) -> anyhow::Result<Embedded> {
     sim.write_kubeconfig(&kubeconfig)?;
     tracing::info!(url = %sim.url(), kubeconfig = %kubeconfig.display(), "embedded Kubernetes simulator serving");
     Ok(Embedded { sim, kubeconfig })
+}
+
+/// The clusters a local command or the daemon uses: the configured ones, or with `sim` a
+/// freshly started simulator standing in for all of them (kept alive by the caller).
+pub async fn clusters(
+    sim: bool,
+    state_dir: &Path,
+    configured: &BTreeMap<String, ClusterConfig>,
+    config_dir: &Path,
+) -> anyhow::Result<(Option<Embedded>, Arc<Clusters>)> {
+    if !sim {
+        return Ok((
+            None,
+            Arc::new(Clusters::new(configured.clone(), config_dir)),
+        ));
+    }
+    let embedded = embedded(state_dir).await?;
+    let clusters = Arc::new(Clusters::simulated(embedded.kubeconfig.clone()));
+    Ok((Some(embedded), clusters))
 }
 
 /// `gantry sim`: serves until interrupted.

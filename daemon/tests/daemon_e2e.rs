@@ -592,18 +592,30 @@ fn a_newer_change_supersedes_a_queued_auto_deploy() {
 fn a_daemon_with_an_embedded_simulator_deploys_the_releasehub_example() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/releasehub");
     let read = |rel: &str| std::fs::read_to_string(example.join(rel)).unwrap();
-    let site = Site::new(&read("gantry.toml"), &[("release", &read("workflows/release.toml"))]);
+    let site = Site::new(
+        &read("gantry.toml"),
+        &[("release", &read("workflows/release.toml"))],
+    );
     std::fs::create_dir_all(site.config.join("k8s")).unwrap();
     for file in ["frontend.yaml", "migrate.yaml", "backend.yaml"] {
-        std::fs::write(site.config.join("k8s").join(file), read(&format!("k8s/{file}"))).unwrap();
+        std::fs::write(
+            site.config.join("k8s").join(file),
+            read(&format!("k8s/{file}")),
+        )
+        .unwrap();
     }
     let daemon = site.start_with(&[("GANTRY_SIM", "true")]);
     let (code, out) = site.cli(&["deploy", "release", "--wait"]);
     assert_eq!(code, 0, "{out}\n{}", daemon.log_text());
     assert!(
-        out.lines().any(|l| l.contains("services.backend") && l.contains("succeeded")),
+        out.lines()
+            .any(|l| l.contains("services.backend") && l.contains("succeeded")),
         "{out}"
     );
     assert!(site.state.join("kubesim/kubeconfig").is_file());
-    assert!(daemon.log_text().contains("embedded Kubernetes simulator serving"));
+    assert!(
+        daemon
+            .log_text()
+            .contains("embedded Kubernetes simulator serving")
+    );
 }

@@ -287,19 +287,9 @@ impl Store {
     /// Every stored object, for the garbage collector.
     pub fn all_objects(&self) -> Vec<(ResourceType, Value)> {
         let st = self.lock();
-        let mut out = Vec::new();
-        for ((group, plural), objs) in &st.objects {
-            let Some(t) = st
-                .registry
-                .all()
-                .iter()
-                .find(|t| &t.group == group && &t.plural == plural)
-            else {
-                continue;
-            };
-            out.extend(objs.values().map(|o| (t.clone(), o.clone())));
-        }
-        out
+        st.typed()
+            .map(|(t, _, _, o)| (t.clone(), o.clone()))
+            .collect()
     }
 
     /// A controller's write of an object's status; nothing happens when it is unchanged.
@@ -1007,28 +997,31 @@ impl State {
         Some(obj)
     }
 
+    /// Every stored object with its type, namespace and name.
+    fn typed(&self) -> impl Iterator<Item = (&ResourceType, &str, &str, &Value)> {
+        self.objects
+            .iter()
+            .flat_map(move |((group, plural), objs)| {
+                let t = self
+                    .registry
+                    .all()
+                    .iter()
+                    .find(|t| &t.group == group && &t.plural == plural);
+                objs.iter().filter_map(move |((ns, name), o)| {
+                    t.map(|t| (t, ns.as_str(), name.as_str(), o))
+                })
+            })
+    }
+
     fn dependents(&self, uid: &str) -> Vec<(ResourceType, String, String)> {
-        let mut out = Vec::new();
-        for ((group, plural), objs) in &self.objects {
-            let Some(t) = self
-                .registry
-                .all()
-                .iter()
-                .find(|t| &t.group == group && &t.plural == plural)
-            else {
-                continue;
-            };
-            for ((ns, name), o) in objs {
-                let owned = o
-                    .pointer("/metadata/ownerReferences")
+        self.typed()
+            .filter(|(_, _, _, o)| {
+                o.pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
-                if owned {
-                    out.push((t.clone(), ns.clone(), name.clone()));
-                }
-            }
-        }
-        out
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+            })
+            .map(|(t, ns, name, _)| (t.clone(), ns.to_string(), name.to_string()))
+            .collect()
     }
 
     fn delete_dependents(&mut self, uid: &str) {

@@ -100,6 +100,12 @@ impl Cluster {
         .unwrap()
     }
 
+    /// Runs a command line without quoting (arguments split at spaces) that must succeed.
+    async fn ok(&self, program: &Path, line: &str) -> String {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        self.run(program, &args, None).await.ok()
+    }
+
     fn object(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let reg = self.sim.store.registry();
@@ -167,51 +173,22 @@ async fn kubectl_client_side_apply_rollout_wait_get_and_delete() {
         assert!(out.contains(line), "{out}");
     }
     let out = c
-        .run(
+        .ok(
             &kubectl,
-            &[
-                "-n",
-                "shop",
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=30s",
-            ],
-            None,
+            "-n shop rollout status deployment/web --timeout=30s",
         )
-        .await
-        .ok();
+        .await;
     assert!(out.contains("successfully rolled out"), "{out}");
     let ready = c
-        .run(
+        .ok(
             &kubectl,
-            &[
-                "-n",
-                "shop",
-                "get",
-                "deployment",
-                "web",
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-            ],
-            None,
+            "-n shop get deployment web -o jsonpath={.status.readyReplicas}",
         )
-        .await
-        .ok();
+        .await;
     assert_eq!(ready, "2");
-    let pods = c
-        .run(
-            &kubectl,
-            &["-n", "shop", "get", "pods", "-l", "app=web", "-o", "name"],
-            None,
-        )
-        .await
-        .ok();
+    let pods = c.ok(&kubectl, "-n shop get pods -l app=web -o name").await;
     assert_eq!(pods.lines().count(), 2, "{pods}");
-    let table = c
-        .run(&kubectl, &["-n", "shop", "get", "pods"], None)
-        .await
-        .ok();
+    let table = c.ok(&kubectl, "-n shop get pods").await;
     assert!(
         table.starts_with("NAME") && table.contains("Running"),
         "{table}"
@@ -241,35 +218,17 @@ async fn kubectl_client_side_apply_rollout_wait_get_and_delete() {
         "merge kept the rest"
     );
     assert_eq!(d["metadata"]["generation"], 2);
-    c.run(
+    c.ok(
         &kubectl,
-        &[
-            "-n",
-            "shop",
-            "rollout",
-            "status",
-            "deployment/web",
-            "--timeout=30s",
-        ],
-        None,
+        "-n shop rollout status deployment/web --timeout=30s",
     )
-    .await
-    .ok();
+    .await;
     let out = c
-        .run(
+        .ok(
             &kubectl,
-            &[
-                "-n",
-                "shop",
-                "wait",
-                "--for=condition=Available",
-                "deployment/web",
-                "--timeout=30s",
-            ],
-            None,
+            "-n shop wait --for=condition=Available deployment/web --timeout=30s",
         )
-        .await
-        .ok();
+        .await;
     assert!(out.contains("condition met"), "{out}");
     let out = c
         .run(
@@ -425,23 +384,13 @@ async fn kubectl_server_side_apply_detects_conflicts_and_waits_for_jobs() {
     .await
     .ok();
     let out = c
-        .run(
+        .ok(
             &kubectl,
-            &[
-                "wait",
-                "--for=condition=complete",
-                "job/once",
-                "--timeout=30s",
-            ],
-            None,
+            "wait --for=condition=complete job/once --timeout=30s",
         )
-        .await
-        .ok();
+        .await;
     assert!(out.contains("condition met"), "{out}");
-    let ns = c
-        .run(&kubectl, &["create", "namespace", "typed"], None)
-        .await
-        .ok();
+    let ns = c.ok(&kubectl, "create namespace typed").await;
     assert!(
         ns.contains("namespace/typed created"),
         "typed clients send protobuf: {ns}"
@@ -540,32 +489,11 @@ async fn helm_install_upgrade_rollback_and_uninstall_with_wait() {
     .ok();
     assert_eq!(replicas(&c), Some(serde_json::json!(3)));
     let out = c
-        .run(
-            &helm,
-            &[
-                "rollback",
-                "demo",
-                "1",
-                "-n",
-                "apps",
-                "--wait",
-                "--timeout",
-                "60s",
-            ],
-            None,
-        )
-        .await
-        .ok();
+        .ok(&helm, "rollback demo 1 -n apps --wait --timeout 60s")
+        .await;
     assert!(out.contains("Rollback was a success"), "{out}");
     assert_eq!(replicas(&c), Some(serde_json::json!(1)));
-    let history = c
-        .run(
-            &helm,
-            &["history", "demo", "-n", "apps", "-o", "json"],
-            None,
-        )
-        .await
-        .ok();
+    let history = c.ok(&helm, "history demo -n apps -o json").await;
     let history: Value = serde_json::from_str(&history).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
     assert_eq!(history[2]["status"], "deployed");
@@ -602,27 +530,14 @@ async fn helm_install_upgrade_rollback_and_uninstall_with_wait() {
     );
 
     let out = c
-        .run(
-            &helm,
-            &[
-                "uninstall",
-                "demo",
-                "-n",
-                "apps",
-                "--wait",
-                "--timeout",
-                "60s",
-            ],
-            None,
-        )
-        .await
-        .ok();
+        .ok(&helm, "uninstall demo -n apps --wait --timeout 60s")
+        .await;
     assert!(out.contains("uninstalled"), "{out}");
     assert!(
         c.object("apps/v1", "deployments", "apps", "demo-web")
             .is_none()
     );
     assert!(c.object("v1", "services", "apps", "demo-web").is_none());
-    let releases = c.run(&helm, &["list", "-n", "apps", "-q"], None).await.ok();
+    let releases = c.ok(&helm, "list -n apps -q").await;
     assert!(releases.trim().is_empty(), "{releases}");
 }

@@ -65,6 +65,19 @@ pub trait Hook {
     fn on_phase(ctx: &HookContext) -> HookDecision;
 }
 
+impl ParamSpec {
+    /// One parameter for `describe()`: its name, a type hint for humans, whether it is
+    /// required, and what it does.
+    pub fn new(name: &str, type_hint: &str, required: bool, description: &str) -> Self {
+        ParamSpec {
+            name: name.into(),
+            description: description.into(),
+            required,
+            type_hint: type_hint.into(),
+        }
+    }
+}
+
 impl Deployment {
     /// A deployment that only produced outputs.
     pub fn with_outputs<K: Into<String>, V: Into<String>>(

@@ -13,7 +13,6 @@ use super::local::load_valid;
 use crate::engine::plan::Reference;
 use crate::engine::run::substitute;
 use crate::engine::runner::{DeploymentRecord, History, TaskCall};
-use crate::host::kube::Clusters;
 use crate::store::Store;
 use crate::store::logs::FileLogs;
 use crate::wasm::bindings::types::ChangeAction;
@@ -52,14 +51,8 @@ pub async fn diff(
         );
         return Ok(1);
     };
-    let simulator = match sim {
-        true => Some(crate::sim::embedded(state_dir).await?),
-        false => None,
-    };
-    let clusters = Arc::new(match &simulator {
-        Some(s) => Clusters::simulated(s.kubeconfig.clone()),
-        None => Clusters::new(valid.daemon.clusters.clone(), config_dir),
-    });
+    let (_simulator, clusters) =
+        crate::sim::clusters(sim, state_dir, &valid.daemon.clusters, config_dir).await?;
     let store = Store::open(state_dir)?;
     let deployed: BTreeMap<String, DeploymentRecord> = store
         .deployed(workflow)

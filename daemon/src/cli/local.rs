@@ -12,7 +12,6 @@ use crate::config::validate::{ValidConfig, validate_workflows};
 use crate::engine::events::{Event, EventSink, RunState};
 use crate::engine::plan;
 use crate::engine::run::{RunOptions, execute};
-use crate::host::kube::Clusters;
 use crate::store::Store;
 use crate::store::logs::FileLogs;
 use crate::wasm::Registry;
@@ -107,14 +106,8 @@ pub async fn run(
             return Ok(1);
         }
     };
-    let simulator = match sim {
-        true => Some(crate::sim::embedded(state_dir).await?),
-        false => None,
-    };
-    let clusters = Arc::new(match &simulator {
-        Some(s) => Clusters::simulated(s.kubeconfig.clone()),
-        None => Clusters::new(valid.daemon.clusters.clone(), config_dir),
-    });
+    let (_simulator, clusters) =
+        crate::sim::clusters(sim, state_dir, &valid.daemon.clusters, config_dir).await?;
     let store = Arc::new(Store::open(state_dir)?);
     let run_id = crate::store::new_run_id();
     store.create_run(&run_id, names, "cli")?;

@@ -35,12 +35,7 @@ struct Exec;
 
 impl gantry_sdk::Task for Exec {
     fn describe() -> PluginInfo {
-        let param = |name: &str, type_hint: &str, required, description: &str| ParamSpec {
-            name: name.into(),
-            description: description.into(),
-            required,
-            type_hint: type_hint.into(),
-        };
+        let param = ParamSpec::new;
         PluginInfo {
             name: "exec".into(),
             kinds: vec!["exec".into()],

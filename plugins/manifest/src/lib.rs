@@ -311,12 +311,7 @@ struct ManifestTask;
 
 impl gantry_sdk::Task for ManifestTask {
     fn describe() -> PluginInfo {
-        let param = |name: &str, type_hint: &str, required, description: &str| ParamSpec {
-            name: name.into(),
-            description: description.into(),
-            required,
-            type_hint: type_hint.into(),
-        };
+        let param = ParamSpec::new;
         PluginInfo {
             name: "manifest".into(),
             kinds: vec!["manifest".into()],
