@@ -15,21 +15,22 @@ pub struct Embedded {
     pub kubeconfig: PathBuf,
 }
 
-/// Starts a simulator on a free loopback port and writes its kubeconfig under the state
-/// directory, where only the daemon's user can read it.
-pub async fn embedded(state_dir: &Path) -> anyhow::Result<Embedded> {
+/// Starts a simulator on a free loopback port and writes its kubeconfig under `dir` (the
+/// state directory, where only the daemon's user can read it).
+pub async fn embedded(dir: &Path) -> anyhow::Result<Embedded> {
     let sim = kubesim::start(kubesim::SimOptions::default()).await?;
-    let kubeconfig = state_dir.join("kubesim").join("kubeconfig");
+    let kubeconfig = dir.join("kubesim").join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig)?;
     tracing::info!(url = %sim.url(), kubeconfig = %kubeconfig.display(), "embedded Kubernetes simulator serving");
     Ok(Embedded { sim, kubeconfig })
 }
 
-/// The clusters a local command or the daemon uses: the configured ones, or with `sim` a
-/// freshly started simulator standing in for all of them (kept alive by the caller).
+/// The clusters a local command uses: the configured ones, or with `sim` a freshly started
+/// simulator standing in for all of them, its kubeconfig under `work_dir` (kept alive by the
+/// caller).
 pub async fn clusters(
     sim: bool,
-    state_dir: &Path,
+    work_dir: &Path,
     configured: &BTreeMap<String, ClusterConfig>,
     config_dir: &Path,
 ) -> anyhow::Result<(Option<Embedded>, Arc<Clusters>)> {
@@ -39,7 +40,7 @@ pub async fn clusters(
             Arc::new(Clusters::new(configured.clone(), config_dir)),
         ));
     }
-    let embedded = embedded(state_dir).await?;
+    let embedded = embedded(work_dir).await?;
     let clusters = Arc::new(Clusters::simulated(embedded.kubeconfig.clone()));
     Ok((Some(embedded), clusters))
 }

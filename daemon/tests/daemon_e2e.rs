@@ -354,7 +354,7 @@ fn sigterm_past_the_grace_period_cancels_and_records_it() {
 }
 
 #[test]
-fn a_second_daemon_on_the_same_state_refuses_to_start() {
+fn a_second_daemon_or_a_local_run_on_the_same_state_is_refused() {
     let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
     let _daemon = site.start();
     let out = site
@@ -363,8 +363,15 @@ fn a_second_daemon_on_the_same_state_refuses_to_start() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("another gantry daemon"), "{err}");
+    assert!(err.contains("another gantry daemon or local run"), "{err}");
     assert!(!site.tmp.path().join("other.sock").exists());
+
+    // A local run on the daemon's state would mark its runs interrupted: refused too.
+    let (code, out) = site.cli(&["run", "app"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("gantry deploy"), "{out}");
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "the daemon's history is intact: {out}");
 }
 
 #[test]

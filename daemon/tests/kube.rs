@@ -76,17 +76,18 @@ impl Site {
         self.sim.store.get(t, ns, name).ok()
     }
 
-    /// The log of `task` in the newest run.
-    fn log(&self, workflow: &str, task: &str) -> String {
-        let logs = self.state.path().join("logs");
-        let mut runs: Vec<_> = std::fs::read_dir(&logs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        runs.sort();
-        let path = runs
-            .last()
-            .unwrap()
+    /// The log of `task` in the run `out` (what `gantry run` printed) reports.
+    fn log(&self, out: &str, workflow: &str, task: &str) -> String {
+        let run = out
+            .lines()
+            .find_map(|l| l.strip_prefix("run "))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_else(|| panic!("no run id in:\n{out}"));
+        let path = self
+            .state
+            .path()
+            .join("logs")
+            .join(run)
             .join(workflow)
             .join(format!("{task}.log"));
         std::fs::read_to_string(&path).unwrap_or_default()
@@ -166,7 +167,7 @@ async fn applies_labels_waits_for_readiness_and_records_ownership() {
             .as_str()
             .is_some_and(|ip| ip.starts_with("10.96."))
     );
-    let log = site.log("shop", "app.web");
+    let log = site.log(&out, "shop", "app.web");
     assert!(log.contains("created namespace shop"), "{log}");
     assert!(log.contains("all objects are ready"), "{log}");
     assert!(out.contains("output objects=2"), "{out}");
@@ -251,7 +252,7 @@ async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
         "b was pruned"
     );
     assert!(
-        site.log("shop", "app.web")
+        site.log(&out, "shop", "app.web")
             .contains("pruned v1/ConfigMap/shop/b")
     );
 }
@@ -336,7 +337,7 @@ async fn a_deployment_mounting_a_claim_is_forced_to_recreate() {
         .get("v1", "persistentvolumeclaims", "shop", "data")
         .unwrap();
     assert_eq!(pvc["status"]["phase"], "Bound");
-    let log = site.log("shop", "app.web");
+    let log = site.log(&out, "shop", "app.web");
     assert!(
         log.contains("mounts PersistentVolumeClaim data") && log.contains("Recreate"),
         "{log}"
@@ -441,7 +442,7 @@ async fn transient_api_errors_are_retried() {
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(site.sim.pending_faults(), 0, "every injected fault was hit");
-    let log = site.log("shop", "app.web");
+    let log = site.log(&out, "shop", "app.web");
     assert!(log.contains("500 InternalError); retrying"), "{log}");
     assert!(site.get("apps/v1", "deployments", "shop", "web").is_some());
 }

@@ -123,6 +123,6 @@ fn a_valid_directory_passes_with_a_summary() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.trim(),
-        "ok: 1 workflows, 4 tasks, checked against 2 plugins"
+        "ok: 1 workflows, 4 tasks, checked against 3 plugins"
     );
 }

@@ -14,9 +14,8 @@ use crate::engine::plan::Reference;
 use crate::engine::run::substitute;
 use crate::engine::runner::{DeploymentRecord, History, TaskCall};
 use crate::store::Store;
-use crate::store::logs::FileLogs;
 use crate::wasm::bindings::types::ChangeAction;
-use crate::wasm::task_runner::PluginRunner;
+use crate::wasm::task_runner::{PluginRunner, TracingLogs};
 
 fn action(a: &ChangeAction) -> &'static str {
     match a {
@@ -51,20 +50,23 @@ pub async fn diff(
         );
         return Ok(1);
     };
+    // A diff writes nothing to the state directory, which a running daemon owns: history is
+    // read beside it, and scratch space and the simulator's kubeconfig live in a temporary one.
+    let work = tempfile::tempdir()?;
     let (_simulator, clusters) =
-        crate::sim::clusters(sim, state_dir, &valid.daemon.clusters, config_dir).await?;
-    let store = Store::open(state_dir)?;
-    let deployed: BTreeMap<String, DeploymentRecord> = store
-        .deployed(workflow)
-        .into_iter()
-        .map(|(task, (_, _, rec))| (task, rec))
-        .collect();
+        crate::sim::clusters(sim, work.path(), &valid.daemon.clusters, config_dir).await?;
+    let deployed: BTreeMap<String, DeploymentRecord> = match Store::open_read_only(state_dir)? {
+        Some(store) => store
+            .deployed(workflow)
+            .into_iter()
+            .map(|(task, (_, _, rec))| (task, rec))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     let runner = PluginRunner::new(
         Arc::new(registry),
-        state_dir.join("scratch"),
-        Arc::new(FileLogs {
-            dir: state_dir.join("logs"),
-        }),
+        work.path().join("scratch"),
+        Arc::new(TracingLogs),
         clusters,
     );
     let env: BTreeMap<String, String> = std::env::vars().collect();

@@ -69,6 +69,7 @@ pub async fn run(
     names: &[String],
     sim: bool,
 ) -> anyhow::Result<i32> {
+    let _lock = crate::service::lock::StateLock::acquire(state_dir)?;
     let (valid, registry) = match load_valid(config_dir, state_dir).await? {
         Ok(v) => v,
         Err(problems) => {

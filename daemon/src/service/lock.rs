@@ -1,5 +1,6 @@
-//! One daemon per state directory: an exclusive `flock` on `<state>/gantry.lock`, taken
-//! before anything else is touched and held for the life of the process.
+//! One writer per state directory: an exclusive `flock` on `<state>/gantry.lock`, taken by
+//! the daemon and by local runs before anything else is touched and held for the life of the
+//! process, so a local run can never mark a daemon's runs `interrupted`.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -22,7 +23,7 @@ impl StateLock {
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             anyhow::bail!(
-                "another gantry daemon is already using the state directory {} (lock {} is held)",
+                "another gantry daemon or local run is already using the state directory {} (lock {} is held); with a daemon running, deploy through it with `gantry deploy`",
                 state_dir.display(),
                 path.display()
             );

@@ -104,6 +104,25 @@ fn millis(t: SystemTime) -> i64 {
 }
 
 impl Store {
+    /// Opens an existing history for reading only, beside whoever writes it; None when
+    /// there is none yet. Nothing is migrated or marked.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<Store>, StoreError> {
+        let path = state_dir.join("gantry.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Some(Store {
+            conn: Mutex::new(conn),
+            dir: state_dir.to_path_buf(),
+        }))
+    }
+
     /// Opens (creating or migrating) `<state_dir>/gantry.db`, and marks runs left running by
     /// an earlier process `interrupted`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
