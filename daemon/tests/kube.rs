@@ -221,7 +221,7 @@ async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout(
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        outcome_line(&out, "app.web").contains("job failed: BackoffLimitExceeded"),
+        outcome_line(&out, "app.web").contains("failed: job BackoffLimitExceeded"),
         "{out}"
     );
     assert!(

@@ -271,7 +271,7 @@ fn wait(cluster: &Cluster, ms: &[Manifest], timeout_ms: u64) -> Result<(), TaskE
     }
     let failed = states
         .iter()
-        .any(|s| !s.ready && (s.message.contains("failed") || s.message.contains("deadline")));
+        .any(|s| !s.ready && s.message.starts_with("failed: "));
     let text = waiting.join("; ");
     Err(if failed {
         TaskError::Kube(format!("not ready: {text}"))

@@ -200,7 +200,7 @@ fn job(v: &Value) -> Readiness {
     if condition_true(v, "Failed") {
         let c = condition(v, "Failed").cloned().unwrap_or_default();
         return Readiness::Failed(format!(
-            "job failed: {} {}",
+            "job {}: {}",
             c["reason"].as_str().unwrap_or_default(),
             c["message"].as_str().unwrap_or_default()
         ));
@@ -219,7 +219,7 @@ fn job(v: &Value) -> Readiness {
 fn pod(v: &Value) -> Readiness {
     match v.pointer("/status/phase").and_then(Value::as_str) {
         Some("Succeeded") => Readiness::Ready,
-        Some("Failed") => Readiness::Failed("pod failed".into()),
+        Some("Failed") => Readiness::Failed("pod phase is Failed".into()),
         _ if condition_true(v, "Ready") => Readiness::Ready,
         phase => Readiness::InProgress(format!("pod is {}", phase.unwrap_or("Pending"))),
     }
@@ -262,7 +262,7 @@ mod tests {
         };
         assert_eq!(readiness(&job("Complete")), Readiness::Ready);
         assert!(
-            matches!(readiness(&job("Failed")), Readiness::Failed(m) if m.contains("BackoffLimitExceeded"))
+            matches!(readiness(&job("Failed")), Readiness::Failed(m) if m.starts_with("job BackoffLimitExceeded"))
         );
         assert!(matches!(
             readiness(&json!({"apiVersion": "batch/v1", "kind": "Job"})),

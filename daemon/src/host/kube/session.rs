@@ -27,6 +27,8 @@ const ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(200);
+/// Starts the message of an object that will not become ready without a change.
+const FAILED: &str = "failed: ";
 
 pub struct Session {
     pub cluster: String,
@@ -371,7 +373,7 @@ impl Session {
                         let (ready, message) = match s {
                             Readiness::Ready => (true, "ready".to_string()),
                             Readiness::InProgress(m) => (false, m),
-                            Readiness::Failed(m) => (false, m),
+                            Readiness::Failed(m) => (false, format!("{FAILED}{m}")),
                         };
                         WitReadiness {
                             target: t.clone(),
