@@ -172,9 +172,9 @@ impl Store {
     /// Past events after `rv`, or None when they have left the history (410 Gone).
     pub fn history_since(&self, rv: u64) -> Option<Vec<Arc<WatchEvent>>> {
         let st = self.lock();
+        // The history is contiguous: a gap before its first event means events were dropped.
         if let Some(first) = st.history.front()
             && first.rv > rv + 1
-            && rv + 1 < st.rv.saturating_sub(HISTORY as u64)
         {
             return None;
         }

@@ -311,3 +311,41 @@ async fn selectors_and_injected_faults() {
         "the delay applied"
     );
 }
+
+#[tokio::test]
+async fn a_watch_from_a_resource_version_older_than_the_history_is_gone() {
+    let (sim, client) = client().await;
+    let cms = api(&client, "", "v1", "ConfigMap", Some("default")).await;
+    let first = cms
+        .create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "busy"}})),
+        )
+        .await
+        .unwrap();
+    let rv = first.metadata.resource_version.clone().unwrap();
+    let reg = sim.store.registry();
+    let t = reg.by_plural("", "v1", "configmaps").unwrap();
+    for i in 0..20_050 {
+        let patch = json!({"data": {"n": i.to_string()}});
+        sim.store
+            .patch(
+                t,
+                "default",
+                "busy",
+                kubesim::store::PatchType::Merge,
+                patch,
+                &Default::default(),
+            )
+            .unwrap();
+    }
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
