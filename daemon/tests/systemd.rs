@@ -77,28 +77,34 @@ fn serves_a_socket_passed_by_socket_activation() {
     let site = Site::new(EXEC_GRANT, &[("app", WORKFLOW)]);
     let socket = site.tmp.path().join("activated.sock");
     let activate = format!("--listen={}", socket.display());
-    let mut activator = site
+    let log = site.tmp.path().join("daemon.log");
+    let child = site
         .daemon_command(
             &["systemd-socket-activate", &activate],
             &site.tmp.path().join("unused.sock"),
         )
-        .stderr(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("daemon log"))
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .open(&log)
+                .expect("daemon log"),
+        )
         .spawn()
         .expect("systemd-socket-activate (from systemd) runs");
+    // systemd-socket-activate execs the daemon in its own process: one pid, one child.
+    let mut daemon = common::daemon::Daemon::adopt(child, socket.clone(), log);
+    // The file appears at bind(2), connections succeed from listen(2) on.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() && Instant::now() < deadline {
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (status, body) = common::daemon::http(&socket, "GET", "/v1/workflows", None);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"app\""), "{body}");
+    let (status, body) = daemon.request("GET", "/v1/workflows", None);
+    assert_eq!(status, 200, "{body}\n{}", daemon.log_text());
+    assert!(body.contains("\"app\""), "{body}\n{}", daemon.log_text());
     assert!(!site.tmp.path().join("unused.sock").exists());
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(activator.id() as i32, libc::SIGTERM);
-    }
-    let status = activator.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
     assert!(
         socket.exists(),
         "the activated socket belongs to the service manager"

@@ -116,6 +116,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// A daemon started some other way (through a wrapper), killed when dropped like one
+    /// `Site::start` started, so a failing test leaves no process behind.
+    pub fn adopt(child: Child, socket: PathBuf, log: PathBuf) -> Daemon {
+        Daemon {
+            child: Some(child),
+            socket,
+            log,
+        }
+    }
+
     fn wait_serving(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
