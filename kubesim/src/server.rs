@@ -562,8 +562,8 @@ fn watch(
         Some(rv) if !send_initial => match sim.store.history_since(rv) {
             Some(past) => first.extend(
                 past.iter()
-                    .filter(|e| e.rv <= start_rv && relevant(e, t, ns, &labels, &fields))
-                    .map(|e| event_json(e.kind, &e.object, t)),
+                    .filter(|e| e.rv <= start_rv)
+                    .filter_map(|e| visible(e, t, ns, &labels, &fields)),
             ),
             None => {
                 let gone = ApiError::new(
@@ -607,8 +607,8 @@ fn watch(
                 }
                 ev = live.recv() => {
                     let Ok(ev) = ev else { return };
-                    if relevant(&ev, &t, ns.as_deref(), &labels, &fields)
-                        && tx.send(line(&event_json(ev.kind, &ev.object, &t))).await.is_err()
+                    if let Some(out) = visible(&ev, &t, ns.as_deref(), &labels, &fields)
+                        && tx.send(line(&out)).await.is_err()
                     {
                         return;
                     }
@@ -633,17 +633,35 @@ fn watch(
     r
 }
 
-fn relevant(
+/// The event a watch filtered by namespace and selectors sends for a stored event, as the
+/// API server's watch cache does: a modification that makes an object match is ADDED, one
+/// that makes it stop matching is DELETED (with the object as it was, at the new version).
+fn visible(
     e: &crate::store::WatchEvent,
     t: &ResourceType,
     ns: Option<&str>,
     labels: &Selector,
     fields: &Selector,
-) -> bool {
-    e.storage == t.storage_key()
-        && ns.is_none_or(|n| n == e.namespace)
-        && labels.matches(&e.object)
-        && fields.matches(&e.object)
+) -> Option<Value> {
+    if e.storage != t.storage_key() || ns.is_some_and(|n| n != e.namespace) {
+        return None;
+    }
+    let passes = |o: &Value| labels.matches(o) && fields.matches(o);
+    let now = passes(&e.object);
+    let before = match (&e.kind, &e.previous) {
+        (EventType::Modified, Some(previous)) => passes(previous),
+        _ => now,
+    };
+    match (before, now) {
+        (true, true) => Some(event_json(e.kind, &e.object, t)),
+        (false, true) => Some(event_json(EventType::Added, &e.object, t)),
+        (true, false) => {
+            let mut gone = e.previous.clone().unwrap_or_else(|| e.object.clone());
+            gone["metadata"]["resourceVersion"] = Value::String(e.rv.to_string());
+            Some(event_json(EventType::Deleted, &gone, t))
+        }
+        (false, false) => None,
+    }
 }
 
 fn event_json(kind: EventType, object: &Value, t: &ResourceType) -> Value {

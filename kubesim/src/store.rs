@@ -40,6 +40,9 @@ pub struct WatchEvent {
     pub namespace: String,
     pub kind: EventType,
     pub object: Value,
+    /// The object before a modification, so a filtered watch can tell an object that
+    /// started or stopped matching its selector.
+    pub previous: Option<Value>,
 }
 
 /// How a write was asked for.
@@ -590,13 +593,21 @@ impl State {
         self.rv
     }
 
-    fn record(&mut self, t: &ResourceType, ns: &str, kind: EventType, object: Value) {
+    fn record(
+        &mut self,
+        t: &ResourceType,
+        ns: &str,
+        kind: EventType,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         let ev = Arc::new(WatchEvent {
             rv: self.rv,
             storage: t.storage_key(),
             namespace: ns.to_string(),
             kind,
             object,
+            previous,
         });
         self.history.push_back(ev.clone());
         while self.history.len() > HISTORY {
@@ -732,7 +743,7 @@ impl State {
             .entry(t.storage_key())
             .or_default()
             .insert((ns_key.to_string(), name), obj.clone());
-        self.record(t, ns_key, EventType::Added, obj.clone());
+        self.record(t, ns_key, EventType::Added, obj.clone(), None);
         Ok(obj)
     }
 
@@ -834,7 +845,7 @@ impl State {
             .entry(t.storage_key())
             .or_default()
             .insert((key.clone(), name.to_string()), new.clone());
-        self.record(t, &key, EventType::Modified, new.clone());
+        self.record(t, &key, EventType::Modified, new.clone(), Some(old.clone()));
         Ok(as_version(&new, t))
     }
 
@@ -959,6 +970,7 @@ impl State {
             .is_some_and(|f| !f.is_empty());
         if has_finalizers || t.kind == "Namespace" {
             if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                let before = obj.clone();
                 obj["metadata"]["deletionTimestamp"] = Value::String(now());
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 if t.kind == "Namespace" {
@@ -970,7 +982,7 @@ impl State {
                     .entry(t.storage_key())
                     .or_default()
                     .insert((key.to_string(), name.to_string()), obj.clone());
-                self.record(t, key, EventType::Modified, obj.clone());
+                self.record(t, key, EventType::Modified, obj.clone(), Some(before));
             }
             return Ok(as_version(&obj, t));
         }
@@ -993,7 +1005,7 @@ impl State {
             self.registry.unregister_crd(g, p);
             self.objects.remove(&(g.to_string(), p.to_string()));
         }
-        self.record(t, ns, EventType::Deleted, obj.clone());
+        self.record(t, ns, EventType::Deleted, obj.clone(), None);
         Some(obj)
     }
 

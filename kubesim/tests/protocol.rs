@@ -181,6 +181,73 @@ async fn watches_resume_from_a_resource_version_and_send_bookmarks() {
     assert!(end.is_ok(), "a dropped watch ends the stream");
 }
 
+/// An object relabelled into a watch's selector arrives as ADDED and one relabelled out of
+/// it as DELETED, so an informer's cache never keeps what it no longer selects.
+#[tokio::test]
+async fn a_watch_sees_objects_enter_and_leave_its_label_selector() {
+    let (_sim, client) = client().await;
+    let cms = api(&client, "", "v1", "ConfigMap", Some("default")).await;
+    let start = cms.list(&ListParams::default()).await.unwrap();
+    let rv = start.metadata.resource_version.unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("tier=fe").timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let relabel = |tier: &str| Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}}));
+    cms.create(
+        &PostParams::default(),
+        &obj(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "moving", "labels": {"tier": "be"}}})),
+    )
+    .await
+    .unwrap();
+    let params = PatchParams::default();
+    cms.patch("moving", &params, &relabel("fe")).await.unwrap();
+    cms.patch("moving", &params, &json_data("v", "1"))
+        .await
+        .unwrap();
+    let left = cms.patch("moving", &params, &relabel("be")).await.unwrap();
+    cms.patch("moving", &params, &json_data("v", "2"))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match stream.next().await.unwrap().unwrap() {
+            WatchEvent::Added(o) => seen.push(format!("added {}", tier(&o))),
+            WatchEvent::Modified(o) => seen.push(format!("modified {}", tier(&o))),
+            WatchEvent::Deleted(o) => {
+                assert_eq!(o.metadata.resource_version, left.metadata.resource_version);
+                seen.push(format!("deleted {}", tier(&o)));
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["added fe", "modified fe", "deleted fe"]);
+    let more = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+    assert!(
+        !matches!(
+            more,
+            Ok(Some(Ok(WatchEvent::Modified(_) | WatchEvent::Added(_))))
+        ),
+        "changes outside the selector are not sent: {more:?}"
+    );
+}
+
+fn json_data(key: &str, value: &str) -> Patch<Value> {
+    Patch::Merge(json!({"data": {key: value}}))
+}
+
+fn tier(o: &DynamicObject) -> String {
+    o.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("tier").cloned())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn finalizers_hold_deletion_and_owners_take_dependents_with_them() {
     let (_sim, client) = client().await;
