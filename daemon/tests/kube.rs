@@ -207,22 +207,31 @@ async fn a_rollout_that_never_becomes_ready_times_out_and_halts_the_workflow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout() {
     let site = Site::new().await;
+    // Beside the Job, a rollout that never finishes: the Job's failure alone decides.
+    let stuck = WEB.replace(
+        "metadata: {labels: {app: web}}",
+        "metadata: {labels: {app: web}, annotations: {kubesim.gantry.dev/never-ready: \"true\"}}",
+    );
     site.write(
         "k8s/job.yaml",
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {kubesim.gantry.dev/fail: \"true\"}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: migrate}]\n",
+        &format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {{kubesim.gantry.dev/fail: \"true\"}}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: m, image: migrate}}]\n---\n{stuck}"),
     );
     site.write(
         "workflows/shop.toml",
         &format!(
             "{}\n[app.after]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo after\"]\n\n[[steps]]\nname = \"migrate\"\ntasks = [\"app.web\"]\nhalt_on_error = true\n\n[[steps]]\nname = \"later\"\ntasks = [\"app.after\"]\n",
-            one_task("path = \"k8s/job.yaml\"\nwait_timeout = \"10m\"")
+            one_task(
+                "path = \"k8s/job.yaml\"\nwait_timeout = \"10m\"\ntimeout = \"60s\"\nvars = { replicas = \"1\" }"
+            )
         ),
     );
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 1, "{out}");
+    let web = outcome_line(&out, "app.web");
+    assert!(web.contains("failed: job BackoffLimitExceeded"), "{out}");
     assert!(
-        outcome_line(&out, "app.web").contains("failed: job BackoffLimitExceeded"),
-        "{out}"
+        !web.contains("not ready after"),
+        "a timeout, not the failure: {out}"
     );
     assert!(
         !outcome_line(&out, "app.after").contains("succeeded"),

@@ -345,9 +345,11 @@ impl Session {
                 };
                 states.push(state);
             }
-            let settled = states
-                .iter()
-                .all(|s| !matches!(s, Readiness::InProgress(_)));
+            // One failure decides the outcome: waiting on the others cannot change it.
+            let settled = states.iter().any(|s| matches!(s, Readiness::Failed(_)))
+                || states
+                    .iter()
+                    .all(|s| !matches!(s, Readiness::InProgress(_)));
             let pending: Vec<String> = targets
                 .iter()
                 .zip(&states)
