@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::resources::ResourceType;
+use crate::rollout;
 use crate::store::{Propagation, Store, WriteOptions};
 
 /// How long after creation a pod becomes ready, e.g. "2s".
@@ -317,7 +318,7 @@ impl Controllers {
                     "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
                     "ownerReferences": [owner_ref(d)],
                 },
-                "spec": {"replicas": replicas, "selector": selector, "template": tpl},
+                "spec": {"replicas": 0, "selector": selector, "template": tpl},
             });
             let opts = WriteOptions {
                 manager: "kubesim-controller".into(),
@@ -326,36 +327,71 @@ impl Controllers {
             let _ = self.store.create(&rs_t, ns, rs, &opts);
         }
         let recreate = d["spec"]["strategy"]["type"] == "Recreate";
-        let mut old_pods = 0;
-        for rs in &owned {
-            let rs_n = s(rs, "/metadata/name");
-            if rs_n != rs_name {
-                old_pods += self.pods_of(s(rs, "/metadata/uid"), ns).len();
-                self.store
-                    .modify(&rs_t, ns, rs_n, |o| o["spec"]["replicas"] = json!(0));
-            }
-        }
+        let bounds = rollout::Bounds::of(d, replicas);
         let new_rs = owned
             .iter()
             .find(|rs| s(rs, "/metadata/name") == rs_name)
             .cloned();
-        let want_new = if recreate && old_pods > 0 {
-            0
+        let new_pods = new_rs
+            .as_ref()
+            .map(|rs| self.pods_of(s(rs, "/metadata/uid"), ns))
+            .unwrap_or_default();
+        let old_sets: Vec<(&str, Vec<Value>, i64)> = owned
+            .iter()
+            .filter(|rs| s(rs, "/metadata/name") != rs_name)
+            .map(|rs| {
+                let desired = rs["spec"]["replicas"].as_i64().unwrap_or(0);
+                (
+                    s(rs, "/metadata/name"),
+                    self.pods_of(s(rs, "/metadata/uid"), ns),
+                    desired,
+                )
+            })
+            .collect();
+        let old_pods: usize = old_sets.iter().map(|(_, pods, _)| pods.len()).sum();
+        let (new_target, old_targets) = if recreate {
+            let new_target = if old_pods > 0 { 0 } else { replicas };
+            (new_target, vec![0; old_sets.len()])
         } else {
-            replicas
+            let set = |desired: i64, pods: &[Value]| {
+                let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
+                rollout::Set {
+                    desired,
+                    ready,
+                    unready: pods.len() as i64 - ready,
+                }
+            };
+            let new_desired = new_rs
+                .as_ref()
+                .and_then(|rs| rs["spec"]["replicas"].as_i64())
+                .unwrap_or(0);
+            let old: Vec<rollout::Set> = old_sets
+                .iter()
+                .map(|(_, pods, desired)| set(*desired, pods))
+                .collect();
+            rollout::step(replicas, bounds, set(new_desired, &new_pods), &old)
         };
+        for ((rs_n, _, desired), target) in old_sets.iter().zip(old_targets) {
+            if *desired != target {
+                self.store
+                    .modify(&rs_t, ns, rs_n, |o| o["spec"]["replicas"] = json!(target));
+            }
+        }
         self.store.modify(&rs_t, ns, &rs_name, |o| {
-            o["spec"]["replicas"] = json!(want_new)
+            o["spec"]["replicas"] = json!(new_target)
         });
 
-        let new_pods = new_rs
-            .map(|rs| self.pods_of(s(&rs, "/metadata/uid"), ns))
-            .unwrap_or_default();
         let updated = new_pods.len() as i64;
-        let ready = new_pods.iter().filter(|p| pod_ready(p)).count() as i64;
+        let new_ready = new_pods.iter().filter(|p| pod_ready(p)).count() as i64;
+        let ready = new_ready
+            + old_sets
+                .iter()
+                .flat_map(|(_, pods, _)| pods)
+                .filter(|p| pod_ready(p))
+                .count() as i64;
         let total = updated + old_pods as i64;
         let prev = d.get("status").cloned().unwrap_or(json!({}));
-        let complete = updated == replicas && ready == replicas && total == replicas;
+        let complete = updated == replicas && new_ready == replicas && total == replicas;
         let deadline =
             Duration::from_secs(d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600));
         let progressing = if complete {
@@ -383,7 +419,12 @@ impl Controllers {
                 &format!("ReplicaSet \"{rs_name}\" is progressing."),
             )
         };
-        let available = if ready >= replicas {
+        let min_available = if recreate {
+            replicas
+        } else {
+            replicas - bounds.unavailable
+        };
+        let available = if ready >= min_available {
             set_condition(
                 &prev,
                 "Available",
@@ -421,7 +462,9 @@ impl Controllers {
         let ns = s(rs, "/metadata/namespace");
         let name = s(rs, "/metadata/name");
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-        let pods = self.pods_of(s(rs, "/metadata/uid"), ns);
+        let mut pods = self.pods_of(s(rs, "/metadata/uid"), ns);
+        // Scaling down takes pods that are not ready first, as the ReplicaSet controller does.
+        pods.sort_by_key(|p| !pod_ready(p));
         if pods.len() < want {
             for _ in pods.len()..want {
                 let suffix: String = (0..5).map(|_| fastrand::lowercase()).collect();

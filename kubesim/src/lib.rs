@@ -15,6 +15,7 @@ pub mod fields;
 mod patch;
 mod proto;
 pub mod resources;
+mod rollout;
 pub mod selector;
 mod server;
 pub mod store;

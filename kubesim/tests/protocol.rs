@@ -248,6 +248,120 @@ fn tier(o: &DynamicObject) -> String {
         .unwrap_or_default()
 }
 
+/// A RollingUpdate with maxSurge 1 and maxUnavailable 0 replaces pods one at a time: the
+/// pod watch never shows more than replicas + 1 pods, nor fewer than replicas ready.
+#[tokio::test]
+async fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
+    let (_sim, client) = client().await;
+    let deployments = api(&client, "apps", "v1", "Deployment", Some("default")).await;
+    let pods = api(&client, "", "v1", "Pod", Some("default")).await;
+    let web = |image: &str| {
+        obj(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": image}]}}}}),
+        )
+    };
+    let params = PatchParams::apply("test");
+    deployments
+        .patch("web", &params, &Patch::Apply(web("web:1")))
+        .await
+        .unwrap();
+    eventually("the first rollout", async || {
+        rolled_out(&deployments, &pods, "web:1").await
+    })
+    .await;
+
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = pods
+        .watch(&WatchParams::default().labels("app=web").timeout(20), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut ready: std::collections::BTreeMap<String, bool> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.name.clone().unwrap(), true))
+        .collect();
+    deployments
+        .patch("web", &params, &Patch::Apply(web("web:2")))
+        .await
+        .unwrap();
+    let is_ready = |p: &DynamicObject| {
+        p.data["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    };
+    let (mut most, mut fewest_ready, mut replaced) = (ready.len(), ready.len(), 0);
+    let until = Instant::now() + Duration::from_secs(15);
+    while replaced < 4 && Instant::now() < until {
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), stream.next()).await
+        else {
+            continue;
+        };
+        match event.unwrap() {
+            WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                let image = p.data["spec"]["containers"][0]["image"].to_string();
+                let now_ready = is_ready(&p);
+                let name = p.metadata.name.clone().unwrap();
+                if image.contains("web:2") && now_ready && ready.get(&name) != Some(&true) {
+                    replaced += 1;
+                }
+                ready.insert(name, now_ready);
+            }
+            WatchEvent::Deleted(p) => {
+                ready.remove(&p.metadata.name.unwrap());
+            }
+            _ => {}
+        }
+        most = most.max(ready.len());
+        fewest_ready = fewest_ready.min(ready.values().filter(|r| **r).count());
+    }
+    assert_eq!(replaced, 4, "every pod was replaced by a ready new one");
+    assert_eq!(most, 5, "at most one pod above the replicas at a time");
+    assert_eq!(fewest_ready, 4, "never fewer ready pods than replicas");
+    eventually("the second rollout", async || {
+        rolled_out(&deployments, &pods, "web:2").await
+    })
+    .await;
+}
+
+/// Whether Deployment `web` has four updated, available replicas, all running `image`.
+async fn rolled_out(
+    deployments: &Api<DynamicObject>,
+    pods: &Api<DynamicObject>,
+    image: &str,
+) -> bool {
+    let d = deployments.get("web").await.unwrap();
+    let status = &d.data["status"];
+    let images: Vec<String> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.data["spec"]["containers"][0]["image"].to_string())
+        .collect();
+    status["updatedReplicas"] == 4
+        && status["replicas"] == 4
+        && status["availableReplicas"] == 4
+        && images.len() == 4
+        && images.iter().all(|i| i.contains(image))
+}
+
 #[tokio::test]
 async fn finalizers_hold_deletion_and_owners_take_dependents_with_them() {
     let (_sim, client) = client().await;
