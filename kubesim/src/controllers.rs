@@ -328,51 +328,37 @@ impl Controllers {
         }
         let recreate = d["spec"]["strategy"]["type"] == "Recreate";
         let bounds = rollout::Bounds::of(d, replicas);
-        let new_rs = owned
+        // Each ReplicaSet's pods, counted once: they drive both the next step and the status.
+        let desired = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
+        let new_set = owned
             .iter()
             .find(|rs| s(rs, "/metadata/name") == rs_name)
-            .cloned();
-        let new_pods = new_rs
-            .as_ref()
-            .map(|rs| self.pods_of(s(rs, "/metadata/uid"), ns))
-            .unwrap_or_default();
-        let old_sets: Vec<(&str, Vec<Value>, i64)> = owned
+            .map_or(
+                rollout::Set {
+                    desired: 0,
+                    ready: 0,
+                    unready: 0,
+                },
+                |rs| pod_counts(desired(rs), &self.pods_of(s(rs, "/metadata/uid"), ns)),
+            );
+        let old_sets: Vec<(&str, rollout::Set)> = owned
             .iter()
             .filter(|rs| s(rs, "/metadata/name") != rs_name)
             .map(|rs| {
-                let desired = rs["spec"]["replicas"].as_i64().unwrap_or(0);
-                (
-                    s(rs, "/metadata/name"),
-                    self.pods_of(s(rs, "/metadata/uid"), ns),
-                    desired,
-                )
+                let pods = self.pods_of(s(rs, "/metadata/uid"), ns);
+                (s(rs, "/metadata/name"), pod_counts(desired(rs), &pods))
             })
             .collect();
-        let old_pods: usize = old_sets.iter().map(|(_, pods, _)| pods.len()).sum();
+        let old_pods: i64 = old_sets.iter().map(|(_, set)| set.pods()).sum();
         let (new_target, old_targets) = if recreate {
             let new_target = if old_pods > 0 { 0 } else { replicas };
             (new_target, vec![0; old_sets.len()])
         } else {
-            let set = |desired: i64, pods: &[Value]| {
-                let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
-                rollout::Set {
-                    desired,
-                    ready,
-                    unready: pods.len() as i64 - ready,
-                }
-            };
-            let new_desired = new_rs
-                .as_ref()
-                .and_then(|rs| rs["spec"]["replicas"].as_i64())
-                .unwrap_or(0);
-            let old: Vec<rollout::Set> = old_sets
-                .iter()
-                .map(|(_, pods, desired)| set(*desired, pods))
-                .collect();
-            rollout::step(replicas, bounds, set(new_desired, &new_pods), &old)
+            let old: Vec<rollout::Set> = old_sets.iter().map(|(_, set)| *set).collect();
+            rollout::step(replicas, bounds, new_set, &old)
         };
-        for ((rs_n, _, desired), target) in old_sets.iter().zip(old_targets) {
-            if *desired != target {
+        for ((rs_n, set), target) in old_sets.iter().zip(old_targets) {
+            if set.desired != target {
                 self.store
                     .modify(&rs_t, ns, rs_n, |o| o["spec"]["replicas"] = json!(target));
             }
@@ -381,15 +367,10 @@ impl Controllers {
             o["spec"]["replicas"] = json!(new_target)
         });
 
-        let updated = new_pods.len() as i64;
-        let new_ready = new_pods.iter().filter(|p| pod_ready(p)).count() as i64;
-        let ready = new_ready
-            + old_sets
-                .iter()
-                .flat_map(|(_, pods, _)| pods)
-                .filter(|p| pod_ready(p))
-                .count() as i64;
-        let total = updated + old_pods as i64;
+        let updated = new_set.pods();
+        let new_ready = new_set.ready;
+        let ready = new_ready + old_sets.iter().map(|(_, set)| set.ready).sum::<i64>();
+        let total = updated + old_pods;
         let prev = d.get("status").cloned().unwrap_or(json!({}));
         let complete = updated == replicas && new_ready == replicas && total == replicas;
         let deadline =
@@ -727,6 +708,16 @@ impl Controllers {
             s(pvc, "/metadata/name"),
             status,
         );
+    }
+}
+
+/// A ReplicaSet's `spec.replicas` with its pods counted by readiness.
+fn pod_counts(desired: i64, pods: &[Value]) -> rollout::Set {
+    let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
+    rollout::Set {
+        desired,
+        ready,
+        unready: pods.len() as i64 - ready,
     }
 }
 

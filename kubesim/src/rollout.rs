@@ -54,6 +54,13 @@ pub struct Set {
     pub unready: i64,
 }
 
+impl Set {
+    /// Pods that exist, ready or not.
+    pub fn pods(&self) -> i64 {
+        self.ready + self.unready
+    }
+}
+
 /// The next `spec.replicas` for the new ReplicaSet and for each old one (same order).
 pub fn step(replicas: i64, bounds: Bounds, new: Set, old: &[Set]) -> (i64, Vec<i64>) {
     let old_desired: i64 = old.iter().map(|s| s.desired).sum();

@@ -299,12 +299,6 @@ async fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
         .patch("web", &params, &Patch::Apply(web("web:2")))
         .await
         .unwrap();
-    let is_ready = |p: &DynamicObject| {
-        p.data["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-    };
     let (mut most, mut fewest_ready, mut replaced) = (ready.len(), ready.len(), 0);
     let until = Instant::now() + Duration::from_secs(15);
     while replaced < 4 && Instant::now() < until {
@@ -315,7 +309,7 @@ async fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
         match event.unwrap() {
             WatchEvent::Added(p) | WatchEvent::Modified(p) => {
                 let image = p.data["spec"]["containers"][0]["image"].to_string();
-                let now_ready = is_ready(&p);
+                let now_ready = kubesim::controllers::pod_ready(&p.data);
                 let name = p.metadata.name.clone().unwrap();
                 if image.contains("web:2") && now_ready && ready.get(&name) != Some(&true) {
                     replaced += 1;
