@@ -14,7 +14,8 @@ command = ["sh", "-c", "echo creating db; echo ::gantry-outputs::; echo host=db.
 
 [services.api]
 kind = "exec"
-command = ["sh", "-c", "echo api talks to ${tasks.infra.db.outputs.host}"]
+command = ["sh", "-c", "echo api talks to \"$DB_HOST\""]
+env = { DB_HOST = "${tasks.infra.db.outputs.host}" }
 
 [[steps]]
 name = "infra"

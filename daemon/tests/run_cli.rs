@@ -59,7 +59,7 @@ on_failure = "rollback"
 [infra.db]
 kind = "exec"
 command = ["sh", "-c", "echo ::gantry-outputs::; echo host=db.local"]
-rollback = ["sh", "-c", "echo undo > undone"]
+rollback = ["sh", "-c", "echo undoing the db"]
 
 [jobs.frozen]
 kind = "exec"
@@ -68,7 +68,8 @@ hooks.pre_deploy = { kind = "gate", decision = "skip", reason = "change freeze" 
 
 [services.api]
 kind = "exec"
-command = ["sh", "-c", "echo connecting to ${tasks.infra.db.outputs.host} >&2; exit 4"]
+command = ["sh", "-c", "echo connecting to \"$DB_HOST\" >&2; exit 4"]
+env = { DB_HOST = "${tasks.infra.db.outputs.host}" }
 
 [[steps]]
 name = "infra"
@@ -105,16 +106,28 @@ tasks = ["services.api"]
         out.contains("run r") && out.contains(" failed in "),
         "{out}"
     );
-    let scratch = std::fs::read_dir(state.join("scratch"))
+    let run_logs = std::fs::read_dir(state.join("logs"))
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .path();
-    assert_eq!(
-        std::fs::read_to_string(scratch.join("app/infra.db/undone"))
-            .unwrap()
-            .trim(),
-        "undo"
-    );
+    let db_log = std::fs::read_to_string(run_logs.join("app/infra.db.log")).unwrap();
+    assert!(db_log.contains("undoing the db"), "{db_log}");
+    // Scratch space lives for one call: nothing of it is left behind.
+    let left: Vec<_> = walk(&state.join("scratch"));
+    assert!(left.iter().all(|p| p.is_dir()), "{left:?}");
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
 }

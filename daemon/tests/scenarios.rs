@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gantry::engine::events::{EventKind, RunState};
 use gantry::engine::run::{Outcome, RunOptions};
-use gantry::engine::runner::DeploymentRecord;
+use gantry::engine::runner::Deployed;
 
 use common::engine::*;
 
@@ -402,11 +402,10 @@ tasks = ["services.api"]
         "env".into(),
         BTreeMap::from([(
             "services.legacy".to_string(),
-            (
-                "exec".to_string(),
-                serde_json::json!({}),
-                DeploymentRecord::default(),
-            ),
+            Deployed {
+                kind: "exec".to_string(),
+                ..Deployed::default()
+            },
         )]),
     );
     let mut opts = RunOptions::new("r");
@@ -584,11 +583,10 @@ async fn a_pre_destroy_hook_can_keep_a_removed_task() {
         "keep".into(),
         BTreeMap::from([(
             "jobs.old".to_string(),
-            (
-                "exec".to_string(),
-                serde_json::json!({}),
-                DeploymentRecord::default(),
-            ),
+            Deployed {
+                kind: "exec".to_string(),
+                ..Deployed::default()
+            },
         )]),
     );
     let runner = Arc::new(FakeRunner::default());

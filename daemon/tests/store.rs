@@ -90,7 +90,7 @@ async fn a_run_records_tasks_outputs_and_deployments() {
     let db = tasks.iter().find(|t| t.task == "infra.db").unwrap();
     assert_eq!((db.state.as_str(), db.attempts), ("succeeded", 1));
     assert_eq!(db.outputs["host"], "db");
-    assert_eq!(store.deployed("w")["infra.db"].2.outputs["host"], "db");
+    assert_eq!(store.deployed("w")["infra.db"].record.outputs["host"], "db");
 
     // The next run no longer declares jobs.gone: cleanup destroys it and the store forgets it.
     store.create_run("r2", &["w".into()], "test").unwrap();

@@ -2,7 +2,7 @@
 //! unit tests they go to the fake installed with [`crate::testing`].
 
 use crate::TaskError;
-pub use crate::bindings::kube::{ApplyOptions, ObjectRef, Readiness};
+pub use crate::bindings::kube::{ApiResource, ApplyOptions, ObjectRef, Readiness, ReadinessState};
 pub use crate::bindings::log::Level;
 pub use crate::bindings::process::{Command, CommandOutput};
 
@@ -29,7 +29,8 @@ pub fn run(command: &Command) -> Result<CommandOutput, TaskError> {
 }
 
 impl Command {
-    /// A command with no environment, stdin or timeout, run in the scratch directory.
+    /// A command with no environment, stdin or timeout, run in the scratch directory, its
+    /// output returned but not streamed to the log.
     pub fn new(
         program: impl Into<String>,
         args: impl IntoIterator<Item = impl Into<String>>,
@@ -41,7 +42,15 @@ impl Command {
             cwd: None,
             stdin: None,
             timeout_ms: None,
+            stream_output: false,
+            grace_ms: None,
         }
+    }
+
+    /// Copies each line the program prints into the task log as it is printed.
+    pub fn streamed(mut self) -> Self {
+        self.stream_output = true;
+        self
     }
 }
 

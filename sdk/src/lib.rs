@@ -16,9 +16,9 @@ mod params;
 pub mod testing;
 
 pub use bindings::types::{
-    Capability, ChangeAction, Deployment, HookContext, HookDecision, Output, ParamSpec, Phase,
-    PlannedChange, PluginInfo, RollbackOutcome, TaskContext, TaskError, ToolFailure,
-    ValidationIssue,
+    Capability, ChangeAction, Deployment, HookContext, HookDecision, KubeError, Output, ParamSpec,
+    Phase, PlannedChange, PluginInfo, RollbackOutcome, SourceLocation, TaskContext, TaskError,
+    ToolFailure, ValidateContext, ValidationIssue,
 };
 pub use params::{ParamsExt, parse_duration, validate_params};
 
@@ -32,8 +32,9 @@ pub mod __private {
 pub trait Task {
     fn describe() -> PluginInfo;
 
-    /// Checks parameters before any run starts. One issue per problem.
-    fn validate(_kind: &str, _params: &str) -> Vec<ValidationIssue> {
+    /// Checks parameters (and the task's files, under `ctx.source_dir` when given) before any
+    /// run starts. One issue per problem.
+    fn validate(_ctx: &ValidateContext) -> Vec<ValidationIssue> {
         Vec::new()
     }
 
@@ -58,7 +59,7 @@ pub trait Task {
 pub trait Hook {
     fn describe() -> PluginInfo;
 
-    fn validate(_kind: &str, _params: &str) -> Vec<ValidationIssue> {
+    fn validate(_ctx: &ValidateContext) -> Vec<ValidationIssue> {
         Vec::new()
     }
 
@@ -74,7 +75,14 @@ impl ParamSpec {
             description: description.into(),
             required,
             type_hint: type_hint.into(),
+            default_value: None,
         }
+    }
+
+    /// The value used when the parameter is absent, as written in TOML (`"25%"`, `true`).
+    pub fn default(mut self, value: &str) -> Self {
+        self.default_value = Some(value.into());
+        self
     }
 }
 
@@ -86,10 +94,7 @@ impl Deployment {
         Deployment {
             outputs: outputs
                 .into_iter()
-                .map(|(k, v)| Output {
-                    key: k.into(),
-                    value: v.into(),
-                })
+                .map(|(k, v)| Output::new(k, v))
                 .collect(),
             inventory: Vec::new(),
             state: None,
@@ -97,10 +102,65 @@ impl Deployment {
     }
 }
 
+impl Output {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Output {
+            key: key.into(),
+            value: value.into(),
+            sensitive: false,
+        }
+    }
+
+    /// An output whose value is a secret: later tasks get it, people see `***`.
+    pub fn sensitive(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Output {
+            sensitive: true,
+            ..Output::new(key, value)
+        }
+    }
+}
+
+impl ValidationIssue {
+    /// A problem with one parameter (dotted path; empty for the whole table).
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        ValidationIssue {
+            field: field.into(),
+            message: message.into(),
+            location: None,
+        }
+    }
+
+    /// A problem at a place in one of the task's files (path relative to the source directory).
+    pub fn at(mut self, file: &str, line: u32, column: u32) -> Self {
+        self.location = Some(SourceLocation {
+            file: file.into(),
+            line,
+            column,
+        });
+        self
+    }
+}
+
 impl TaskError {
     /// Short constructor for the most common plugin failure.
     pub fn invalid(message: impl Into<String>) -> Self {
         TaskError::InvalidConfig(message.into())
+    }
+
+    /// The API server's status when a Kubernetes request failed with an answer.
+    pub fn kube_status(&self) -> Option<u16> {
+        match self {
+            TaskError::Kube(k) if k.status != 0 => Some(k.status),
+            _ => None,
+        }
+    }
+
+    /// The API server's reason ("Conflict", "Forbidden", "Invalid", ...).
+    pub fn kube_reason(&self) -> Option<&str> {
+        match self {
+            TaskError::Kube(k) if !k.reason.is_empty() => Some(&k.reason),
+            _ => None,
+        }
     }
 }
 
@@ -115,8 +175,8 @@ macro_rules! export_task {
             fn describe() -> $crate::PluginInfo {
                 <$task as $crate::Task>::describe()
             }
-            fn validate(kind: String, params: String) -> Vec<$crate::ValidationIssue> {
-                <$task as $crate::Task>::validate(&kind, &params)
+            fn validate(ctx: $crate::ValidateContext) -> Vec<$crate::ValidationIssue> {
+                <$task as $crate::Task>::validate(&ctx)
             }
             fn plan(
                 ctx: $crate::TaskContext,
@@ -151,8 +211,8 @@ macro_rules! export_hook {
             fn describe() -> $crate::PluginInfo {
                 <$hook as $crate::Hook>::describe()
             }
-            fn validate(kind: String, params: String) -> Vec<$crate::ValidationIssue> {
-                <$hook as $crate::Hook>::validate(&kind, &params)
+            fn validate(ctx: $crate::ValidateContext) -> Vec<$crate::ValidationIssue> {
+                <$hook as $crate::Hook>::validate(&ctx)
             }
             fn on_phase(ctx: $crate::HookContext) -> $crate::HookDecision {
                 <$hook as $crate::Hook>::on_phase(&ctx)

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-use crate::{HookContext, TaskContext, TaskError, ValidationIssue};
+use crate::{HookContext, TaskContext, TaskError, ValidateContext, ValidationIssue};
 
 /// Deserialises parameters into a plugin's own struct.
 pub trait ParamsExt {
@@ -27,14 +27,20 @@ impl ParamsExt for HookContext {
     }
 }
 
+impl ParamsExt for ValidateContext {
+    fn raw_params(&self) -> &str {
+        &self.params
+    }
+}
+
 /// `validate` for plugins whose parameters are one serde struct: no issues when it parses.
 pub fn validate_params<T: DeserializeOwned>(params: &str) -> Vec<ValidationIssue> {
     match serde_json::from_str::<T>(params) {
         Ok(_) => Vec::new(),
-        Err(e) => vec![ValidationIssue {
-            field: field_of(&e.to_string()).unwrap_or_default(),
-            message: describe(&e),
-        }],
+        Err(e) => vec![ValidationIssue::new(
+            &field_of(&e.to_string()).unwrap_or_default(),
+            describe(&e),
+        )],
     }
 }
 

@@ -49,7 +49,17 @@ pub fn context(kind: &str, params: &str) -> TaskContext {
         params: params.into(),
         source_dir: "/src".into(),
         scratch_dir: "/scratch".into(),
+        workspace_dir: None,
         previous: None,
+    }
+}
+
+/// A validation context for `params` (a JSON object), without files.
+pub fn validate_context(kind: &str, params: &str) -> crate::ValidateContext {
+    crate::ValidateContext {
+        kind: kind.into(),
+        params: params.into(),
+        source_dir: None,
     }
 }
 

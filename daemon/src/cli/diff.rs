@@ -21,6 +21,7 @@ fn action(a: &ChangeAction) -> &'static str {
     match a {
         ChangeAction::Create => "create",
         ChangeAction::Update => "update",
+        ChangeAction::Replace => "replace",
         ChangeAction::Unchanged => "unchanged",
         ChangeAction::Delete => "delete",
     }
@@ -59,13 +60,18 @@ pub async fn diff(
         Some(store) => store
             .deployed(workflow)
             .into_iter()
-            .map(|(task, (_, _, rec))| (task, rec))
+            .map(|(task, d)| (task, d.record))
             .collect(),
         None => BTreeMap::new(),
     };
     let runner = PluginRunner::new(
         Arc::new(registry),
-        work.path().join("scratch"),
+        // Plans read the tasks' workspaces (Terraform's state lives there); scratch space is
+        // temporary.
+        crate::wasm::task_runner::TaskRoots {
+            scratch: work.path().join("scratch"),
+            workspaces: crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir).workspaces,
+        },
         Arc::new(TracingLogs),
         clusters,
     );
@@ -101,8 +107,12 @@ pub async fn diff(
             params,
             attempt: 0,
             previous: deployed.get(&task.id).cloned(),
-            source_dir: Some(config_dir.to_path_buf()),
+            source_dir: Some(match &task.source {
+                Some(s) => config_dir.join(s),
+                None => config_dir.to_path_buf(),
+            }),
             cancel: CancellationToken::new(),
+            redactor: Default::default(),
         };
         match runner.plan(call).await {
             Ok(changes) => {

@@ -114,7 +114,7 @@ pub async fn run(
     store.create_run(&run_id, names, "cli")?;
     let runner = Arc::new(PluginRunner::new(
         Arc::new(registry),
-        state_dir.join("scratch"),
+        crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir),
         Arc::new(FileLogs {
             dir: state_dir.join("logs"),
         }),

@@ -35,6 +35,7 @@ impl PluginView {
             .map(|c| match c {
                 Capability::Exec(program) => format!("exec:{program}"),
                 Capability::Kube => "kube".to_string(),
+                Capability::Workspace => "workspace".to_string(),
             })
             .collect();
         let mut granted: Vec<String> = p

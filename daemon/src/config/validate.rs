@@ -8,6 +8,7 @@ use std::path::Path;
 use super::workflow::{self, HookSpec, Workflow};
 use super::{ConfigError, DaemonConfig};
 use crate::engine::plan::{self, PlanError};
+use crate::wasm::bindings::types::ValidateContext;
 use crate::wasm::{Registry, World};
 
 /// A configuration that passed validation.
@@ -38,7 +39,7 @@ pub async fn validate_workflows(
         }
     }
     for wf in workflows.values() {
-        errors.extend(check_plugins(wf, registry).await);
+        errors.extend(check_plugins(config_dir, wf, registry).await);
     }
     let mut seen = BTreeSet::new();
     errors.retain(|e| seen.insert((e.file.clone(), e.line, e.column, e.message.clone())));
@@ -58,7 +59,7 @@ fn located(wf: &Workflow, e: PlanError) -> ConfigError {
     }
 }
 
-async fn check_plugins(wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
+async fn check_plugins(config_dir: &Path, wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let err = |at: super::toml_walk::Loc, message: String| ConfigError {
         file: wf.file.clone(),
@@ -75,14 +76,33 @@ async fn check_plugins(wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
                 registry.kinds(World::Task).join(", ")
             ))),
             Some(plugin) => {
-                let params = serde_json::Value::Object(task.params.clone()).to_string();
-                match plugin.validate(&task.kind, &params).await {
+                let ctx = ValidateContext {
+                    kind: task.kind.clone(),
+                    params: serde_json::Value::Object(task.params.clone()).to_string(),
+                    source_dir: Some(crate::host::GUEST_SOURCE_DIR.into()),
+                };
+                let source = match &task.source {
+                    Some(s) => config_dir.join(s),
+                    None => config_dir.to_path_buf(),
+                };
+                let source = source.is_dir().then_some(source);
+                match plugin.validate(ctx, source.clone()).await {
                     Ok(issues) => errors.extend(issues.into_iter().map(|i| {
                         let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
+                        let message = format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message);
+                        // An issue in one of the task's files points there.
+                        if let (Some(loc), Some(dir)) = (&i.location, &source) {
+                            return ConfigError {
+                                file: dir.join(&loc.file),
+                                line: loc.line as usize,
+                                column: loc.column as usize,
+                                message,
+                            };
+                        }
                         // A nested field (`a.b`) is located at its top-level key.
                         let top = i.field.split(['.', '[']).next().unwrap_or_default();
                         let at = task.param_at.get(top).copied().unwrap_or(task.at);
-                        err(at, format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message))
+                        err(at, message)
                     })),
                     Err(e) => errors.push(err(task.at, format!("task `{}`: the {} plugin could not validate it: {e}", task.id, task.kind))),
                 }
@@ -105,8 +125,12 @@ async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {
             registry.kinds(World::Hook).join(", ")
         ));
     };
-    let params = serde_json::Value::Object(hook.params.clone()).to_string();
-    match plugin.validate(&hook.kind, &params).await {
+    let ctx = ValidateContext {
+        kind: hook.kind.clone(),
+        params: serde_json::Value::Object(hook.params.clone()).to_string(),
+        source_dir: None,
+    };
+    match plugin.validate(ctx, None).await {
         Ok(issues) if issues.is_empty() => None,
         Ok(issues) => Some(
             issues

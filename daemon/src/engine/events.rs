@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::runner::Deployed;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -72,7 +74,16 @@ pub enum EventKind {
     },
     TaskOutput {
         key: String,
+        /// `***` when the output is sensitive.
         value: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        sensitive: bool,
+    },
+    /// The task's deployment is now this one: the store records it as the task's current
+    /// deployment (the only way history learns of it). Its content never leaves the process.
+    TaskDeployed {
+        #[serde(skip)]
+        deployed: Box<Deployed>,
     },
     TaskRetrying {
         attempt: u32,
@@ -82,7 +93,12 @@ pub enum EventKind {
     TaskFailed,
     TaskSkipped,
     TaskCancelled,
-    TaskRolledBack,
+    /// Rolled back; `now` is what is deployed after it (none: nothing is), which the store
+    /// records in place of what the failed run deployed.
+    TaskRolledBack {
+        #[serde(skip)]
+        now: Option<Box<Deployed>>,
+    },
     RollbackUnsupported,
     RollbackFailed,
     HookDecision {

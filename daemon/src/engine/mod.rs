@@ -3,5 +3,6 @@
 
 pub mod events;
 pub mod plan;
+pub mod redact;
 pub mod run;
 pub mod runner;

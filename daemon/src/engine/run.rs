@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventKind, EventSink, RunState, TaskState};
 use super::plan::{Edge, NodeId, NodeKind, Plan, Reference, references};
+use super::redact::Redactor;
 use super::runner::{
-    DeploymentRecord, History, HookCall, HookVerdict, Phase, RollbackResult, TaskCall, TaskFailure,
-    TaskRunner,
+    Deployed, DeploymentRecord, History, HookCall, HookVerdict, Phase, RollbackResult, TaskCall,
+    TaskFailure, TaskRunner,
 };
 use crate::config::workflow::{HookSpec, OnFailure, Retries, TaskSpec, Workflow};
 
@@ -39,6 +40,9 @@ pub struct RunOptions {
     pub env: BTreeMap<String, String>,
     /// Base for tasks' `source` directories.
     pub config_dir: Option<PathBuf>,
+    /// Masks the run's secrets in events and task logs; sensitive outputs join it as tasks
+    /// produce them.
+    pub redactor: Arc<Redactor>,
 }
 
 impl RunOptions {
@@ -49,6 +53,7 @@ impl RunOptions {
             cleanup_timeout: Duration::from_secs(300),
             env: BTreeMap::new(),
             config_dir: None,
+            redactor: Arc::new(Redactor::default()),
         }
     }
 }
@@ -111,11 +116,12 @@ impl RunReport {
     }
 }
 
-/// Emits events stamped with the run's id.
+/// Emits events stamped with the run's id, secrets masked.
 #[derive(Clone)]
 struct Emitter {
     sink: Arc<dyn EventSink>,
     run: String,
+    redactor: Arc<Redactor>,
 }
 
 impl Emitter {
@@ -126,13 +132,14 @@ impl Emitter {
         kind: EventKind,
         message: impl Into<String>,
     ) {
+        let message: String = message.into();
         self.sink.emit(Event {
             at: SystemTime::now(),
             run: self.run.clone(),
             workflow: workflow.map(str::to_string),
             task: task.map(str::to_string),
             kind,
-            message: message.into(),
+            message: self.redactor.apply(&message).into_owned(),
         });
     }
 }
@@ -175,10 +182,9 @@ struct Sched<R: TaskRunner> {
     rollback_started: Vec<bool>,
     completed: Vec<NodeId>,
     rolled_back: Vec<NodeId>,
-    previous: Vec<BTreeMap<String, DeploymentRecord>>,
+    previous: Vec<BTreeMap<String, Deployed>>,
     cleaned_up: Vec<(String, String, Result<(), String>)>,
     jobs: JoinSet<Done>,
-    history: Arc<dyn History>,
 }
 
 /// Runs `plan` to the end (or until `cancel`), and reports what happened.
@@ -196,6 +202,7 @@ pub async fn execute<R: TaskRunner>(
     let emit = Emitter {
         sink: events,
         run: opts.run.clone(),
+        redactor: opts.redactor.clone(),
     };
     let mut s = Sched {
         priority: priorities(&plan, history.as_ref()),
@@ -221,22 +228,16 @@ pub async fn execute<R: TaskRunner>(
         previous: Vec::with_capacity(w),
         cleaned_up: Vec::new(),
         jobs: JoinSet::new(),
-        history: history.clone(),
     };
     s.emit.emit(None, None, EventKind::RunStarted, "");
     for (wi, wf) in plan.workflows.iter().enumerate() {
         let deployed = history.deployed(&wf.name);
-        s.previous.push(
-            deployed
-                .iter()
-                .map(|(k, (_, _, rec))| (k.clone(), rec.clone()))
-                .collect(),
-        );
-        for (task, (kind, params, record)) in deployed {
-            if wf.task(&task).is_none() {
-                s.start_cleanup(wi, task, kind, params, record);
+        for (task, d) in &deployed {
+            if wf.task(task).is_none() {
+                s.start_cleanup(wi, task.clone(), d.clone());
             }
         }
+        s.previous.push(deployed);
         for t in &wf.tasks {
             s.emit
                 .emit(Some(&wf.name), Some(&t.id), EventKind::TaskQueued, "");
@@ -432,9 +433,12 @@ impl<R: TaskRunner> Sched<R> {
             kind: spec.kind.clone(),
             params,
             attempt: 0,
-            previous: self.previous[workflow].get(&tname).cloned(),
+            previous: self.previous[workflow]
+                .get(&tname)
+                .map(|d| d.record.clone()),
             source_dir: self.source_dir(&spec),
             cancel: self.cancel.child_token(),
+            redactor: self.opts.redactor.clone(),
         };
         let job = TaskJob {
             runner: self.runner.clone(),
@@ -520,15 +524,17 @@ impl<R: TaskRunner> Sched<R> {
                 .filter(|&n| matches!(self.plan.nodes[n].kind, NodeKind::Task { workflow, .. } if workflow == w))
                 .filter(|&n| matches!(self.outcome[n], Some(Outcome::Succeeded(_))))
                 .collect();
-            let calls: Vec<(NodeId, TaskCall)> = order
+            let calls: Vec<(NodeId, Option<Deployed>, TaskCall)> = order
                 .into_iter()
                 .filter_map(|n| {
                     let NodeKind::Task { task, .. } = self.plan.nodes[n].kind else {
                         return None;
                     };
                     let spec = &self.wf(w).tasks[task];
+                    let previous = self.previous[w].get(&spec.id).cloned();
                     Some((
                         n,
+                        previous.clone(),
                         TaskCall {
                             run: self.opts.run.clone(),
                             workflow: self.wf(w).name.clone(),
@@ -538,9 +544,10 @@ impl<R: TaskRunner> Sched<R> {
                                 .resolve(w, spec)
                                 .unwrap_or_else(|_| serde_json::Value::Object(spec.params.clone())),
                             attempt: 0,
-                            previous: self.previous[w].get(&spec.id).cloned(),
+                            previous: previous.map(|d| d.record),
                             source_dir: self.source_dir(spec),
                             cancel: CancellationToken::new(),
+                            redactor: self.opts.redactor.clone(),
                         },
                     ))
                 })
@@ -549,11 +556,19 @@ impl<R: TaskRunner> Sched<R> {
             let emit = self.emit.clone();
             self.jobs.spawn(async move {
                 let mut rolled_back = Vec::new();
-                for (node, call) in calls {
+                for (node, previous, call) in calls {
                     let (wf, task) = (call.workflow.clone(), call.task.clone());
                     match runner.rollback(call).await {
-                        Ok(RollbackResult::RolledBack) => {
-                            emit.emit(Some(&wf), Some(&task), EventKind::TaskRolledBack, "");
+                        Ok(RollbackResult::RolledBack(record)) => {
+                            // What was deployed before this run is deployed again; with
+                            // nothing before it, nothing is.
+                            let now = previous.map(|p| Box::new(Deployed { record, ..p }));
+                            emit.emit(
+                                Some(&wf),
+                                Some(&task),
+                                EventKind::TaskRolledBack { now },
+                                "",
+                            );
                             rolled_back.push(node);
                         }
                         Ok(RollbackResult::Unsupported(reason)) => emit.emit(
@@ -572,24 +587,18 @@ impl<R: TaskRunner> Sched<R> {
         }
     }
 
-    fn start_cleanup(
-        &mut self,
-        w: usize,
-        task: String,
-        kind: String,
-        params: serde_json::Value,
-        record: DeploymentRecord,
-    ) {
+    fn start_cleanup(&mut self, w: usize, task: String, deployed: Deployed) {
         let call = TaskCall {
             run: self.opts.run.clone(),
             workflow: self.wf(w).name.clone(),
             task,
-            kind,
-            params,
+            kind: deployed.kind,
+            params: deployed.params,
             attempt: 0,
-            previous: Some(record),
+            previous: Some(deployed.record),
             source_dir: self.opts.config_dir.clone(),
             cancel: self.cancel.child_token(),
+            redactor: self.opts.redactor.clone(),
         };
         let job = TaskJob {
             runner: self.runner.clone(),
@@ -645,15 +654,23 @@ impl<R: TaskRunner> Sched<R> {
                 if let (Outcome::Succeeded(record), NodeKind::Task { workflow, task }) =
                     (&outcome, &self.plan.nodes[node].kind)
                 {
+                    for key in &record.sensitive {
+                        if let Some(value) = record.outputs.get(key) {
+                            self.opts.redactor.add(value);
+                        }
+                    }
                     let wf = &self.plan.workflows[*workflow];
                     let spec = &wf.tasks[*task];
-                    self.history.record_deployment(
-                        &self.opts.run,
-                        &wf.name,
-                        &spec.id,
-                        &spec.kind,
-                        &params,
-                        record,
+                    let deployed = Box::new(Deployed {
+                        kind: spec.kind.clone(),
+                        params,
+                        record: record.clone(),
+                    });
+                    self.emit.emit(
+                        Some(&wf.name),
+                        Some(&spec.id),
+                        EventKind::TaskDeployed { deployed },
+                        "",
                     );
                 }
                 self.finish(node, outcome);
@@ -666,12 +683,7 @@ impl<R: TaskRunner> Sched<R> {
                 workflow,
                 task,
                 result,
-            } => {
-                if result.is_ok() {
-                    self.history.forget(&workflow, &task);
-                }
-                self.cleaned_up.push((workflow, task, result));
-            }
+            } => self.cleaned_up.push((workflow, task, result)),
         }
     }
 
@@ -687,13 +699,14 @@ impl<R: TaskRunner> Sched<R> {
             if let NodeKind::Task { .. } = self.plan.nodes[node].kind {
                 let (kind, message) = match &outcome {
                     Outcome::Succeeded(rec) => {
-                        for (k, v) in &rec.outputs {
+                        for k in rec.outputs.keys() {
                             self.emit.emit(
                                 Some(&wf),
                                 Some(&task),
                                 EventKind::TaskOutput {
                                     key: k.clone(),
-                                    value: v.clone(),
+                                    value: rec.shown(k).unwrap_or_default().to_string(),
+                                    sensitive: rec.sensitive.contains(k),
                                 },
                                 "",
                             );
@@ -984,7 +997,15 @@ impl<R: TaskRunner> TaskJob<R> {
                 None => self.runner.apply(call).await,
             };
             match result {
-                Ok(record) => break record,
+                Ok(record) => {
+                    // Masked from here on, the task's own post_deploy hooks included.
+                    for key in &record.sensitive {
+                        if let Some(value) = record.outputs.get(key) {
+                            self.call.redactor.add(value);
+                        }
+                    }
+                    break record;
+                }
                 Err(_) if self.call.cancel.is_cancelled() => return (Outcome::Cancelled, attempt),
                 Err(e) if !e.retryable || attempt >= max => {
                     return self.failed(e.message, attempt).await;

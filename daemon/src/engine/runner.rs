@@ -2,7 +2,7 @@
 //! scripted fake in tests. Retries, timeouts, hooks order and failure policy stay in the
 //! scheduler, so they are the same for every runner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -15,8 +15,47 @@ use crate::config::workflow::HookSpec;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     pub outputs: BTreeMap<String, String>,
+    /// Keys of outputs whose values are secrets: handed to later tasks of the run, shown as
+    /// `***` everywhere else, and never stored.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sensitive: BTreeSet<String>,
     pub inventory: Vec<String>,
     pub state: Option<String>,
+}
+
+/// What replaces a sensitive value wherever a person could read it.
+pub const MASK: &str = "***";
+
+impl DeploymentRecord {
+    /// The record as it may be written down: sensitive values blanked.
+    pub fn storable(&self) -> DeploymentRecord {
+        let mut record = self.clone();
+        for key in &self.sensitive {
+            if let Some(v) = record.outputs.get_mut(key) {
+                v.clear();
+            }
+        }
+        record
+    }
+
+    /// An output's value as a person may see it.
+    pub fn shown(&self, key: &str) -> Option<&str> {
+        let value = self.outputs.get(key)?;
+        Some(if self.sensitive.contains(key) {
+            MASK
+        } else {
+            value
+        })
+    }
+}
+
+/// A task's deployment as history keeps it: the kind and parameters it was deployed with,
+/// and what it left behind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Deployed {
+    pub kind: String,
+    pub params: serde_json::Value,
+    pub record: DeploymentRecord,
 }
 
 /// One call of a task's plugin.
@@ -33,6 +72,8 @@ pub struct TaskCall {
     pub previous: Option<DeploymentRecord>,
     pub source_dir: Option<std::path::PathBuf>,
     pub cancel: CancellationToken,
+    /// Secrets of the run so far, to mask in what the task's plugin logs.
+    pub redactor: Arc<super::redact::Redactor>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +101,8 @@ impl TaskFailure {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RollbackResult {
-    RolledBack,
+    /// What is deployed now; it becomes the task's recorded deployment.
+    RolledBack(DeploymentRecord),
     Unsupported(String),
 }
 
@@ -140,52 +182,22 @@ impl<R: TaskRunner> TaskRunner for Arc<R> {
     }
 }
 
-/// What was deployed by earlier runs: the store in production, a map in tests.
+/// What was deployed by earlier runs: the store in production, a map in tests. History is
+/// written from the run's events only (see `store`); the engine only reads it.
 pub trait History: Send + Sync {
-    /// The last successful deployment of each task of `workflow`.
-    fn deployed(
-        &self,
-        workflow: &str,
-    ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)>;
+    /// The current deployment of each task of `workflow`.
+    fn deployed(&self, workflow: &str) -> BTreeMap<String, Deployed>;
     /// Past durations of a task in seconds, to prefer long paths first.
     fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
         None
     }
-    /// A task succeeded: what it deployed is now the current deployment.
-    fn record_deployment(
-        &self,
-        run: &str,
-        workflow: &str,
-        task: &str,
-        kind: &str,
-        params: &serde_json::Value,
-        record: &DeploymentRecord,
-    );
-    /// A removed task was destroyed: forget it.
-    fn forget(&self, workflow: &str, task: &str);
 }
 
 /// No history: every task is new.
 pub struct NoHistory;
 
 impl History for NoHistory {
-    fn deployed(
-        &self,
-        _workflow: &str,
-    ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)> {
+    fn deployed(&self, _workflow: &str) -> BTreeMap<String, Deployed> {
         BTreeMap::new()
     }
-
-    fn record_deployment(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &serde_json::Value,
-        _: &DeploymentRecord,
-    ) {
-    }
-
-    fn forget(&self, _workflow: &str, _task: &str) {}
 }

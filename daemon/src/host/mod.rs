@@ -23,12 +23,41 @@ pub use log::{LogSink, TracingSink};
 pub const GUEST_SOURCE_DIR: &str = "/src";
 /// Guest path of the task's scratch directory (read-write).
 pub const GUEST_SCRATCH_DIR: &str = "/scratch";
+/// Guest path of the task's workspace (read-write, kept between runs of the task).
+pub const GUEST_WORKSPACE_DIR: &str = "/workspace";
 
 /// Host directories a task call may see.
 #[derive(Debug, Clone)]
 pub struct TaskDirs {
+    /// Mounted read-only.
     pub source: PathBuf,
-    pub scratch: PathBuf,
+    /// None while validating: nothing may be written then, and no program may run.
+    pub scratch: Option<PathBuf>,
+    /// Present when the plugin requested the workspace capability.
+    pub workspace: Option<PathBuf>,
+}
+
+impl TaskDirs {
+    /// Only the source directory, read-only: what `validate` sees.
+    pub fn source_only(source: PathBuf) -> Self {
+        TaskDirs {
+            source,
+            scratch: None,
+            workspace: None,
+        }
+    }
+
+    /// Guest and host path of each directory the call mounts, and whether it is writable.
+    pub fn mounts(&self) -> Vec<(&'static str, &std::path::Path, bool)> {
+        let mut mounts = vec![(GUEST_SOURCE_DIR, self.source.as_path(), false)];
+        if let Some(s) = &self.scratch {
+            mounts.push((GUEST_SCRATCH_DIR, s.as_path(), true));
+        }
+        if let Some(w) = &self.workspace {
+            mounts.push((GUEST_WORKSPACE_DIR, w.as_path(), true));
+        }
+        mounts
+    }
 }
 
 /// Guest execution time, excluding time spent inside host calls such as running a program.
@@ -87,6 +116,7 @@ pub struct CallSetup {
     pub dirs: Option<TaskDirs>,
     pub log: Arc<dyn LogSink>,
     pub clusters: Arc<kube::Clusters>,
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl CallState {
@@ -99,16 +129,14 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         if let Some(dirs) = &setup.dirs {
-            wasi.preopened_dir(
-                &dirs.source,
-                GUEST_SOURCE_DIR,
-                wasmtime_wasi::FsPerms::ReadOnly,
-            )?;
-            wasi.preopened_dir(
-                &dirs.scratch,
-                GUEST_SCRATCH_DIR,
-                wasmtime_wasi::FsPerms::ReadWrite,
-            )?;
+            for (guest, host, writable) in dirs.mounts() {
+                let perms = if writable {
+                    wasmtime_wasi::FsPerms::ReadWrite
+                } else {
+                    wasmtime_wasi::FsPerms::ReadOnly
+                };
+                wasi.preopened_dir(host, guest, perms)?;
+            }
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(setup.limits.max_resources);
@@ -125,6 +153,9 @@ impl CallState {
                 dirs: setup.dirs,
                 max_output: setup.limits.max_process_output_bytes,
                 deadline,
+                log: setup.log.clone(),
+                max_streamed: setup.limits.max_log_bytes,
+                cancel: setup.cancel,
             },
             kube: kube::KubeHost {
                 plugin: setup.plugin,
@@ -161,7 +192,8 @@ pub fn describe_task_error(e: &types::TaskError) -> String {
                 .map_or_else(|| "a signal".to_string(), |c| format!("exit code {c}"));
             format!("{} failed with {code}: {}", t.program, t.stderr_tail)
         }
-        E::Kube(m) => format!("kubernetes: {m}"),
+        E::Kube(k) if k.status == 0 => format!("kubernetes: {}", k.message),
+        E::Kube(k) => format!("kubernetes: {} ({} {})", k.message, k.status, k.reason),
         E::TimedOut(m) => format!("timed out: {m}"),
         E::Cancelled => "cancelled".to_string(),
         E::Internal(m) => format!("internal error: {m}"),

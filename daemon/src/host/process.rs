@@ -1,21 +1,36 @@
 //! The `process` capability: run a granted program, resolved to an absolute path at load,
-//! with a scrubbed environment, a working directory inside the task's directories, stdin, a
-//! timeout that kills the whole process group, and bounded stdout/stderr.
+//! with a scrubbed environment, a working directory inside the task's directories, stdin,
+//! bounded stdout/stderr (optionally copied line by line into the task log as it is printed),
+//! SIGTERM then SIGKILL on timeout or cancellation, and its whole process group killed when it
+//! ends.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, TaskDirs};
+use tokio_util::sync::CancellationToken;
+
+use super::{GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, GUEST_WORKSPACE_DIR, LogSink, TaskDirs};
+use crate::wasm::bindings::log::Level;
 use crate::wasm::bindings::process::{Command, CommandOutput, Host};
 use crate::wasm::bindings::types::TaskError;
 use crate::wasm::grants::Effective;
 
 /// The PATH programs see; plugins cannot change it.
 const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How long a program may take to exit after SIGTERM when the call sets no grace.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// The longest grace a plugin may ask for; a cancelled call waits at most this long (and a
+/// little more) for its programs to stop (see `wasm::call`).
+pub const MAX_GRACE: Duration = Duration::from_secs(30);
+/// After a program exits, how long its output pipes may stay open (held by something it
+/// left behind, now killed) before the rest of its output is given up.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 pub struct ProcessHost {
     pub plugin: String,
@@ -24,10 +39,23 @@ pub struct ProcessHost {
     pub max_output: usize,
     /// The call's wall-clock deadline; no program outlives it.
     pub deadline: Instant,
+    /// Where streamed lines go.
+    pub log: Arc<dyn LogSink>,
+    /// Bytes of streamed lines one program run may write to the log.
+    pub max_streamed: usize,
+    /// The task's cancellation: programs get SIGTERM, then SIGKILL after their grace.
+    pub cancel: CancellationToken,
 }
 
 impl Host for super::CallState {
     async fn run(&mut self, cmd: Command) -> wasmtime::Result<Result<CommandOutput, TaskError>> {
+        Ok(self.run_program(cmd).await)
+    }
+}
+
+impl super::CallState {
+    /// Runs a program for the plugin; the time it takes is the host's, not the guest's.
+    pub(crate) async fn run_program(&mut self, cmd: Command) -> Result<CommandOutput, TaskError> {
         let started = Instant::now();
         let result = self.process.run(cmd).await;
         self.cpu.add_host_time(started.elapsed());
@@ -38,8 +66,14 @@ impl Host for super::CallState {
                 &[],
             );
         }
-        Ok(result)
+        result
     }
+}
+
+/// Why a program stopped before it exited by itself.
+enum Stop {
+    TimedOut(Duration),
+    Cancelled,
 }
 
 impl ProcessHost {
@@ -49,27 +83,38 @@ impl ProcessHost {
             .program(&self.plugin, &cmd.program)
             .map_err(TaskError::CapabilityDenied)?
             .to_path_buf();
-        let dirs = self.dirs.as_ref().ok_or_else(|| {
-            TaskError::CapabilityDenied("programs cannot run during describe or validate".into())
-        })?;
+        let Some((dirs, scratch)) = self
+            .dirs
+            .as_ref()
+            .and_then(|d| d.scratch.clone().map(|s| (d, s)))
+        else {
+            return Err(TaskError::CapabilityDenied(
+                "programs cannot run during describe or validate".into(),
+            ));
+        };
         for (name, _) in &cmd.env {
             check_env_name(name)?;
         }
         let cwd = match &cmd.cwd {
             Some(guest) => map_guest_dir(dirs, guest)?,
-            None => dirs.scratch.clone(),
+            None => scratch.clone(),
         };
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let timeout = cmd
             .timeout_ms
             .map_or(remaining, |ms| Duration::from_millis(ms).min(remaining));
+        let grace = cmd
+            .grace_ms
+            .map_or(DEFAULT_GRACE, Duration::from_millis)
+            .min(MAX_GRACE);
 
         let mut child = tokio::process::Command::new(&program);
         child
             .args(&cmd.args)
             .env_clear()
             .env("PATH", SAFE_PATH)
-            .env("HOME", &dirs.scratch)
+            .env("HOME", &scratch)
+            .env("TMPDIR", &scratch)
             .env("LANG", "C.UTF-8")
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&cwd)
@@ -85,6 +130,7 @@ impl ProcessHost {
         let mut child = child
             .spawn()
             .map_err(|e| TaskError::Internal(format!("starting {}: {e}", program.display())))?;
+        // Whatever happens next, nothing the program started outlives this call.
         let group = GroupKiller(child.id());
 
         let stdin_task = match (child.stdin.take(), cmd.stdin) {
@@ -93,54 +139,149 @@ impl ProcessHost {
             })),
             _ => None,
         };
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| read_capped(s, self.max_output, Keep::Head));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| read_capped(s, self.max_output, Keep::Tail));
-        let io = async {
-            let out = match stdout {
-                Some(f) => f.await,
-                None => (Vec::new(), false),
-            };
-            let err = match stderr {
-                Some(f) => f.await,
-                None => (Vec::new(), false),
-            };
-            (out, err)
+        let streamed = Arc::new(StreamBudget::new(self.max_streamed));
+        let stream = |level| {
+            cmd.stream_output.then(|| LineSink {
+                log: self.log.clone(),
+                level,
+                budget: streamed.clone(),
+                program: cmd.program.clone(),
+            })
         };
-        let finished = tokio::time::timeout(timeout, async {
-            let ((out, err), status) = tokio::join!(io, child.wait());
-            (out, err, status)
-        })
-        .await;
+        let stdout = child.stdout.take().map(|s| {
+            tokio::spawn(read_capped(
+                s,
+                self.max_output,
+                Keep::Head,
+                stream(Level::Info),
+            ))
+        });
+        let stderr = child.stderr.take().map(|s| {
+            tokio::spawn(read_capped(
+                s,
+                self.max_output,
+                Keep::Tail,
+                stream(Level::Warn),
+            ))
+        });
+
+        let stop = tokio::select! {
+            status = child.wait() => Ok(status),
+            () = tokio::time::sleep(timeout) => Err(Stop::TimedOut(timeout)),
+            () = self.cancel.cancelled() => Err(Stop::Cancelled),
+        };
         if let Some(task) = stdin_task {
             task.abort();
         }
-        match finished {
-            Err(_) => {
+        let status = match stop {
+            Ok(status) => status,
+            Err(why) => {
+                group.terminate();
+                let exited = tokio::time::timeout(grace, child.wait()).await.is_ok();
                 drop(group);
-                Err(TaskError::TimedOut(format!(
-                    "{} ran longer than {}",
-                    cmd.program,
-                    humantime::format_duration(timeout)
-                )))
+                let how = if exited {
+                    "stopped with SIGTERM".to_string()
+                } else {
+                    format!(
+                        "killed after not exiting within {} of SIGTERM",
+                        humantime::format_duration(grace)
+                    )
+                };
+                return Err(match why {
+                    Stop::TimedOut(limit) => TaskError::TimedOut(format!(
+                        "{} ran longer than {} and was {how}",
+                        cmd.program,
+                        humantime::format_duration(limit)
+                    )),
+                    Stop::Cancelled => TaskError::Cancelled,
+                });
             }
-            Ok((out, err, status)) => {
-                group.disarm();
-                let status = status.map_err(|e| {
-                    TaskError::Internal(format!("waiting for {}: {e}", cmd.program))
-                })?;
-                Ok(CommandOutput {
-                    exit_code: status.code(),
-                    stdout: out.0,
-                    stderr: err.0,
-                    truncated: out.1 || err.1,
-                })
-            }
+        };
+        // The program has exited: whatever it left running in its group goes with it.
+        drop(group);
+        let status =
+            status.map_err(|e| TaskError::Internal(format!("waiting for {}: {e}", cmd.program)))?;
+        let out = drain(stdout).await;
+        let err = drain(stderr).await;
+        if let Some(note) = streamed.summary() {
+            self.log.line(Level::Warn, &note, &[]);
+        }
+        Ok(CommandOutput {
+            exit_code: status.code(),
+            stdout: out.0,
+            stderr: err.0,
+            truncated: out.1 || err.1,
+        })
+    }
+}
+
+/// The rest of a stream's output, unless something still holds the pipe open.
+async fn drain(reader: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>) -> (Vec<u8>, bool) {
+    let Some(mut handle) = reader else {
+        return (Vec::new(), false);
+    };
+    match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut handle).await {
+        Ok(Ok(read)) => read,
+        _ => {
+            handle.abort();
+            (Vec::new(), true)
+        }
+    }
+}
+
+/// Streamed lines of one program run share one byte budget.
+struct StreamBudget {
+    max: usize,
+    used: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl StreamBudget {
+    fn new(max: usize) -> Self {
+        StreamBudget {
+            max,
+            used: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+        }
+    }
+
+    fn take(&self, n: usize) -> bool {
+        if self.used.fetch_add(n, Ordering::Relaxed) + n > self.max {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn summary(&self) -> Option<String> {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        (dropped > 0).then(|| {
+            format!(
+                "{dropped} lines of program output were not copied to the log (over {} bytes)",
+                self.max
+            )
+        })
+    }
+}
+
+/// Copies a program's lines into the task log as they are printed.
+struct LineSink {
+    log: Arc<dyn LogSink>,
+    level: Level,
+    budget: Arc<StreamBudget>,
+    program: String,
+}
+
+impl LineSink {
+    fn line(&self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if self.budget.take(text.len()) {
+            self.log.line(
+                self.level,
+                text,
+                &[("program".to_string(), self.program.clone())],
+            );
         }
     }
 }
@@ -169,17 +310,15 @@ fn check_env_name(name: &str) -> Result<(), TaskError> {
 fn map_guest_dir(dirs: &TaskDirs, guest: &str) -> Result<PathBuf, TaskError> {
     let denied = || {
         TaskError::CapabilityDenied(format!(
-            "working directory `{guest}` is outside the task's directories ({GUEST_SOURCE_DIR}, {GUEST_SCRATCH_DIR})"
+            "working directory `{guest}` is outside the task's directories ({GUEST_SOURCE_DIR}, {GUEST_SCRATCH_DIR}, {GUEST_WORKSPACE_DIR})"
         ))
     };
     let path = Path::new(guest);
-    let (root, rest) = [
-        (GUEST_SOURCE_DIR, &dirs.source),
-        (GUEST_SCRATCH_DIR, &dirs.scratch),
-    ]
-    .into_iter()
-    .find_map(|(g, host)| path.strip_prefix(g).ok().map(|rest| (host, rest)))
-    .ok_or_else(denied)?;
+    let (root, rest) = dirs
+        .mounts()
+        .into_iter()
+        .find_map(|(g, host, _)| path.strip_prefix(g).ok().map(|rest| (host, rest)))
+        .ok_or_else(denied)?;
     if rest
         .components()
         .any(|c| !matches!(c, Component::Normal(_)))
@@ -204,20 +343,36 @@ enum Keep {
     Tail,
 }
 
-/// Reads a stream to its end, keeping at most `cap` bytes (the first or the last ones).
+/// Reads a stream to its end, keeping at most `cap` bytes (the first or the last ones), and
+/// hands each complete line to `lines` as it arrives.
 async fn read_capped(
     mut reader: impl AsyncRead + Unpin,
     cap: usize,
     keep: Keep,
+    lines: Option<LineSink>,
 ) -> (Vec<u8>, bool) {
+    /// A line longer than this is passed on in pieces.
+    const MAX_LINE: usize = 16 * 1024;
     let mut kept = Vec::new();
     let mut truncated = false;
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut partial: Vec<u8> = Vec::new();
     loop {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(sink) = &lines {
+            partial.extend_from_slice(&chunk[..n]);
+            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                sink.line(&partial[..=pos]);
+                partial.drain(..=pos);
+            }
+            if partial.len() > MAX_LINE {
+                sink.line(&partial);
+                partial.clear();
+            }
+        }
         kept.extend_from_slice(&chunk[..n]);
         if kept.len() > cap {
             truncated = true;
@@ -229,28 +384,38 @@ async fn read_capped(
             }
         }
     }
+    if let Some(sink) = &lines
+        && !partial.is_empty()
+    {
+        sink.line(&partial);
+    }
     (kept, truncated)
 }
 
-/// Kills the program's whole process group unless disarmed, so a timeout or a cancelled call
-/// leaves nothing running behind it.
+/// The program's process group: asked to stop with SIGTERM, and killed with SIGKILL when
+/// dropped, so neither a timeout, a cancelled call nor a finished program leaves anything it
+/// started in its group running behind it.
 struct GroupKiller(Option<u32>);
 
 impl GroupKiller {
-    fn disarm(mut self) {
-        self.0 = None;
+    fn signal(&self, signal: i32) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals the process group we created with
+            // process_group(0) for this child; it has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-pid, signal);
+            }
+        }
+    }
+
+    fn terminate(&self) {
+        self.signal(libc::SIGTERM);
     }
 }
 
 impl Drop for GroupKiller {
     fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: kill(2) with a negative pid signals the process group we created with
-            // process_group(0) for this child; it has no memory-safety preconditions.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
+        self.signal(libc::SIGKILL);
     }
 }
 
@@ -263,10 +428,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = TaskDirs {
             source: tmp.path().join("src"),
-            scratch: tmp.path().join("scratch"),
+            scratch: Some(tmp.path().join("scratch")),
+            workspace: None,
         };
         std::fs::create_dir_all(dirs.source.join("app")).unwrap();
-        std::fs::create_dir_all(&dirs.scratch).unwrap();
+        std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
         std::os::unix::fs::symlink("/etc", dirs.source.join("out")).unwrap();
         assert!(
             map_guest_dir(&dirs, "/src/app")

@@ -241,7 +241,7 @@ impl RunManager {
         let runner = Arc::new(Timed {
             inner: PluginRunner::new(
                 registry,
-                self.state_dir.join("scratch"),
+                crate::wasm::task_runner::TaskRoots::in_state_dir(&self.state_dir),
                 Arc::new(LiveLogs {
                     files: FileLogs {
                         dir: self.state_dir.join("logs"),

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::engine::events::{Event, EventKind, EventSink};
-use crate::engine::runner::{DeploymentRecord, History};
+use crate::engine::runner::{Deployed, History};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -244,7 +244,7 @@ impl Store {
                     params![e.run, wf, task, attempt - 1, at, e.message],
                 )?;
             }
-            EventKind::TaskOutput { key, value } => {
+            EventKind::TaskOutput { key, value, .. } => {
                 tx.execute(
                     "INSERT OR REPLACE INTO outputs (run_id, workflow, task, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![e.run, wf, task, key, value],
@@ -260,7 +260,17 @@ impl Store {
             }
             EventKind::TaskSkipped => task_state("skipped")?,
             EventKind::TaskCancelled => task_state("cancelled")?,
-            EventKind::TaskRolledBack => task_state("rolled_back")?,
+            EventKind::TaskRolledBack { now } => {
+                task_state("rolled_back")?;
+                match now {
+                    Some(d) => save_deployment(&tx, &e.run, wf, task, d)?,
+                    None => forget_deployment(&tx, wf, task)?,
+                }
+            }
+            EventKind::TaskDeployed { deployed } => {
+                save_deployment(&tx, &e.run, wf, task, deployed)?
+            }
+            EventKind::CleanupDestroyed => forget_deployment(&tx, wf, task)?,
             _ => {}
         }
         if matches!(e.kind, EventKind::TaskSucceeded) {
@@ -360,37 +370,32 @@ impl Store {
     pub fn last_seq(&self) -> Result<i64, StoreError> {
         self.with(|c| c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)))
     }
+}
 
-    pub fn save_deployment(
-        &self,
-        run: &str,
-        workflow: &str,
-        task: &str,
-        kind: &str,
-        params_json: &serde_json::Value,
-        record: &DeploymentRecord,
-    ) -> Result<(), StoreError> {
-        let record = serde_json::to_string(record).unwrap_or_default();
-        let params_text = params_json.to_string();
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO deployments (workflow, task, kind, params, record, run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (workflow, task) DO UPDATE SET kind = ?3, params = ?4, record = ?5, run_id = ?6, updated_at = ?7",
-                params![workflow, task, kind, params_text, record, run, now_millis()],
-            )
-            .map(drop)
-        })
-    }
+/// The task's current deployment becomes `d`, sensitive values blanked.
+fn save_deployment(
+    c: &Connection,
+    run: &str,
+    workflow: &str,
+    task: &str,
+    d: &Deployed,
+) -> rusqlite::Result<()> {
+    let record = serde_json::to_string(&d.record.storable()).unwrap_or_default();
+    c.execute(
+        "INSERT INTO deployments (workflow, task, kind, params, record, run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (workflow, task) DO UPDATE SET kind = ?3, params = ?4, record = ?5, run_id = ?6, updated_at = ?7",
+        params![workflow, task, d.kind, d.params.to_string(), record, run, now_millis()],
+    )
+    .map(drop)
+}
 
-    pub fn forget_deployment(&self, workflow: &str, task: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM deployments WHERE workflow = ?1 AND task = ?2",
-                params![workflow, task],
-            )
-            .map(drop)
-        })
-    }
+/// The task has nothing deployed any more.
+fn forget_deployment(c: &Connection, workflow: &str, task: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM deployments WHERE workflow = ?1 AND task = ?2",
+        params![workflow, task],
+    )
+    .map(drop)
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
@@ -414,10 +419,7 @@ impl EventSink for Store {
 }
 
 impl History for Store {
-    fn deployed(
-        &self,
-        workflow: &str,
-    ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)> {
+    fn deployed(&self, workflow: &str) -> BTreeMap<String, Deployed> {
         let rows = self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT task, kind, params, record FROM deployments WHERE workflow = ?1",
@@ -438,11 +440,11 @@ impl History for Store {
                 .map(|(task, kind, p, rec)| {
                     (
                         task,
-                        (
+                        Deployed {
                             kind,
-                            serde_json::from_str(&p).unwrap_or_default(),
-                            serde_json::from_str(&rec).unwrap_or_default(),
-                        ),
+                            params: serde_json::from_str(&p).unwrap_or_default(),
+                            record: serde_json::from_str(&rec).unwrap_or_default(),
+                        },
                     )
                 })
                 .collect(),
@@ -465,25 +467,5 @@ impl History for Store {
         })
         .ok()
         .flatten()
-    }
-
-    fn record_deployment(
-        &self,
-        run: &str,
-        workflow: &str,
-        task: &str,
-        kind: &str,
-        params: &serde_json::Value,
-        record: &DeploymentRecord,
-    ) {
-        if let Err(e) = self.save_deployment(run, workflow, task, kind, params, record) {
-            tracing::error!(error = %e, workflow, task, "could not record a deployment");
-        }
-    }
-
-    fn forget(&self, workflow: &str, task: &str) {
-        if let Err(e) = self.forget_deployment(workflow, task) {
-            tracing::error!(error = %e, workflow, task, "could not forget a destroyed deployment");
-        }
     }
 }

@@ -11,13 +11,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::bindings::Bound;
 use super::bindings::types::{
     Deployment, HookContext, HookDecision, Output, PlannedChange, PluginInfo, RollbackOutcome,
-    TaskContext, TaskError, ValidationIssue,
+    TaskContext, TaskError, ValidateContext, ValidationIssue,
 };
 use super::grants::Effective;
 use super::limits::Limits;
-use super::plugin::{Bound, Plugin, Pre};
+use super::plugin::Plugin;
 use crate::host::kube::Clusters;
 use crate::host::log::MemorySink;
 use crate::host::{CallSetup, CallState, LogSink, TaskDirs, describe_task_error};
@@ -102,64 +103,63 @@ type CallFn<R> = Box<
         + Send,
 >;
 
-macro_rules! task_call {
-    ($self:ident, $opts:ident, $name:literal, |$p:ident, $s:ident| $body:expr) => {
-        $self
-            .call(
-                $opts,
-                $name,
-                Box::new(move |bound: &Bound, $s: &mut Store<CallState>| {
-                    Box::pin(async move {
-                        match bound {
-                            Bound::Task($p) => Ok(Some($body.await?)),
-                            Bound::Hook(_) => Ok(None),
-                        }
-                    })
-                }),
-            )
-            .await
+/// CPU time `describe` and `validate` may use: they only read their inputs, and a plugin that
+/// spins in them must not hold up loading the configuration for the whole task budget.
+pub const LOAD_CPU_BUDGET: Duration = Duration::from_secs(2);
+/// Wall-clock bound on `describe` and `validate`.
+pub const LOAD_WALL_BUDGET: Duration = Duration::from_secs(10);
+
+/// How long a cancelled call may go on so the programs it runs can stop after SIGTERM.
+const CANCEL_GRACE: Duration =
+    crate::host::process::MAX_GRACE.saturating_add(Duration::from_secs(2));
+
+/// Boxes one export call for [`Plugin::call`].
+macro_rules! export {
+    (|$b:ident, $s:ident| $body:expr) => {
+        Box::new(move |$b: &Bound, $s: &mut Store<CallState>| Box::pin(async move { $body }))
     };
 }
 
 impl Plugin {
+    /// The limits of `describe` and `validate`: the task limits, with short time budgets.
+    fn load_limits(&self) -> Limits {
+        Limits {
+            cpu_time: self.limits.cpu_time.min(LOAD_CPU_BUDGET),
+            call_timeout: self.limits.call_timeout.min(LOAD_WALL_BUDGET),
+            ..self.limits.clone()
+        }
+    }
+
     /// Asks the plugin to describe itself (done once at load).
     pub async fn describe(&self) -> Result<PluginInfo, CallError> {
+        let limits = self.load_limits();
         let called = self
             .call(
                 CallOptions::detached(),
+                &limits,
                 "describe",
-                Box::new(|bound: &Bound, store: &mut Store<CallState>| {
-                    Box::pin(async move {
-                        Ok(Some(match bound {
-                            Bound::Task(p) => p.call_describe(store).await?,
-                            Bound::Hook(p) => p.call_describe(store).await?,
-                        }))
-                    })
-                }),
+                export!(|b, s| b.describe(s).await.map(Some)),
             )
             .await?;
         Ok(called.value)
     }
 
-    /// The plugin's verdict on a task's (or hook's) parameters.
+    /// The plugin's verdict on a task's (or hook's) parameters, and on its files when
+    /// `source` is given (mounted read-only, as during a run).
     pub async fn validate(
         &self,
-        kind: &str,
-        params: &str,
+        ctx: ValidateContext,
+        source: Option<std::path::PathBuf>,
     ) -> Result<Vec<ValidationIssue>, CallError> {
-        let (kind, params) = (kind.to_string(), params.to_string());
+        let limits = self.load_limits();
+        let mut opts = CallOptions::detached();
+        opts.dirs = source.map(TaskDirs::source_only);
         let called = self
             .call(
-                CallOptions::detached(),
+                opts,
+                &limits,
                 "validate",
-                Box::new(move |bound: &Bound, store: &mut Store<CallState>| {
-                    Box::pin(async move {
-                        Ok(Some(match bound {
-                            Bound::Task(p) => p.call_validate(store, &kind, &params).await?,
-                            Bound::Hook(p) => p.call_validate(store, &kind, &params).await?,
-                        }))
-                    })
-                }),
+                export!(|b, s| b.validate(s, &ctx).await.map(Some)),
             )
             .await?;
         Ok(called.value)
@@ -170,7 +170,14 @@ impl Plugin {
         opts: CallOptions,
         ctx: TaskContext,
     ) -> Result<Called<Vec<PlannedChange>>, CallError> {
-        let called = task_call!(self, opts, "plan", |p, s| p.call_plan(s, &ctx))?;
+        let called = self
+            .call(
+                opts,
+                &self.limits,
+                "plan",
+                export!(|b, s| b.plan(s, &ctx).await),
+            )
+            .await?;
         self.guest_result(called)
     }
 
@@ -179,7 +186,14 @@ impl Plugin {
         opts: CallOptions,
         ctx: TaskContext,
     ) -> Result<Called<Deployment>, CallError> {
-        let called = task_call!(self, opts, "apply", |p, s| p.call_apply(s, &ctx))?;
+        let called = self
+            .call(
+                opts,
+                &self.limits,
+                "apply",
+                export!(|b, s| b.apply(s, &ctx).await),
+            )
+            .await?;
         let mut called = self.guest_result(called)?;
         let notes = cap_outputs(&mut called.value.outputs, &self.limits);
         called.notes.extend(notes);
@@ -191,8 +205,20 @@ impl Plugin {
         opts: CallOptions,
         ctx: TaskContext,
     ) -> Result<Called<RollbackOutcome>, CallError> {
-        let called = task_call!(self, opts, "rollback", |p, s| p.call_rollback(s, &ctx))?;
-        self.guest_result(called)
+        let called = self
+            .call(
+                opts,
+                &self.limits,
+                "rollback",
+                export!(|b, s| b.rollback(s, &ctx).await),
+            )
+            .await?;
+        let mut called = self.guest_result(called)?;
+        if let RollbackOutcome::RolledBack(d) = &mut called.value {
+            let notes = cap_outputs(&mut d.outputs, &self.limits);
+            called.notes.extend(notes);
+        }
+        Ok(called)
     }
 
     pub async fn destroy(
@@ -200,7 +226,14 @@ impl Plugin {
         opts: CallOptions,
         ctx: TaskContext,
     ) -> Result<Called<()>, CallError> {
-        let called = task_call!(self, opts, "destroy", |p, s| p.call_destroy(s, &ctx))?;
+        let called = self
+            .call(
+                opts,
+                &self.limits,
+                "destroy",
+                export!(|b, s| b.destroy(s, &ctx).await),
+            )
+            .await?;
         self.guest_result(called)
     }
 
@@ -211,15 +244,9 @@ impl Plugin {
     ) -> Result<Called<HookDecision>, CallError> {
         self.call(
             opts,
+            &self.limits,
             "on-phase",
-            Box::new(move |bound: &Bound, store: &mut Store<CallState>| {
-                Box::pin(async move {
-                    match bound {
-                        Bound::Hook(p) => Ok(Some(p.call_on_phase(store, &ctx).await?)),
-                        Bound::Task(_) => Ok(None),
-                    }
-                })
-            }),
+            export!(|b, s| b.on_phase(s, &ctx).await),
         )
         .await
     }
@@ -248,19 +275,21 @@ impl Plugin {
         }
     }
 
-    fn new_store(&self, opts: &CallOptions) -> Result<Store<CallState>, CallError> {
-        let engine = match &self.pre {
-            Pre::Task(p) => p.engine().clone(),
-            Pre::Hook(p) => p.engine().clone(),
-        };
+    fn new_store(
+        &self,
+        opts: &CallOptions,
+        limits: &Limits,
+    ) -> Result<Store<CallState>, CallError> {
+        let engine = self.pre.engine().clone();
         let caps: Arc<Effective> = self.caps.clone();
         let state = CallState::new(CallSetup {
             plugin: self.name(),
             caps,
-            limits: self.limits.clone(),
+            limits: limits.clone(),
             dirs: opts.dirs.clone(),
             log: opts.log.clone(),
             clusters: opts.clusters.clone(),
+            cancel: opts.cancel.clone(),
         })
         .map_err(|e| CallError::Host {
             plugin: self.name(),
@@ -268,7 +297,7 @@ impl Plugin {
         })?;
         let mut store = Store::new(&engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_hostcall_fuel(self.limits.hostcall_fuel);
+        store.set_hostcall_fuel(limits.hostcall_fuel);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let state = cx.data_mut();
@@ -287,26 +316,31 @@ impl Plugin {
     async fn call<R: Send>(
         &self,
         opts: CallOptions,
+        limits: &Limits,
         function: &'static str,
         f: CallFn<Option<R>>,
     ) -> Result<Called<R>, CallError> {
-        let mut store = self.new_store(&opts)?;
-        let timeout = self.limits.call_timeout;
+        let mut store = self.new_store(&opts, limits)?;
+        let timeout = limits.call_timeout;
         let outcome = {
             let store = &mut store;
             let run = async move {
-                let bound = match &self.pre {
-                    Pre::Task(p) => Bound::Task(p.instantiate_async(&mut *store).await?),
-                    Pre::Hook(p) => Bound::Hook(p.instantiate_async(&mut *store).await?),
-                };
+                let bound = self.pre.instantiate(&mut *store).await?;
                 f(&bound, store).await
             };
+            let run = tokio::time::timeout(timeout, run);
+            tokio::pin!(run);
             tokio::select! {
-                r = tokio::time::timeout(timeout, run) => match r {
+                r = &mut run => match r {
                     Ok(r) => Outcome::Finished(r),
                     Err(_) => Outcome::TimedOut,
                 },
-                _ = opts.cancel.cancelled() => Outcome::Cancelled,
+                _ = opts.cancel.cancelled() => {
+                    // Programs the plugin runs see the cancellation too: give them their
+                    // SIGTERM grace to release what they hold before the call is dropped.
+                    let _ = tokio::time::timeout(CANCEL_GRACE, &mut run).await;
+                    Outcome::Cancelled
+                }
             }
         };
         let state = store.data();
@@ -334,7 +368,7 @@ impl Plugin {
                 function,
                 world: self.world,
             }),
-            Outcome::Finished(Err(e)) => Err(classify(plugin, state, &self.limits, e)),
+            Outcome::Finished(Err(e)) => Err(classify(plugin, state, limits, e)),
             Outcome::TimedOut => Err(CallError::WallTimeout {
                 plugin,
                 timeout: human(timeout),
@@ -479,6 +513,7 @@ mod tests {
             .map(|i| Output {
                 key: format!("k{i}"),
                 value: "v".repeat(60),
+                sensitive: false,
             })
             .collect();
         let notes = cap_outputs(&mut outs, &limits);

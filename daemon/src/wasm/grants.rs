@@ -30,6 +30,8 @@ pub struct Effective {
     pub requested_programs: Vec<String>,
     pub requested_kube: bool,
     pub kube_namespaces: Vec<String>,
+    /// The task's own persistent directory: requested, and needing no grant.
+    pub workspace: bool,
     /// Requested but not usable, each with the fix.
     pub refusals: Vec<String>,
 }
@@ -47,6 +49,7 @@ impl Effective {
             match cap {
                 Capability::Exec(p) => eff.requested_programs.push(p.clone()),
                 Capability::Kube => eff.requested_kube = true,
+                Capability::Workspace => eff.workspace = true,
             }
         }
         let wants_any = eff.requested_programs.iter().any(|p| p == "*");

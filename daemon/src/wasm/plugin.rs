@@ -8,16 +8,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
 
-use super::bindings::hook::{HookPlugin, HookPluginPre};
-use super::bindings::task::{TaskPlugin, TaskPluginPre};
+pub use super::bindings::World;
 use super::bindings::types::PluginInfo;
+use super::bindings::{Linkers, Pre};
 use super::cache::ComponentCache;
 use super::engine::WasmEngine;
 use super::grants::{Effective, Grant};
 use super::limits::Limits;
-use crate::host::CallState;
 
 /// Where a plugin came from, for listings and error messages.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -36,33 +34,6 @@ impl fmt::Display for PluginSource {
     }
 }
 
-/// Which contract a plugin implements.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum World {
-    Task,
-    Hook,
-}
-
-impl fmt::Display for World {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            World::Task => "task",
-            World::Hook => "hook",
-        })
-    }
-}
-
-pub(crate) enum Pre {
-    Task(TaskPluginPre<CallState>),
-    Hook(HookPluginPre<CallState>),
-}
-
-pub(crate) enum Bound {
-    Task(TaskPlugin),
-    Hook(HookPlugin),
-}
-
 /// A loaded plugin, ready to be called any number of times (each call in a fresh store).
 pub struct Plugin {
     pub info: PluginInfo,
@@ -71,8 +42,13 @@ pub struct Plugin {
     pub caps: Arc<Effective>,
     /// SHA-256 of the component, so operators can tell versions apart.
     pub digest: String,
+    /// The major of `gantry:plugin` it was built against.
+    pub contract: u32,
     pub(crate) pre: Pre,
     pub(crate) limits: Limits,
+    /// Keeps the engine, and with it the epoch ticker that enforces CPU budgets and lets a
+    /// spinning guest be cancelled, alive for as long as the plugin can be called.
+    pub(crate) _engine: Arc<WasmEngine>,
 }
 
 impl fmt::Debug for Plugin {
@@ -93,11 +69,7 @@ pub enum LoadError {
         plugin: PluginSource,
         reason: String,
     },
-    #[error(
-        "{plugin}: exports neither the task-plugin nor the hook-plugin world of gantry:plugin@1"
-    )]
-    UnknownWorld { plugin: PluginSource },
-    #[error("{plugin}: cannot be linked: {reason}")]
+    #[error("{plugin}: {reason}")]
     Link {
         plugin: PluginSource,
         reason: String,
@@ -118,28 +90,21 @@ pub enum LoadError {
 
 /// Compiles, links and calls plugins; one per process.
 pub struct PluginHost {
-    engine: WasmEngine,
+    engine: Arc<WasmEngine>,
     cache: ComponentCache,
-    task_linker: Linker<CallState>,
-    hook_linker: Linker<CallState>,
+    linkers: Linkers,
     limits: Limits,
     search_path: String,
 }
 
 impl PluginHost {
     pub fn new(limits: Limits, pooling: bool, cache: ComponentCache) -> anyhow::Result<Self> {
-        let engine = WasmEngine::new(&limits, pooling)?;
-        let mut task_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut task_linker)?;
-        TaskPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut task_linker, |s| s)?;
-        let mut hook_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut hook_linker)?;
-        HookPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut hook_linker, |s| s)?;
+        let engine = Arc::new(WasmEngine::new(&limits, pooling)?);
+        let linkers = Linkers::new(engine.engine())?;
         Ok(PluginHost {
             engine,
             cache,
-            task_linker,
-            hook_linker,
+            linkers,
             limits,
             search_path: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
@@ -190,31 +155,13 @@ impl PluginHost {
                 plugin: source.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let world = detect_world(engine, &component).ok_or(LoadError::UnknownWorld {
-            plugin: source.clone(),
-        })?;
-        let link_err = |e: wasmtime::Error| LoadError::Link {
-            plugin: source.clone(),
-            reason: format!("{e:#}"),
-        };
-        let pre = match world {
-            World::Task => Pre::Task(
-                TaskPluginPre::new(
-                    self.task_linker
-                        .instantiate_pre(&component)
-                        .map_err(link_err)?,
-                )
-                .map_err(link_err)?,
-            ),
-            World::Hook => Pre::Hook(
-                HookPluginPre::new(
-                    self.hook_linker
-                        .instantiate_pre(&component)
-                        .map_err(link_err)?,
-                )
-                .map_err(link_err)?,
-            ),
-        };
+        let pre = self
+            .linkers
+            .prepare(engine, &component)
+            .map_err(|reason| LoadError::Link {
+                plugin: source.clone(),
+                reason,
+            })?;
         let mut plugin = Plugin {
             info: PluginInfo {
                 name: String::new(),
@@ -225,11 +172,13 @@ impl PluginHost {
                 parameters: Vec::new(),
             },
             source: source.clone(),
-            world,
+            world: pre.world(),
             caps: Arc::new(Effective::default()),
             digest: hex::encode(Sha256::digest(wasm)),
+            contract: pre.contract(),
             pre,
             limits: self.limits.clone(),
+            _engine: self.engine.clone(),
         };
         let info = plugin.describe().await.map_err(|e| LoadError::Describe {
             plugin: source.clone(),
@@ -248,22 +197,6 @@ impl PluginHost {
         ));
         plugin.info = info;
         Ok(plugin)
-    }
-}
-
-fn detect_world(engine: &wasmtime::Engine, component: &Component) -> Option<World> {
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    let has = |n: &str| exports.iter().any(|e| e == n);
-    if has("on-phase") && has("describe") {
-        Some(World::Hook)
-    } else if has("apply") && has("describe") {
-        Some(World::Task)
-    } else {
-        None
     }
 }
 

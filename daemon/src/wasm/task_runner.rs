@@ -1,20 +1,27 @@
 //! The production [`TaskRunner`]: each task call goes to the plugin that serves its kind, in
-//! a fresh sandbox, with the task's source directory and a scratch directory of its own.
+//! a fresh sandbox, with the task's source directory, a scratch directory of its own (removed
+//! after the call) and, when the plugin asks for one, the task's workspace (kept between
+//! runs, removed when the task is destroyed). Everything the plugin logs passes through the
+//! run's redactor.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::bindings::log::Level;
 use super::bindings::types::{
     Deployment, HookContext, HookDecision, Output, Phase as WitPhase, PlannedChange,
     RollbackOutcome, TaskContext, TaskError,
 };
-use super::{CallError, CallOptions, Registry};
+use super::{CallError, CallOptions, Plugin, Registry};
+use crate::engine::redact::Redactor;
 use crate::engine::runner::{
     DeploymentRecord, HookCall, HookVerdict, Phase, RollbackResult, TaskCall, TaskFailure,
     TaskRunner,
 };
 use crate::host::kube::Clusters;
-use crate::host::{GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, LogSink, TaskDirs, TracingSink};
+use crate::host::{
+    GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, GUEST_WORKSPACE_DIR, LogSink, TaskDirs, TracingSink,
+};
 
 /// Makes the log sink of one task call (the run's log files, tracing, ...).
 pub trait LogFactory: Send + Sync {
@@ -33,37 +40,87 @@ impl LogFactory for TracingLogs {
     }
 }
 
+/// Where a runner keeps the directories it gives tasks.
+#[derive(Debug, Clone)]
+pub struct TaskRoots {
+    /// Scratch directories: `<scratch>/<run>/<workflow>/<task>`, removed after each call.
+    pub scratch: PathBuf,
+    /// Workspaces: `<workspaces>/<workflow>/<task>`, kept until the task is destroyed.
+    pub workspaces: PathBuf,
+}
+
+impl TaskRoots {
+    /// The usual layout under a state directory.
+    pub fn in_state_dir(state_dir: &std::path::Path) -> Self {
+        TaskRoots {
+            scratch: state_dir.join("scratch"),
+            workspaces: state_dir.join("workspaces"),
+        }
+    }
+
+    pub fn workspace(&self, workflow: &str, task: &str) -> PathBuf {
+        self.workspaces.join(workflow).join(task)
+    }
+}
+
 pub struct PluginRunner {
     registry: Arc<Registry>,
-    /// Scratch directories go under `<scratch_root>/<run>/<workflow>/<task>`.
-    scratch_root: PathBuf,
+    roots: TaskRoots,
     logs: Arc<dyn LogFactory>,
     clusters: Arc<Clusters>,
+}
+
+/// One call's directories; the scratch directory goes when this is dropped.
+struct Prepared {
+    opts: CallOptions,
+    ctx: TaskContext,
+    scratch: PathBuf,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.scratch)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.scratch.display(), error = %e, "cannot remove a scratch directory");
+        }
+    }
 }
 
 impl PluginRunner {
     pub fn new(
         registry: Arc<Registry>,
-        scratch_root: PathBuf,
+        roots: TaskRoots,
         logs: Arc<dyn LogFactory>,
         clusters: Arc<Clusters>,
     ) -> Self {
         PluginRunner {
             registry,
-            scratch_root,
+            roots,
             logs,
             clusters,
         }
     }
 
-    fn prepare(&self, call: &TaskCall) -> Result<(CallOptions, TaskContext), TaskFailure> {
+    fn prepare(&self, call: &TaskCall, plugin: &Plugin) -> Result<Prepared, TaskFailure> {
+        let create = |dir: &PathBuf| {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| TaskFailure::permanent(format!("creating {}: {e}", dir.display())))
+        };
         let scratch = self
-            .scratch_root
+            .roots
+            .scratch
             .join(&call.run)
             .join(&call.workflow)
             .join(&call.task);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| TaskFailure::permanent(format!("creating {}: {e}", scratch.display())))?;
+        create(&scratch)?;
+        let workspace = plugin
+            .caps
+            .workspace
+            .then(|| self.roots.workspace(&call.workflow, &call.task));
+        if let Some(w) = &workspace {
+            create(w)?;
+        }
         let source = call.source_dir.clone().unwrap_or_else(|| scratch.clone());
         if !source.is_dir() {
             return Err(TaskFailure::permanent(format!(
@@ -72,8 +129,15 @@ impl PluginRunner {
             )));
         }
         let opts = CallOptions {
-            dirs: Some(TaskDirs { source, scratch }),
-            log: self.logs.for_task(&call.run, &call.workflow, &call.task),
+            dirs: Some(TaskDirs {
+                source,
+                scratch: Some(scratch.clone()),
+                workspace: workspace.clone(),
+            }),
+            log: Arc::new(Redacting {
+                inner: self.logs.for_task(&call.run, &call.workflow, &call.task),
+                redactor: call.redactor.clone(),
+            }),
             clusters: self.clusters.clone(),
             cancel: call.cancel.clone(),
         };
@@ -85,40 +149,62 @@ impl PluginRunner {
             params: call.params.to_string(),
             source_dir: GUEST_SOURCE_DIR.into(),
             scratch_dir: GUEST_SCRATCH_DIR.into(),
+            workspace_dir: workspace.map(|_| GUEST_WORKSPACE_DIR.into()),
             previous: call.previous.as_ref().map(to_wit),
         };
-        Ok((opts, ctx))
+        Ok(Prepared { opts, ctx, scratch })
     }
 
     /// What applying the task would change, as its plugin sees it.
     pub async fn plan(&self, call: TaskCall) -> Result<Vec<PlannedChange>, TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let (opts, ctx) = self.prepare(&call)?;
-        let called = plugin.plan(opts.clone(), ctx).await.map_err(failure)?;
-        note(&opts, &called.notes);
+        let p = self.prepare(&call, &plugin)?;
+        let called = plugin
+            .plan(p.opts.clone(), p.ctx.clone())
+            .await
+            .map_err(failure)?;
+        note(&p.opts, &called.notes);
         Ok(called.value)
     }
 
-    fn plugin(&self, kind: &str) -> Result<&Arc<super::Plugin>, TaskFailure> {
+    fn plugin(&self, kind: &str) -> Result<&Arc<Plugin>, TaskFailure> {
         self.registry
             .task(kind)
             .ok_or_else(|| TaskFailure::permanent(format!("no plugin serves task kind `{kind}`")))
     }
 }
 
-fn to_wit_outputs(outputs: &std::collections::BTreeMap<String, String>) -> Vec<Output> {
-    outputs
+/// Masks the run's secrets in every line a plugin (or a program it runs) logs.
+struct Redacting {
+    inner: Arc<dyn LogSink>,
+    redactor: Arc<Redactor>,
+}
+
+impl LogSink for Redacting {
+    fn line(&self, level: Level, message: &str, fields: &[(String, String)]) {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), self.redactor.apply(v).into_owned()))
+            .collect();
+        self.inner
+            .line(level, &self.redactor.apply(message), &fields);
+    }
+}
+
+fn to_wit_outputs(rec: &DeploymentRecord) -> Vec<Output> {
+    rec.outputs
         .iter()
         .map(|(k, v)| Output {
             key: k.clone(),
             value: v.clone(),
+            sensitive: rec.sensitive.contains(k),
         })
         .collect()
 }
 
 fn to_wit(rec: &DeploymentRecord) -> Deployment {
     Deployment {
-        outputs: to_wit_outputs(&rec.outputs),
+        outputs: to_wit_outputs(rec),
         inventory: rec.inventory.clone(),
         state: rec.state.clone(),
     }
@@ -126,6 +212,12 @@ fn to_wit(rec: &DeploymentRecord) -> Deployment {
 
 fn from_wit(d: Deployment) -> DeploymentRecord {
     DeploymentRecord {
+        sensitive: d
+            .outputs
+            .iter()
+            .filter(|o| o.sensitive)
+            .map(|o| o.key.clone())
+            .collect(),
         outputs: d.outputs.into_iter().map(|o| (o.key, o.value)).collect(),
         inventory: d.inventory,
         state: d.state,
@@ -147,35 +239,55 @@ fn failure(e: CallError) -> TaskFailure {
 
 fn note(opts: &CallOptions, notes: &[String]) {
     for n in notes {
-        opts.log.line(super::bindings::log::Level::Warn, n, &[]);
+        opts.log.line(Level::Warn, n, &[]);
     }
 }
 
 impl TaskRunner for PluginRunner {
     async fn apply(&self, call: TaskCall) -> Result<DeploymentRecord, TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let (opts, ctx) = self.prepare(&call)?;
-        let called = plugin.apply(opts.clone(), ctx).await.map_err(failure)?;
-        note(&opts, &called.notes);
+        let p = self.prepare(&call, &plugin)?;
+        let called = plugin
+            .apply(p.opts.clone(), p.ctx.clone())
+            .await
+            .map_err(failure)?;
+        note(&p.opts, &called.notes);
         Ok(from_wit(called.value))
     }
 
     async fn rollback(&self, call: TaskCall) -> Result<RollbackResult, TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let (opts, ctx) = self.prepare(&call)?;
-        let called = plugin.rollback(opts.clone(), ctx).await.map_err(failure)?;
-        note(&opts, &called.notes);
+        let p = self.prepare(&call, &plugin)?;
+        let called = plugin
+            .rollback(p.opts.clone(), p.ctx.clone())
+            .await
+            .map_err(failure)?;
+        note(&p.opts, &called.notes);
         Ok(match called.value {
-            RollbackOutcome::RolledBack(_) => RollbackResult::RolledBack,
+            RollbackOutcome::RolledBack(d) => RollbackResult::RolledBack(from_wit(d)),
             RollbackOutcome::Unsupported(reason) => RollbackResult::Unsupported(reason),
         })
     }
 
     async fn destroy(&self, call: TaskCall) -> Result<(), TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let (opts, ctx) = self.prepare(&call)?;
-        let called = plugin.destroy(opts.clone(), ctx).await.map_err(failure)?;
-        note(&opts, &called.notes);
+        let p = self.prepare(&call, &plugin)?;
+        let called = plugin
+            .destroy(p.opts.clone(), p.ctx.clone())
+            .await
+            .map_err(failure)?;
+        note(&p.opts, &called.notes);
+        // Destroyed: the task's workspace has nothing left to remember.
+        let workspace = self.roots.workspace(&call.workflow, &call.task);
+        if let Err(e) = std::fs::remove_dir_all(&workspace)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            p.opts.log.line(
+                Level::Warn,
+                &format!("cannot remove the workspace {}: {e}", workspace.display()),
+                &[],
+            );
+        }
         Ok(())
     }
 
@@ -187,7 +299,7 @@ impl TaskRunner for PluginRunner {
                 TaskFailure::permanent(format!("no plugin serves hook kind `{}`", call.hook.kind))
             })?
             .clone();
-        let (opts, _) = self.prepare(&call.task)?;
+        let p = self.prepare(&call.task, &plugin)?;
         let ctx = HookContext {
             phase: match call.phase {
                 Phase::PreDeploy => WitPhase::PreDeploy,
@@ -201,10 +313,21 @@ impl TaskRunner for PluginRunner {
             task: call.task.task.clone(),
             task_kind: call.task.kind.clone(),
             params: serde_json::Value::Object(call.hook.params.clone()).to_string(),
-            outputs: to_wit_outputs(&call.outputs),
+            outputs: call
+                .outputs
+                .iter()
+                .map(|(k, v)| Output {
+                    key: k.clone(),
+                    value: v.clone(),
+                    sensitive: false,
+                })
+                .collect(),
             error: call.error.clone(),
         };
-        let called = plugin.on_phase(opts, ctx).await.map_err(failure)?;
+        let called = plugin
+            .on_phase(p.opts.clone(), ctx)
+            .await
+            .map_err(failure)?;
         Ok(match called.value {
             HookDecision::Proceed => HookVerdict::Proceed,
             HookDecision::Skip(r) => HookVerdict::Skip(r),

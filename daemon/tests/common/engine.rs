@@ -11,8 +11,8 @@ use gantry::engine::events::MemoryEvents;
 use gantry::engine::plan::{self, Plan};
 use gantry::engine::run::{RunOptions, RunReport, execute};
 use gantry::engine::runner::{
-    DeploymentRecord, History, HookCall, HookVerdict, RollbackResult, TaskCall, TaskFailure,
-    TaskRunner,
+    Deployed, DeploymentRecord, History, HookCall, HookVerdict, RollbackResult, TaskCall,
+    TaskFailure, TaskRunner,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +126,7 @@ impl TaskRunner for FakeRunner {
             return Ok(RollbackResult::Unsupported("cannot roll back".into()));
         }
         self.mark(&k, Mark::RolledBack);
-        Ok(RollbackResult::RolledBack)
+        Ok(RollbackResult::RolledBack(DeploymentRecord::default()))
     }
 
     async fn destroy(&self, call: TaskCall) -> Result<(), TaskFailure> {
@@ -153,29 +153,13 @@ impl TaskRunner for FakeRunner {
 /// History with previously deployed tasks.
 #[derive(Default, Clone)]
 pub struct FakeHistory {
-    pub deployed: BTreeMap<String, BTreeMap<String, (String, serde_json::Value, DeploymentRecord)>>,
+    pub deployed: BTreeMap<String, BTreeMap<String, Deployed>>,
 }
 
 impl History for FakeHistory {
-    fn deployed(
-        &self,
-        workflow: &str,
-    ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)> {
+    fn deployed(&self, workflow: &str) -> BTreeMap<String, Deployed> {
         self.deployed.get(workflow).cloned().unwrap_or_default()
     }
-
-    fn record_deployment(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &serde_json::Value,
-        _: &DeploymentRecord,
-    ) {
-    }
-
-    fn forget(&self, _workflow: &str, _task: &str) {}
 }
 
 pub fn workflow(name: &str, toml: &str) -> Workflow {

@@ -82,10 +82,11 @@ pub fn task_dirs() -> Dirs {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dirs = TaskDirs {
         source: tmp.path().join("src"),
-        scratch: tmp.path().join("scratch"),
+        scratch: Some(tmp.path().join("scratch")),
+        workspace: None,
     };
     std::fs::create_dir_all(&dirs.source).expect("src");
-    std::fs::create_dir_all(&dirs.scratch).expect("scratch");
+    std::fs::create_dir_all(tmp.path().join("scratch")).expect("scratch");
     std::os::unix::fs::symlink("/etc", dirs.source.join("link-out")).expect("symlink");
     Dirs { tmp, dirs }
 }
@@ -99,6 +100,7 @@ pub fn context(kind: &str, params: serde_json::Value) -> TaskContext {
         params: params.to_string(),
         source_dir: gantry::host::GUEST_SOURCE_DIR.into(),
         scratch_dir: gantry::host::GUEST_SCRATCH_DIR.into(),
+        workspace_dir: None,
         previous: None,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gantry_sdk::host::{self, Command};
 use gantry_sdk::{
     Capability, Deployment, ParamSpec, ParamsExt, PluginInfo, RollbackOutcome, TaskContext,
-    TaskError, ValidationIssue, parse_duration, validate_params,
+    TaskError, ValidateContext, ValidationIssue, parse_duration, validate_params,
 };
 use serde::Deserialize;
 
@@ -70,7 +70,8 @@ impl gantry_sdk::Task for Exec {
         }
     }
 
-    fn validate(_kind: &str, params: &str) -> Vec<ValidationIssue> {
+    fn validate(ctx: &ValidateContext) -> Vec<ValidationIssue> {
+        let params = ctx.params.as_str();
         let mut issues = validate_params::<Params>(params);
         if let Ok(p) = serde_json::from_str::<Params>(params) {
             for (field, cmd) in [
@@ -87,6 +88,20 @@ impl gantry_sdk::Task for Exec {
             }
             if let Some(Err(e)) = p.timeout.as_deref().map(parse_duration) {
                 issues.push(issue("timeout", &e));
+            }
+            for (field, cmd) in [
+                ("command", Some(&p.command)),
+                ("rollback", p.rollback.as_ref()),
+                ("destroy", p.destroy.as_ref()),
+            ] {
+                if let Some(reference) = cmd.and_then(|c| reference_in_script(c)) {
+                    issues.push(issue(
+                        field,
+                        &format!(
+                            "`{reference}` inside a script would run whatever text it holds as code; pass it as data instead: env = {{ VALUE = \"{reference}\" }} and use \"$VALUE\" in the script"
+                        ),
+                    ));
+                }
             }
         }
         issues
@@ -121,10 +136,33 @@ impl gantry_sdk::Task for Exec {
 }
 
 fn issue(field: &str, message: &str) -> ValidationIssue {
-    ValidationIssue {
-        field: field.into(),
-        message: message.into(),
+    ValidationIssue::new(field, message)
+}
+
+/// Programs that take code to run as an argument after `-c` (or `-e`).
+const INTERPRETERS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "ash", "busybox", "python", "python3", "perl", "ruby",
+    "node",
+];
+
+/// A `${...}` reference (an output, a variable, a secret) placed inside code an interpreter
+/// runs: its value, chosen by whoever produced it, would become code.
+fn reference_in_script(argv: &[String]) -> Option<String> {
+    let program = argv.first()?;
+    let name = program.rsplit('/').next().unwrap_or(program);
+    if !INTERPRETERS.contains(&name) {
+        return None;
     }
+    let script = argv
+        .iter()
+        .skip(1)
+        .skip_while(|a| !(a.starts_with('-') && (a.contains('c') || a.contains('e'))))
+        .nth(1)?;
+    let start = script.find("${")?;
+    let end = script[start..]
+        .find('}')
+        .map_or(script.len(), |e| start + e + 1);
+    Some(script[start..end].to_string())
 }
 
 /// Runs `argv` with the task's environment and returns its standard output.
@@ -144,20 +182,10 @@ fn run(p: &Params, argv: &[String]) -> Result<String, TaskError> {
         cwd: p.cwd.clone(),
         stdin: p.stdin.as_ref().map(|s| s.as_bytes().to_vec()),
         timeout_ms,
-        ..Command::new(program.clone(), args.iter().cloned())
+        ..Command::new(program.clone(), args.iter().cloned()).streamed()
     };
     host::info(&format!("running {}", argv.join(" ")));
-    let out = host::run(&command)?;
-    for (stream, level) in [
-        (&out.stdout, host::Level::Info),
-        (&out.stderr, host::Level::Warn),
-    ] {
-        let text = String::from_utf8_lossy(stream);
-        if !text.trim().is_empty() {
-            host::log(level, text.trim_end(), &[]);
-        }
-    }
-    let out = out.check(program)?;
+    let out = host::run(&command)?.check(program)?;
     if out.truncated {
         host::warn("command output was truncated by the host's limit");
     }
@@ -188,7 +216,7 @@ gantry_sdk::export_task!(Exec);
 mod tests {
     use super::*;
     use gantry_sdk::Task;
-    use gantry_sdk::testing::{commands, context, on_run, output};
+    use gantry_sdk::testing::{commands, context, on_run, output, validate_context};
 
     #[test]
     fn outputs_come_only_after_the_marker() {
@@ -217,6 +245,10 @@ mod tests {
         assert_eq!(cmd.args, vec!["-c", "echo"]);
         assert_eq!(cmd.env, vec![("A".to_string(), "1".to_string())]);
         assert_eq!(cmd.timeout_ms, Some(5000));
+        assert!(
+            cmd.stream_output,
+            "a command's output goes to the log as it is printed"
+        );
     }
 
     #[test]
@@ -234,10 +266,32 @@ mod tests {
 
     #[test]
     fn validate_reports_each_problem() {
-        let issues = Exec::validate("exec", r#"{"command":[],"timeout":"soon"}"#);
+        let v = |p: &str| Exec::validate(&validate_context("exec", p));
+        let issues = v(r#"{"command":[],"timeout":"soon"}"#);
         let fields: Vec<_> = issues.iter().map(|i| i.field.as_str()).collect();
         assert_eq!(fields, vec!["command", "timeout"]);
-        assert_eq!(Exec::validate("exec", r#"{"cmd":["x"]}"#)[0].field, "cmd");
+        assert_eq!(v(r#"{"cmd":["x"]}"#)[0].field, "cmd");
+    }
+
+    #[test]
+    fn references_inside_scripts_are_refused_as_data_elsewhere() {
+        let v = |p: &str| Exec::validate(&validate_context("exec", p));
+        let issues =
+            v(r#"{"command":["/bin/sh","-c","./deploy.sh ${tasks.infra.db.outputs.host}"]}"#);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            issues[0].message.contains("env = {"),
+            "{}",
+            issues[0].message
+        );
+        let issues = v(r#"{"command":["bash","-ec","x"],"rollback":["python3","-c","${env.X}"]}"#);
+        assert_eq!(issues[0].field, "rollback");
+        // As an argument of its own, or through the environment, a value stays data.
+        assert!(v(r#"{"command":["./deploy.sh","${tasks.infra.db.outputs.host}"]}"#).is_empty());
+        assert!(
+            v(r#"{"command":["sh","-c","./deploy.sh \"$HOST\""],"env":{"HOST":"${tasks.a.b.outputs.h}"}}"#)
+                .is_empty()
+        );
     }
 
     #[test]

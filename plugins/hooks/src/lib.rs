@@ -7,7 +7,7 @@
 use gantry_sdk::host::{self, Command};
 use gantry_sdk::{
     Capability, HookContext, HookDecision, ParamSpec, ParamsExt, Phase, PluginInfo,
-    ValidationIssue, validate_params,
+    ValidateContext, ValidationIssue, validate_params,
 };
 use serde::Deserialize;
 
@@ -47,36 +47,26 @@ impl gantry_sdk::Hook for Hooks {
             description: "Command hooks and fixed gates".into(),
             capabilities: vec![Capability::Exec("*".into())],
             parameters: vec![
-                ParamSpec {
-                    name: "command".into(),
-                    description: "command: program and arguments".into(),
-                    required: false,
-                    type_hint: "list<string>".into(),
-                },
-                ParamSpec {
-                    name: "decision".into(),
-                    description: "gate: proceed, skip or fail".into(),
-                    required: false,
-                    type_hint: "string".into(),
-                },
-                ParamSpec {
-                    name: "reason".into(),
-                    description: "gate: why".into(),
-                    required: false,
-                    type_hint: "string".into(),
-                },
+                ParamSpec::new(
+                    "command",
+                    "list<string>",
+                    false,
+                    "command: program and arguments",
+                ),
+                ParamSpec::new("decision", "string", false, "gate: proceed, skip or fail"),
+                ParamSpec::new("reason", "string", false, "gate: why"),
             ],
         }
     }
 
-    fn validate(kind: &str, params: &str) -> Vec<ValidationIssue> {
-        match kind {
-            "command" => validate_params::<CommandParams>(params),
-            "gate" => validate_params::<GateParams>(params),
-            other => vec![ValidationIssue {
-                field: String::new(),
-                message: format!("unknown hook kind `{other}` (expected command or gate)"),
-            }],
+    fn validate(ctx: &ValidateContext) -> Vec<ValidationIssue> {
+        match ctx.kind.as_str() {
+            "command" => validate_params::<CommandParams>(&ctx.params),
+            "gate" => validate_params::<GateParams>(&ctx.params),
+            other => vec![ValidationIssue::new(
+                "",
+                format!("unknown hook kind `{other}` (expected command or gate)"),
+            )],
         }
     }
 
@@ -108,7 +98,8 @@ fn command(ctx: &HookContext) -> Result<HookDecision, String> {
         Phase::OnFailure => "on-failure",
         Phase::PreDestroy => "pre-destroy",
     };
-    let mut cmd = Command::new(program.clone(), args.iter().cloned());
+    // What the hook prints belongs in the task's log, as it is printed.
+    let mut cmd = Command::new(program.clone(), args.iter().cloned()).streamed();
     cmd.env = vec![
         ("GANTRY_PHASE".into(), phase.into()),
         ("GANTRY_TASK".into(), ctx.task.clone()),

@@ -24,7 +24,14 @@ impl Cluster {
         gantry_sdk::host::kube::open(name).map(Cluster)
     }
     pub fn apply(&self, manifest: &str, dry_run: bool, force: bool) -> Result<String, TaskError> {
-        self.0.apply(manifest, ApplyOptions { dry_run, force })
+        self.0.apply(
+            manifest,
+            &ApplyOptions {
+                dry_run,
+                force,
+                field_manager: None,
+            },
+        )
     }
     pub fn get(&self, target: &ObjectRef) -> Result<Option<String>, TaskError> {
         self.0.get(target)
@@ -63,6 +70,7 @@ impl Cluster {
         let _ = ApplyOptions {
             dry_run: false,
             force: false,
+            field_manager: None,
         };
         Err(outside())
     }

@@ -8,10 +8,11 @@ pub mod objects;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use gantry_sdk::host::{self, ObjectRef};
+use gantry_sdk::host::{self, ObjectRef, ReadinessState};
 use gantry_sdk::{
-    Capability, ChangeAction, Deployment, ParamSpec, ParamsExt, PlannedChange, PluginInfo,
-    RollbackOutcome, TaskContext, TaskError, ValidationIssue, parse_duration, validate_params,
+    Capability, ChangeAction, Deployment, KubeError, ParamSpec, ParamsExt, PlannedChange,
+    PluginInfo, RollbackOutcome, TaskContext, TaskError, ValidateContext, ValidationIssue,
+    parse_duration, validate_params,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -117,10 +118,7 @@ fn valid_int_or_percent(v: &Value) -> bool {
 }
 
 fn issue(field: &str, message: String) -> ValidationIssue {
-    ValidationIssue {
-        field: field.into(),
-        message,
-    }
+    ValidationIssue::new(field, message)
 }
 
 /// The task's manifests, read and shaped; notes are logged.
@@ -172,12 +170,18 @@ fn object_text(m: &Manifest) -> Result<String, TaskError> {
 
 fn apply_all(cluster: &Cluster, ms: &[Manifest], force: bool) -> Result<(), TaskError> {
     for m in ms {
-        cluster.apply(&object_text(m)?, false, force).map_err(|e| match e {
-            TaskError::Kube(msg) if msg.contains("Apply failed") => TaskError::Kube(format!(
-                "{msg}; another field manager owns these fields: set force_conflicts = true to take them over"
-            )),
-            other => other,
-        })?;
+        cluster
+            .apply(&object_text(m)?, false, force)
+            .map_err(|e| match e {
+                TaskError::Kube(mut k) if k.status == 409 && k.reason == "Conflict" => {
+                    k.message = format!(
+                        "{}; another field manager owns these fields: set force_conflicts = true to take them over",
+                        k.message
+                    );
+                    TaskError::Kube(k)
+                }
+                other => other,
+            })?;
         host::log(
             host::Level::Info,
             &format!("applied {}", describe(m)),
@@ -252,32 +256,38 @@ fn wait(cluster: &Cluster, ms: &[Manifest], timeout_ms: u64) -> Result<(), TaskE
         targets.len()
     ));
     let states = cluster.wait_ready(&targets, timeout_ms)?;
-    let waiting: Vec<String> = states
-        .iter()
-        .filter(|s| !s.ready)
-        .map(|s| {
-            let ns = s
-                .target
-                .namespace
-                .as_deref()
-                .map(|n| format!("{n}/"))
-                .unwrap_or_default();
-            format!("{} {ns}{}: {}", s.target.kind, s.target.name, s.message)
-        })
-        .collect();
+    let mut failed = Vec::new();
+    let mut waiting = Vec::new();
+    for s in &states {
+        let ns = s
+            .target
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        let what = format!("{} {ns}{}", s.target.kind, s.target.name);
+        match &s.state {
+            ReadinessState::Ready => {}
+            ReadinessState::Failed(m) => failed.push(format!("{what}: {m}")),
+            ReadinessState::Progressing(m) => waiting.push(format!("{what}: {m}")),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(TaskError::Kube(KubeError {
+            status: 0,
+            reason: "NotReady".into(),
+            message: format!("failed: {}", failed.join("; ")),
+        }));
+    }
     if waiting.is_empty() {
         host::info("all objects are ready");
         return Ok(());
     }
-    let failed = states
-        .iter()
-        .any(|s| !s.ready && s.message.starts_with("failed: "));
-    let text = waiting.join("; ");
-    Err(if failed {
-        TaskError::Kube(format!("not ready: {text}"))
-    } else {
-        TaskError::TimedOut(format!("not ready after {} s: {text}", timeout_ms / 1000))
-    })
+    Err(TaskError::TimedOut(format!(
+        "not ready after {} s: {}",
+        timeout_ms / 1000,
+        waiting.join("; ")
+    )))
 }
 
 fn deployment(ms: &[Manifest], p: &Params) -> Result<Deployment, TaskError> {
@@ -335,7 +345,8 @@ impl gantry_sdk::Task for ManifestTask {
         }
     }
 
-    fn validate(_kind: &str, params: &str) -> Vec<ValidationIssue> {
+    fn validate(ctx: &ValidateContext) -> Vec<ValidationIssue> {
+        let params = ctx.params.as_str();
         let mut issues = validate_params::<Params>(params);
         if let Ok(p) = serde_json::from_str::<Params>(params) {
             if let Some(Err(e)) = p.wait_timeout.as_deref().map(parse_duration) {
@@ -395,6 +406,8 @@ impl gantry_sdk::Task for ManifestTask {
                 action,
                 target: m.id(),
                 detail,
+                before: None,
+                after: None,
             });
         }
         if p.prune {
@@ -405,6 +418,8 @@ impl gantry_sdk::Task for ManifestTask {
                         action: ChangeAction::Delete,
                         target: id.clone(),
                         detail: "pruned: no longer in the manifests".into(),
+                        before: None,
+                        after: None,
                     });
                 }
             }
@@ -559,22 +574,19 @@ gantry_sdk::export_task!(ManifestTask);
 mod tests {
     use super::*;
     use gantry_sdk::Task;
+    use gantry_sdk::testing::validate_context;
 
     #[test]
     fn validation_names_the_field() {
-        let issues = ManifestTask::validate("manifest", r#"{"path": "k8s", "max_surge": "150%"}"#);
+        let v = |p: &str| ManifestTask::validate(&validate_context("manifest", p));
+        let issues = v(r#"{"path": "k8s", "max_surge": "150%"}"#);
         assert_eq!(issues[0].field, "max_surge");
-        let issues =
-            ManifestTask::validate("manifest", r#"{"path": "k8s", "strategy": "BlueGreen"}"#);
+        let issues = v(r#"{"path": "k8s", "strategy": "BlueGreen"}"#);
         assert_eq!(issues[0].field, "strategy");
-        let issues =
-            ManifestTask::validate("manifest", r#"{"path": "k8s", "wait_timeout": "soon"}"#);
+        let issues = v(r#"{"path": "k8s", "wait_timeout": "soon"}"#);
         assert_eq!(issues[0].field, "wait_timeout");
-        assert!(
-            ManifestTask::validate("manifest", r#"{"path": "k8s", "max_unavailable": 1}"#)
-                .is_empty()
-        );
-        assert_eq!(ManifestTask::validate("manifest", r#"{}"#)[0].field, "path");
+        assert!(v(r#"{"path": "k8s", "max_unavailable": 1}"#).is_empty());
+        assert_eq!(v(r#"{}"#)[0].field, "path");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use clusters::{ClusterConfig, Clusters};
 pub use session::Session;
 
 use crate::host::log::LogSink;
-use crate::wasm::bindings::kube::{self, ApplyOptions, ObjectRef, Readiness};
+use crate::wasm::bindings::kube::{self, ApiResource, ApplyOptions, ObjectRef, Readiness};
 use crate::wasm::bindings::types::TaskError;
 use crate::wasm::grants::Effective;
 
@@ -45,7 +45,13 @@ impl KubeHost {
             .clusters
             .client(cluster.as_deref())
             .await
-            .map_err(|e| TaskError::Kube(e.to_string()))?;
+            .map_err(|e| {
+                TaskError::Kube(crate::wasm::bindings::types::KubeError {
+                    status: 0,
+                    reason: String::new(),
+                    message: e.to_string(),
+                })
+            })?;
         Ok(Session::new(
             name,
             client,
@@ -58,8 +64,27 @@ impl KubeHost {
 }
 
 impl super::CallState {
+    /// Opens a session for the plugin; the time it takes is the host's, not the guest's.
+    pub(crate) async fn open_session(
+        &mut self,
+        cluster: Option<String>,
+    ) -> wasmtime::Result<Result<Resource<Session>, TaskError>> {
+        let started = Instant::now();
+        let opened = self.kube.open(cluster).await;
+        self.cpu.add_host_time(started.elapsed());
+        Ok(match opened {
+            Ok(session) => Ok(self.table.push(session)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    pub(crate) fn close_session(&mut self, session: Resource<Session>) -> wasmtime::Result<()> {
+        self.table.delete(session)?;
+        Ok(())
+    }
+
     /// Runs one session operation, charging its time to the host rather than the guest.
-    async fn with_session<T>(
+    pub(crate) async fn with_session<T>(
         &mut self,
         s: &Resource<Session>,
         op: impl AsyncFnOnce(&mut Session) -> Result<T, TaskError>,
@@ -71,7 +96,7 @@ impl super::CallState {
         if let Err(e) = &result {
             self.log.write(
                 crate::wasm::bindings::log::Level::Debug,
-                &format!("kube: {}", crate::host::describe_task_error(e)),
+                &crate::host::describe_task_error(e),
                 &[],
             );
         }
@@ -84,13 +109,7 @@ impl kube::Host for super::CallState {
         &mut self,
         cluster: Option<String>,
     ) -> wasmtime::Result<Result<Resource<Session>, TaskError>> {
-        let started = Instant::now();
-        let opened = self.kube.open(cluster).await;
-        self.cpu.add_host_time(started.elapsed());
-        Ok(match opened {
-            Ok(session) => Ok(self.table.push(session)?),
-            Err(e) => Err(e),
-        })
+        self.open_session(cluster).await
     }
 }
 
@@ -153,8 +172,23 @@ impl kube::HostSession for super::CallState {
         .await
     }
 
+    async fn server_version(
+        &mut self,
+        s: Resource<Session>,
+    ) -> wasmtime::Result<Result<String, TaskError>> {
+        self.with_session(&s, async |session| session.server_version().await)
+            .await
+    }
+
+    async fn api_resources(
+        &mut self,
+        s: Resource<Session>,
+    ) -> wasmtime::Result<Result<Vec<ApiResource>, TaskError>> {
+        self.with_session(&s, async |session| session.api_resources().await)
+            .await
+    }
+
     async fn drop(&mut self, session: Resource<Session>) -> wasmtime::Result<()> {
-        self.table.delete(session)?;
-        Ok(())
+        self.close_session(session)
     }
 }

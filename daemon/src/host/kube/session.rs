@@ -16,9 +16,12 @@ use serde_json::Value;
 
 use super::readiness::{Readiness, readiness};
 use crate::host::log::LogSink;
-use crate::wasm::bindings::kube::{ApplyOptions, ObjectRef, Readiness as WitReadiness};
+use crate::wasm::bindings::kube::{
+    ApiResource as WitApiResource, ApplyOptions, ObjectRef, Readiness as WitReadiness,
+    ReadinessState,
+};
 use crate::wasm::bindings::log::Level;
-use crate::wasm::bindings::types::TaskError;
+use crate::wasm::bindings::types::{KubeError, TaskError};
 use crate::wasm::grants::Effective;
 
 /// The field manager gantry applies with, so ownership is visible in `managedFields`.
@@ -27,8 +30,8 @@ const ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(200);
-/// Starts the message of an object that will not become ready without a change.
-const FAILED: &str = "failed: ";
+/// Longest field-manager name a plugin may choose (the API server allows 128).
+const MAX_MANAGER: usize = 128;
 
 pub struct Session {
     pub cluster: String,
@@ -38,6 +41,7 @@ pub struct Session {
     log: Arc<dyn LogSink>,
     deadline: Instant,
     kinds: HashMap<(String, String), (ApiResource, bool)>,
+    served: Option<Vec<WitApiResource>>,
 }
 
 /// Whether another attempt may succeed.
@@ -59,6 +63,41 @@ fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
         other => other.to_string(),
+    }
+}
+
+/// The typed error a plugin sees: the API server's status and reason when it answered.
+fn kube_error(what: &str, e: &kube::Error) -> TaskError {
+    match e {
+        kube::Error::Api(s) => TaskError::Kube(KubeError {
+            status: s.code,
+            reason: s.reason.clone(),
+            message: format!("{what}: {}", s.message),
+        }),
+        other => TaskError::Kube(KubeError {
+            status: 0,
+            reason: String::new(),
+            message: format!("{what}: {other}"),
+        }),
+    }
+}
+
+/// "gantry" by default; a plugin may use others under "gantry-" to own some fields apart.
+fn field_manager(requested: Option<&str>) -> Result<String, TaskError> {
+    let Some(name) = requested else {
+        return Ok(FIELD_MANAGER.to_string());
+    };
+    let ok = (name == FIELD_MANAGER || name.starts_with("gantry-"))
+        && name.len() <= MAX_MANAGER
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(TaskError::InvalidConfig(format!(
+            "field manager `{name}` is not allowed: use \"{FIELD_MANAGER}\" or a name starting with \"gantry-\" of at most {MAX_MANAGER} of [a-z0-9-]"
+        )))
     }
 }
 
@@ -93,6 +132,7 @@ impl Session {
             log,
             deadline,
             kinds: HashMap::new(),
+            served: None,
         }
     }
 
@@ -132,12 +172,14 @@ impl Session {
                     tokio::time::sleep(backoff + jitter).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(e) => return Err(TaskError::Kube(format!("{what}: {}", describe(&e)))),
+                Err(e) => return Err(kube_error(what, &e)),
             }
         }
-        Err(TaskError::Kube(format!(
-            "{what}: gave up after {ATTEMPTS} attempts"
-        )))
+        Err(TaskError::Kube(KubeError {
+            status: 0,
+            reason: String::new(),
+            message: format!("{what}: gave up after {ATTEMPTS} attempts"),
+        }))
     }
 
     /// The API resource for a kind, and whether it is namespaced.
@@ -157,9 +199,13 @@ impl Session {
             .retry(&what, false, || kube::discovery::pinned_kind(&client, &gvk))
             .await
             .map_err(|e| match e {
-                TaskError::Kube(m) => TaskError::Kube(format!(
-                    "{m}; the cluster does not serve {kind} in {api_version} (is its CustomResourceDefinition installed?)"
-                )),
+                TaskError::Kube(mut k) => {
+                    k.message = format!(
+                        "{}; the cluster does not serve {kind} in {api_version} (is its CustomResourceDefinition installed?)",
+                        k.message
+                    );
+                    TaskError::Kube(k)
+                }
                 other => other,
             })?;
         let found = (ar, caps.scope == Scope::Namespaced);
@@ -246,7 +292,7 @@ impl Session {
             md.remove("namespace");
         }
         let api = self.api(&ar, ns.as_deref());
-        let mut params = PatchParams::apply(FIELD_MANAGER);
+        let mut params = PatchParams::apply(&field_manager(opts.field_manager.as_deref())?);
         params.force = opts.force;
         params.dry_run = opts.dry_run;
         let what = format!(
@@ -371,21 +417,57 @@ impl Session {
                 return Ok(targets
                     .iter()
                     .zip(states)
-                    .map(|(t, s)| {
-                        let (ready, message) = match s {
-                            Readiness::Ready => (true, "ready".to_string()),
-                            Readiness::InProgress(m) => (false, m),
-                            Readiness::Failed(m) => (false, format!("{FAILED}{m}")),
-                        };
-                        WitReadiness {
-                            target: t.clone(),
-                            ready,
-                            message,
-                        }
+                    .map(|(t, s)| WitReadiness {
+                        target: t.clone(),
+                        state: match s {
+                            Readiness::Ready => ReadinessState::Ready,
+                            Readiness::InProgress(m) => ReadinessState::Progressing(m),
+                            Readiness::Failed(m) => ReadinessState::Failed(m),
+                        },
                     })
                     .collect());
             }
             tokio::time::sleep(POLL.min(until.saturating_duration_since(Instant::now()))).await;
         }
+    }
+
+    /// The server's version, e.g. "v1.35.2".
+    pub async fn server_version(&mut self) -> Result<String, TaskError> {
+        let client = self.client.clone();
+        let info = self
+            .retry("reading the server version", false, || {
+                client.apiserver_version()
+            })
+            .await?;
+        Ok(info.git_version)
+    }
+
+    /// Every kind the server serves, read by discovery once per session.
+    pub async fn api_resources(&mut self) -> Result<Vec<WitApiResource>, TaskError> {
+        if let Some(served) = &self.served {
+            return Ok(served.clone());
+        }
+        let client = self.client.clone();
+        let discovery = self
+            .retry("discovering the served API resources", false, || {
+                kube::discovery::Discovery::new(client.clone()).run()
+            })
+            .await?;
+        let mut served = Vec::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                for (ar, caps) in group.versioned_resources(version) {
+                    served.push(WitApiResource {
+                        group_version: ar.api_version.clone(),
+                        kind: ar.kind.clone(),
+                        name: ar.plural.clone(),
+                        namespaced: caps.scope == Scope::Namespaced,
+                    });
+                }
+            }
+        }
+        served.sort_by(|a, b| (&a.group_version, &a.kind).cmp(&(&b.group_version, &b.kind)));
+        self.served = Some(served.clone());
+        Ok(served)
     }
 }

@@ -1,9 +1,9 @@
-//! Host-side bindings generated from `wit/gantry.wit`. Both worlds share the `types`, `log`
-//! and `process` interfaces so one host implementation serves both.
+//! Bindings of `gantry:plugin@2.0.0` (`wit/v2`). Its types are the host's own: every other
+//! major converts to them in its module.
 
 pub mod task {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v2",
         world: "task-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -15,7 +15,7 @@ pub mod task {
 
 pub mod hook {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v2",
         world: "hook-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
