@@ -228,7 +228,10 @@ async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout(
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 1, "{out}");
     let web = outcome_line(&out, "app.web");
-    assert!(web.contains("failed: job BackoffLimitExceeded"), "{out}");
+    assert!(
+        web.contains("failed: Job shop/migrate: job BackoffLimitExceeded"),
+        "{out}"
+    );
     assert!(
         !web.contains("not ready after"),
         "a timeout, not the failure: {out}"

@@ -119,6 +119,65 @@ tasks = ["services.api"]
     assert!(left.iter().all(|p| p.is_dir()), "{left:?}");
 }
 
+#[test]
+fn a_sensitive_output_is_used_downstream_and_shown_nowhere() {
+    const SECRET: &str = "tok-s3cr3t-value";
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::create_dir_all(cfg.join("plugins")).unwrap();
+    std::fs::write(
+        cfg.join("plugins/hostile.wasm"),
+        common::built_plugin("fixtures/hostile.wasm"),
+    )
+    .unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        r#"
+[infra.secret]
+kind = "secret-output"
+
+[services.api]
+kind = "exec"
+command = ["sh", "-c", "echo \"using $TOKEN as $USER_NAME\"; test \"$TOKEN\" = tok-s3cr3t-value && echo token-matches; echo ::gantry-outputs::; echo echoed=$TOKEN"]
+env = { TOKEN = "${tasks.infra.secret.outputs.token}", USER_NAME = "${tasks.infra.secret.outputs.user}" }
+
+[[steps]]
+name = "infra"
+tasks = ["infra.secret"]
+
+[[steps]]
+name = "apps"
+tasks = ["services.api"]
+"#,
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("output token=***"), "{out}");
+    assert!(out.contains("output user=deployer"), "{out}");
+    assert!(!out.contains(SECRET), "the CLI shows the secret:\n{out}");
+    let mut seen_match = false;
+    // Compiled plugins hold the fixture's own constant; everything else must not.
+    let cache = state.join("cache");
+    for path in walk(&state) {
+        if !path.is_file() || path.starts_with(&cache) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(SECRET),
+            "{} holds the secret",
+            path.display()
+        );
+        seen_match |= text.contains("token-matches");
+    }
+    assert!(seen_match, "the later task did not receive the real value");
+}
+
 /// Every path under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -8,7 +8,10 @@ use std::time::SystemTime;
 
 use gantry::engine::events::{Event, EventKind, EventSink, RunState};
 use gantry::engine::run::{RunOptions, execute};
-use gantry::engine::runner::History;
+use gantry::engine::runner::{
+    DeploymentRecord, History, HookCall, HookVerdict, RollbackResult, TaskCall, TaskFailure,
+    TaskRunner,
+};
 use gantry::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -107,4 +110,97 @@ async fn a_run_records_tasks_outputs_and_deployments() {
     assert_eq!(report.cleaned_up.len(), 1);
     assert!(!store.deployed("w").contains_key("jobs.gone"));
     assert_eq!(store.run("r2").unwrap().unwrap().state, "succeeded");
+}
+
+/// Deploys version `v` of every task, fails `fail` if set, and rolls back to what it was
+/// handed as `previous`; it remembers the `previous` each apply was given.
+struct Versioned {
+    version: String,
+    fail: Option<String>,
+    previous_seen: std::sync::Mutex<Vec<(String, Option<String>)>>,
+}
+
+impl TaskRunner for Versioned {
+    async fn apply(&self, call: TaskCall) -> Result<DeploymentRecord, TaskFailure> {
+        self.previous_seen.lock().unwrap().push((
+            call.task.clone(),
+            call.previous
+                .as_ref()
+                .and_then(|p| p.outputs.get("version").cloned()),
+        ));
+        if self.fail.as_deref() == Some(call.task.as_str()) {
+            return Err(TaskFailure::permanent("broken"));
+        }
+        Ok(DeploymentRecord {
+            outputs: [("version".to_string(), self.version.clone())].into(),
+            ..DeploymentRecord::default()
+        })
+    }
+
+    async fn rollback(&self, call: TaskCall) -> Result<RollbackResult, TaskFailure> {
+        let mut back = call.previous.unwrap_or_default();
+        back.outputs.insert("rolled_back".into(), "yes".into());
+        Ok(RollbackResult::RolledBack(back))
+    }
+
+    async fn destroy(&self, _call: TaskCall) -> Result<(), TaskFailure> {
+        Ok(())
+    }
+
+    async fn hook(&self, _call: HookCall) -> Result<HookVerdict, TaskFailure> {
+        Ok(HookVerdict::Proceed)
+    }
+}
+
+#[tokio::test]
+async fn after_a_rollback_history_holds_what_the_rollback_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let toml = "on_failure = \"rollback\"\n[a.first]\nkind = \"exec\"\n[b.second]\nkind = \"exec\"\n[[steps]]\nname = \"1\"\ntasks = [\"a.first\"]\n[[steps]]\nname = \"2\"\ntasks = [\"b.second\"]\n";
+    let run = |id: &'static str, runner: Arc<Versioned>| {
+        let store = store.clone();
+        async move {
+            store.create_run(id, &["w".into()], "test").unwrap();
+            execute(
+                compile(vec![workflow("w", toml)]),
+                runner,
+                store.clone(),
+                store.clone(),
+                RunOptions::new(id),
+                CancellationToken::new(),
+            )
+            .await
+        }
+    };
+    let versioned = |version: &str, fail: Option<&str>| {
+        Arc::new(Versioned {
+            version: version.into(),
+            fail: fail.map(str::to_string),
+            previous_seen: Default::default(),
+        })
+    };
+    let report = run("r1", versioned("v1", None)).await;
+    assert_eq!(report.state, RunState::Succeeded);
+    assert_eq!(
+        store.deployed("w")["a.first"].record.outputs["version"],
+        "v1"
+    );
+
+    // v2 of a.first deploys, then b.second fails: a.first rolls back to v1.
+    let report = run("r2", versioned("v2", Some("b.second"))).await;
+    assert_eq!(report.state, RunState::Failed);
+    assert_eq!(report.rolled_back, vec![("w".into(), "a.first".into())]);
+    let current = store.deployed("w")["a.first"].record.clone();
+    assert_eq!(current.outputs["version"], "v1", "not the rolled-back v2");
+    assert_eq!(current.outputs["rolled_back"], "yes");
+    assert_eq!(store.deployed("w")["a.first"].kind, "exec");
+
+    // The next run's `previous` is what the rollback left.
+    let third = versioned("v3", None);
+    run("r3", third.clone()).await;
+    let seen = third.previous_seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&("a.first".to_string(), Some("v1".to_string()))),
+        "{seen:?}"
+    );
 }

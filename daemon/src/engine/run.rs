@@ -138,10 +138,53 @@ impl Emitter {
             run: self.run.clone(),
             workflow: workflow.map(str::to_string),
             task: task.map(str::to_string),
-            kind,
+            kind: self.redact(kind),
             message: self.redactor.apply(&message).into_owned(),
         });
     }
+
+    /// Output values pass the redactor too: a task may repeat an earlier task's secret in
+    /// an output of its own. (Plugin state is kept as it is; rollback needs it whole.)
+    fn redact(&self, kind: EventKind) -> EventKind {
+        let mask = |v: &mut String| {
+            if let std::borrow::Cow::Owned(masked) = self.redactor.apply(v) {
+                *v = masked;
+            }
+        };
+        match kind {
+            EventKind::TaskOutput {
+                key,
+                mut value,
+                sensitive,
+            } => {
+                mask(&mut value);
+                EventKind::TaskOutput {
+                    key,
+                    value,
+                    sensitive,
+                }
+            }
+            EventKind::TaskDeployed { mut deployed } => {
+                deployed.record.outputs.values_mut().for_each(mask);
+                mask_strings(&mut deployed.params, &mask);
+                EventKind::TaskDeployed { deployed }
+            }
+            EventKind::TaskRolledBack { now: Some(mut now) } => {
+                now.record.outputs.values_mut().for_each(mask);
+                EventKind::TaskRolledBack { now: Some(now) }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether resolved parameters carry secret values or the references to them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    /// For the plugin: it needs the values.
+    Values,
+    /// For history, which must never hold a secret.
+    References,
 }
 
 enum Done {
@@ -412,7 +455,10 @@ impl<R: TaskRunner> Sched<R> {
         self.running[workflow] += 1;
         self.running_total += 1;
         self.started[node] = Some(Instant::now());
-        let params = match self.resolve(workflow, &spec) {
+        let resolved = self
+            .resolve(workflow, &spec, Secrets::Values)
+            .and_then(|p| Ok((p, self.resolve(workflow, &spec, Secrets::References)?)));
+        let (params, recorded) = match resolved {
             Ok(p) => p,
             Err(e) => {
                 self.jobs.spawn(async move {
@@ -449,13 +495,12 @@ impl<R: TaskRunner> Sched<R> {
             call,
         };
         self.jobs.spawn(async move {
-            let params = job.call.params.clone();
             let (outcome, attempts) = job.run().await;
             Done::Task {
                 node,
                 outcome,
                 attempts,
-                params,
+                params: recorded,
             }
         });
     }
@@ -468,8 +513,14 @@ impl<R: TaskRunner> Sched<R> {
         })
     }
 
-    /// Parameters with `${tasks...outputs...}` and `${env...}` replaced.
-    fn resolve(&self, workflow: usize, spec: &TaskSpec) -> Result<serde_json::Value, String> {
+    /// Parameters with `${tasks...outputs...}` and `${env...}` replaced; with
+    /// `Secrets::References`, sensitive outputs stay references, as history records them.
+    fn resolve(
+        &self,
+        workflow: usize,
+        spec: &TaskSpec,
+        secrets: Secrets,
+    ) -> Result<serde_json::Value, String> {
         let wf = self.wf(workflow);
         let lookup = |r: &Reference| -> Result<String, String> {
             match r {
@@ -484,6 +535,11 @@ impl<R: TaskRunner> Sched<R> {
                         .ok_or_else(|| format!("unknown task `{task}`"))?;
                     let node = self.plan.task_nodes[workflow][t];
                     match &self.outcome[node] {
+                        Some(Outcome::Succeeded(rec))
+                            if secrets == Secrets::References && rec.sensitive.contains(key) =>
+                        {
+                            Ok(format!("${{tasks.{task}.outputs.{key}}}"))
+                        }
                         Some(Outcome::Succeeded(rec)) => {
                             rec.outputs.get(key).cloned().ok_or_else(|| {
                                 let have: Vec<&str> =
@@ -541,7 +597,7 @@ impl<R: TaskRunner> Sched<R> {
                             task: spec.id.clone(),
                             kind: spec.kind.clone(),
                             params: self
-                                .resolve(w, spec)
+                                .resolve(w, spec, Secrets::Values)
                                 .unwrap_or_else(|_| serde_json::Value::Object(spec.params.clone())),
                             attempt: 0,
                             previous: previous.map(|d| d.record),
@@ -886,6 +942,15 @@ impl<R: TaskRunner> Sched<R> {
             rolled_back: self.rolled_back.iter().map(|&n| self.names(n)).collect(),
             cleaned_up: self.cleaned_up.clone(),
         }
+    }
+}
+
+fn mask_strings(value: &mut serde_json::Value, mask: &dyn Fn(&mut String)) {
+    match value {
+        serde_json::Value::String(s) => mask(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| mask_strings(i, mask)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| mask_strings(v, mask)),
+        _ => {}
     }
 }
 
