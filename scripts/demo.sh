@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/setup-kube-schemas.sh
 scripts/build-plugins.sh
 cargo build --release --locked -p gantry
 gantry=target/release/gantry

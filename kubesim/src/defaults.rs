@@ -28,6 +28,40 @@ pub fn on_create(t: &ResourceType, obj: &mut Value, services_so_far: usize) {
         ("", "Pod") => {
             obj["status"] = json!({"phase": "Pending"});
         }
+        ("batch", "Job") if obj["spec"]["manualSelector"] != true => {
+            // The Job's own selector: its uid, carried by the template's labels.
+            let uid = obj["metadata"]["uid"].clone();
+            let name = obj["metadata"]["name"].clone();
+            obj["spec"]["selector"] =
+                json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+            let template = &obj["spec"]["template"];
+            let shaped = |v: &Value| v.is_object() || v.is_null();
+            if template.is_object()
+                && shaped(&template["metadata"])
+                && shaped(&template["metadata"]["labels"])
+            {
+                let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
+                for (k, v) in [
+                    ("batch.kubernetes.io/controller-uid", &uid),
+                    ("batch.kubernetes.io/job-name", &name),
+                    ("controller-uid", &uid),
+                    ("job-name", &name),
+                ] {
+                    labels[k] = v.clone();
+                }
+            }
+        }
+        _ => {}
+    }
+    on_write(t, obj);
+}
+
+/// Defaults the API server fills in on every write (create or update) when a field is unset.
+pub fn on_write(t: &ResourceType, obj: &mut Value) {
+    if !obj.is_object() {
+        return;
+    }
+    match (t.group.as_str(), t.kind.as_str()) {
         ("apps", "Deployment") => {
             let spec = &mut obj["spec"];
             default(spec, "replicas", json!(1));
@@ -43,20 +77,51 @@ pub fn on_create(t: &ResourceType, obj: &mut Value, services_so_far: usize) {
                     json!({"maxSurge": "25%", "maxUnavailable": "25%"});
             }
         }
-        ("apps", "StatefulSet") | ("apps", "ReplicaSet") => {
+        ("apps", "ReplicaSet") => {
             default(&mut obj["spec"], "replicas", json!(1));
+        }
+        ("apps", "StatefulSet") => {
+            let spec = &mut obj["spec"];
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        ("apps", "DaemonSet") => {
+            let spec = &mut obj["spec"];
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
         }
         ("batch", "Job") => {
             let spec = &mut obj["spec"];
             default(spec, "backoffLimit", json!(6));
             default(spec, "completions", json!(1));
             default(spec, "parallelism", json!(1));
+            default(spec, "completionMode", json!("NonIndexed"));
+            default(spec, "suspend", json!(false));
+            default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
         }
         _ => {}
     }
 }
 
 fn default(obj: &mut Value, key: &str, value: Value) {
+    if !(obj.is_object() || obj.is_null()) {
+        return;
+    }
     if obj.get(key).is_none_or(Value::is_null) {
         obj[key] = value;
     }

@@ -70,8 +70,23 @@ fn resource_json(t: &ResourceType) -> Vec<Value> {
             "kind": t.kind, "verbs": ["get", "patch", "update"],
         }));
     }
+    if t.has_scale() {
+        out.push(json!({
+            "name": format!("{}/scale", t.plural), "singularName": "", "namespaced": t.namespaced,
+            "group": "autoscaling", "version": "v1", "kind": "Scale",
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    if t.group.is_empty() && t.kind == "Pod" {
+        out.push(json!({
+            "name": "pods/log", "singularName": "", "namespaced": true,
+            "kind": "Pod", "verbs": ["get"],
+        }));
+    }
     out
 }
+
+const SCALE_KIND: &str = "Scale";
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let types = reg.in_group_version(group, version);
@@ -110,11 +125,29 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
                                 "singularResource": t.singular, "verbs": t.verbs(),
                                 "shortNames": t.short_names, "categories": t.categories,
                             });
+                            let mut subs = Vec::new();
                             if t.status_subresource {
-                                r["subresources"] = json!([{
+                                subs.push(json!({
                                     "subresource": "status", "responseKind": gvk_json(t),
                                     "verbs": ["get", "patch", "update"],
-                                }]);
+                                }));
+                            }
+                            if t.has_scale() {
+                                subs.push(json!({
+                                    "subresource": "scale",
+                                    "responseKind": {"group": "autoscaling", "version": "v1", "kind": SCALE_KIND},
+                                    "verbs": ["get", "patch", "update"],
+                                }));
+                            }
+                            if t.group.is_empty() && t.kind == "Pod" {
+                                subs.push(json!({
+                                    "subresource": "log",
+                                    "responseKind": {"group": "", "version": "v1", "kind": "Pod"},
+                                    "verbs": ["get"],
+                                }));
+                            }
+                            if !subs.is_empty() {
+                                r["subresources"] = Value::Array(subs);
                             }
                             r
                         })
@@ -140,6 +173,56 @@ fn gv_path(group: &str, version: &str) -> String {
         format!("api/{version}")
     } else {
         format!("apis/{group}/{version}")
+    }
+}
+
+/// A definition from the schema bundle in the OpenAPI v3 form the API server publishes:
+/// one type per schema (no `null`), references into `components/schemas`, wrapped in
+/// `allOf` when the reference has siblings, int-or-string marked as such.
+fn openapi_schema(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("type", Value::Array(ts)) => {
+                        if let Some(t) = ts.iter().find(|t| t.as_str() != Some("null")) {
+                            out.insert("type".into(), t.clone());
+                        }
+                    }
+                    ("$ref", Value::String(r)) => {
+                        let r = r.replace("#/$defs/", "#/components/schemas/");
+                        out.insert("$ref".into(), Value::String(r));
+                    }
+                    ("properties", Value::Object(props)) => {
+                        let props: serde_json::Map<String, Value> = props
+                            .iter()
+                            .map(|(k, p)| (k.clone(), openapi_schema(p)))
+                            .collect();
+                        out.insert(k.clone(), Value::Object(props));
+                    }
+                    ("enum", _) if m.contains_key("x-kubernetes-group-version-kind") => {}
+                    _ => {
+                        out.insert(k.clone(), openapi_schema(x));
+                    }
+                }
+            }
+            if let Some(alts) = out.get("oneOf").and_then(Value::as_array) {
+                let types: Vec<&str> = alts.iter().filter_map(|a| a["type"].as_str()).collect();
+                if types == ["string", "integer"] {
+                    out.remove("oneOf");
+                    out.insert("x-kubernetes-int-or-string".into(), json!(true));
+                }
+            }
+            if out.len() > 1
+                && let Some(r) = out.remove("$ref")
+            {
+                out.insert("allOf".into(), json!([{"$ref": r}]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(openapi_schema).collect()),
+        other => other.clone(),
     }
 }
 
@@ -208,11 +291,26 @@ pub fn openapi_group_version(reg: &Registry, group: &str, version: &str) -> Opti
         } else {
             group.split('.').next().unwrap_or(group)
         };
-        schemas.insert(
-            format!("io.k8s.api.{schema_group}.{version}.{}", t.kind),
-            json!({"type": "object", "x-kubernetes-group-version-kind": [gvk],
-                   "x-kubernetes-preserve-unknown-fields": true}),
-        );
+        let real = crate::schema::schemas().and_then(|s| {
+            s.kind_definition(&t.group, &t.version, &t.kind)
+                .map(|d| (s, d))
+        });
+        match real {
+            Some((bundle, def)) => {
+                for name in bundle.closure(&[def]) {
+                    if let Some(d) = bundle.definition(&name) {
+                        schemas.insert(name.clone(), openapi_schema(d));
+                    }
+                }
+            }
+            None => {
+                schemas.insert(
+                    format!("io.k8s.api.{schema_group}.{version}.{}", t.kind),
+                    json!({"type": "object", "x-kubernetes-group-version-kind": [gvk],
+                           "x-kubernetes-preserve-unknown-fields": true}),
+                );
+            }
+        }
     }
     Some(json!({
         "openapi": "3.0.0",

@@ -63,7 +63,7 @@ impl ApiError {
         let mut e = ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {why}", t.kind),
+            format!("{} \"{name}\" is invalid: {field}: {why}", t.group_kind()),
         );
         e.details = Some(json!({
             "name": name, "group": t.group, "kind": t.kind,

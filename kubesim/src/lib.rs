@@ -16,9 +16,12 @@ mod patch;
 mod proto;
 pub mod resources;
 mod rollout;
+pub mod schema;
 pub mod selector;
 mod server;
 pub mod store;
+mod table;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;

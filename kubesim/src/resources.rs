@@ -18,6 +18,8 @@ pub struct ResourceType {
     /// status, and writes to `/status` keep everything else.
     pub status_subresource: bool,
     pub categories: Vec<String>,
+    /// A custom resource's `additionalPrinterColumns`, for `kubectl get`.
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -38,12 +40,37 @@ impl ResourceType {
         }
     }
 
+    /// `Kind.group` (`Deployment.apps`, `Pod`), as validation messages name the type.
+    pub fn group_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
     /// Storage key: objects live once per group and plural, whatever version is asked for.
     pub fn storage_key(&self) -> (String, String) {
         (self.group.clone(), self.plural.clone())
     }
 
+    /// Reviews are answered, never stored: create is all they take.
+    pub fn is_review(&self) -> bool {
+        self.group == "authorization.k8s.io"
+    }
+
+    /// Whether `/scale` is served (`kubectl scale`, autoscalers).
+    pub fn has_scale(&self) -> bool {
+        matches!(
+            (self.group.as_str(), self.kind.as_str()),
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") | ("", "ReplicationController")
+        )
+    }
+
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.is_review() {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -90,6 +117,7 @@ fn builtin(
         } else {
             Vec::new()
         },
+        printer_columns: Vec::new(),
     }
 }
 
@@ -278,6 +306,106 @@ impl Default for Registry {
                     true,
                 ),
                 b(
+                    "autoscaling",
+                    "v1",
+                    "HorizontalPodAutoscaler",
+                    "horizontalpodautoscalers",
+                    true,
+                    &["hpa"],
+                    true,
+                ),
+                b(
+                    "",
+                    "v1",
+                    "ReplicationController",
+                    "replicationcontrollers",
+                    true,
+                    &["rc"],
+                    true,
+                ),
+                b("", "v1", "PodTemplate", "podtemplates", true, &[], false),
+                b(
+                    "discovery.k8s.io",
+                    "v1",
+                    "EndpointSlice",
+                    "endpointslices",
+                    true,
+                    &[],
+                    false,
+                ),
+                b(
+                    "events.k8s.io",
+                    "v1",
+                    "Event",
+                    "events",
+                    true,
+                    &["ev"],
+                    false,
+                ),
+                b(
+                    "scheduling.k8s.io",
+                    "v1",
+                    "PriorityClass",
+                    "priorityclasses",
+                    false,
+                    &["pc"],
+                    false,
+                ),
+                b(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "ValidatingWebhookConfiguration",
+                    "validatingwebhookconfigurations",
+                    false,
+                    &[],
+                    false,
+                ),
+                b(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "MutatingWebhookConfiguration",
+                    "mutatingwebhookconfigurations",
+                    false,
+                    &[],
+                    false,
+                ),
+                b(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "ValidatingAdmissionPolicy",
+                    "validatingadmissionpolicies",
+                    false,
+                    &[],
+                    true,
+                ),
+                b(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "ValidatingAdmissionPolicyBinding",
+                    "validatingadmissionpolicybindings",
+                    false,
+                    &[],
+                    false,
+                ),
+                b(
+                    "authorization.k8s.io",
+                    "v1",
+                    "SelfSubjectAccessReview",
+                    "selfsubjectaccessreviews",
+                    false,
+                    &[],
+                    false,
+                ),
+                b(
+                    "authorization.k8s.io",
+                    "v1",
+                    "SelfSubjectRulesReview",
+                    "selfsubjectrulesreviews",
+                    false,
+                    &[],
+                    false,
+                ),
+                b(
                     "storage.k8s.io",
                     "v1",
                     "StorageClass",
@@ -389,6 +517,11 @@ impl Registry {
                 short_names: strings_at(names, "shortNames"),
                 status_subresource: v.pointer("/subresources/status").is_some(),
                 categories: strings_at(names, "categories"),
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
         Ok(())
@@ -411,6 +544,11 @@ impl Registry {
                 | "storage.k8s.io"
                 | "coordination.k8s.io"
                 | "apiextensions.k8s.io"
+                | "discovery.k8s.io"
+                | "events.k8s.io"
+                | "scheduling.k8s.io"
+                | "admissionregistration.k8s.io"
+                | "authorization.k8s.io"
         )
     }
 }

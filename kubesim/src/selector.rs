@@ -48,6 +48,56 @@ impl Selector {
         Ok(Selector { reqs, fields: true })
     }
 
+    /// A `metav1.LabelSelector` as objects carry it (`matchLabels`, `matchExpressions`).
+    /// `None` when it is not well formed; an empty one selects everything, as the label
+    /// selector conversion in Kubernetes does.
+    pub fn from_label_selector(sel: &Value) -> Option<Self> {
+        let mut reqs = Vec::new();
+        if let Some(m) = sel.get("matchLabels").filter(|m| !m.is_null()) {
+            for (k, v) in m.as_object()? {
+                reqs.push(Requirement {
+                    key: k.clone(),
+                    op: Op::Eq(v.as_str()?.to_string()),
+                });
+            }
+        }
+        if let Some(exprs) = sel.get("matchExpressions").filter(|m| !m.is_null()) {
+            for e in exprs.as_array()? {
+                let key = e.get("key")?.as_str()?.to_string();
+                let values: Vec<String> = match e.get("values").filter(|v| !v.is_null()) {
+                    Some(v) => v
+                        .as_array()?
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<_>>()?,
+                    None => Vec::new(),
+                };
+                let op = match e.get("operator")?.as_str()? {
+                    "In" => Op::In(values),
+                    "NotIn" => Op::NotIn(values),
+                    "Exists" => Op::Exists,
+                    "DoesNotExist" => Op::NotExists,
+                    _ => return None,
+                };
+                reqs.push(Requirement { key, op });
+            }
+        }
+        Some(Selector {
+            reqs,
+            fields: false,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
+    }
+
+    /// Whether a label map (`{"app": "web"}`) satisfies this label selector.
+    pub fn matches_labels(&self, labels: &Value) -> bool {
+        let wrapped = serde_json::json!({"metadata": {"labels": labels}});
+        self.matches(&wrapped)
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|r| {
             let actual = if self.fields {

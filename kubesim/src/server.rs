@@ -16,6 +16,7 @@ use crate::discovery;
 use crate::error::ApiError;
 use crate::faults::{FaultRule, Faults};
 use crate::resources::{Registry, ResourceType};
+use crate::schema::FieldValidation;
 use crate::selector::Selector;
 use crate::store::{EventType, PatchType, Propagation, Store, WriteOptions};
 
@@ -282,17 +283,47 @@ async fn resource_request(
     if !t.namespaced && target.namespace.is_some() {
         return not_found();
     }
+    let ns = target.namespace.clone().unwrap_or_default();
+    if t.is_review() {
+        return match (method.as_str(), &target.name) {
+            ("POST", None) => review(&t, headers, &body),
+            _ => error_response(&ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!(
+                    "the server does not allow this method on the requested resource: {method}"
+                ),
+            )),
+        };
+    }
+    match (target.subresource.as_deref(), &target.name) {
+        (Some("scale"), Some(name)) if t.has_scale() => {
+            return scale(sim, &t, &ns, name, method, query, headers, &body);
+        }
+        (Some("log"), Some(name))
+            if t.group.is_empty() && t.kind == "Pod" && method == Method::GET =>
+        {
+            return pod_log(sim, &t, &ns, name, query);
+        }
+        _ => {}
+    }
     if let Some(sub) = &target.subresource
         && !(sub == "status" && t.status_subresource || t.kind == "Namespace" && sub == "finalize")
     {
         return not_found();
     }
-    let ns = target.namespace.clone().unwrap_or_default();
+    let validation = match FieldValidation::parse(query.get("fieldValidation").map(String::as_str))
+    {
+        Ok(v) => v,
+        Err(e) => return error_response(&ApiError::bad_request(e)),
+    };
     let opts = WriteOptions {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         manager: manager_from(query, headers),
         force: query.get("force").is_some_and(|f| f == "true"),
         subresource: target.subresource.clone().filter(|s| s == "status"),
+        validation,
+        ..Default::default()
     };
     let result: Result<(u16, Value), ApiError> = match (method.as_str(), &target.name) {
         ("GET", None) => {
@@ -310,7 +341,7 @@ async fn resource_request(
             }
             let (items, rv) = sim.store.list(&t, ns_filter, &labels, &fields);
             if accept.contains("as=Table") {
-                return json_response(200, &table(&items, rv));
+                return json_response(200, &crate::table::table(&t, &items, rv));
             }
             Ok((
                 200,
@@ -324,7 +355,7 @@ async fn resource_request(
             if accept.contains("as=Table") {
                 (
                     200,
-                    table(std::slice::from_ref(&o), sim.store.resource_version()),
+                    crate::table::table(&t, std::slice::from_ref(&o), sim.store.resource_version()),
                 )
             } else {
                 (200, o)
@@ -357,10 +388,193 @@ async fn resource_request(
             format!("the server does not allow this method on the requested resource: {method}"),
         )),
     };
-    match result {
+    let mut response = match result {
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
+    };
+    let warnings = opts.warnings.lock().map(|w| w.clone()).unwrap_or_default();
+    for w in warnings {
+        // RFC 7234 warning: code 299, no agent, the text quoted.
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", crate::validation::go_string(&w)))
+        {
+            response.headers_mut().append(header::WARNING, v);
+        }
     }
+    response
+}
+
+/// An access review: kubesim authorises every request, so every review says yes. The body
+/// (JSON or protobuf) is echoed back only when it reads as JSON.
+fn review(t: &ResourceType, headers: &HeaderMap, body: &Bytes) -> Response {
+    let mut out = parse_body(headers, body)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    out["apiVersion"] = json!(t.api_version());
+    out["kind"] = json!(t.kind);
+    if !out.get("metadata").is_some_and(Value::is_object) {
+        out["metadata"] = json!({});
+    }
+    out["metadata"]["creationTimestamp"] = Value::Null;
+    out["status"] = if t.kind == "SelfSubjectRulesReview" {
+        json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        })
+    } else {
+        json!({"allowed": true, "reason": "kubesim authorizes every request"})
+    };
+    json_response(201, &out)
+}
+
+/// `autoscaling/v1` Scale of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let md = &obj["metadata"];
+    let mut status =
+        json!({"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0))});
+    if let Some(sel) = crate::controllers::label_selector_string(&obj["spec"]["selector"]) {
+        status["selector"] = json!(sel);
+    }
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md["uid"],
+                     "resourceVersion": md["resourceVersion"], "creationTimestamp": md["creationTimestamp"]},
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": status,
+    })
+}
+
+/// The `/scale` subresource: reads and writes `spec.replicas` of the workload.
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    sim: &Sim,
+    t: &ResourceType,
+    ns: &str,
+    name: &str,
+    method: &Method,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let current = match sim.store.get(t, ns, name) {
+        Ok(o) => o,
+        Err(e) => return error_response(&e),
+    };
+    let scale_now = scale_of(&current);
+    let wanted = match method.as_str() {
+        "GET" => return json_response(200, &scale_now),
+        "PUT" => parse_body(headers, body),
+        "PATCH" => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let patch: Result<Value, ApiError> = if ct.contains("yaml") {
+                parse_body(headers, body)
+            } else {
+                serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("the patch does not parse: {e}")))
+            };
+            patch.and_then(|p| {
+                let mut s = scale_now.clone();
+                if ct.starts_with("application/json-patch+json") {
+                    crate::patch::json_patch(&mut s, &p).map_err(ApiError::bad_request)?;
+                } else {
+                    crate::patch::merge_patch(&mut s, &p);
+                }
+                Ok(s)
+            })
+        }
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource: {method}"),
+        )),
+    };
+    let wanted = match wanted {
+        Ok(w) => w,
+        Err(e) => return error_response(&e),
+    };
+    let Some(replicas) = wanted.pointer("/spec/replicas").and_then(Value::as_i64) else {
+        return error_response(&ApiError::invalid(
+            t,
+            name,
+            "spec.replicas",
+            "Required value",
+        ));
+    };
+    if replicas < 0 {
+        return error_response(&ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
+        ));
+    }
+    let mut patch = json!({"spec": {"replicas": replicas}});
+    if let Some(rv) = wanted
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+    {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let opts = WriteOptions {
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        manager: manager_from(query, headers),
+        ..Default::default()
+    };
+    match sim.store.patch(t, ns, name, PatchType::Merge, patch, &opts) {
+        Ok(o) => json_response(200, &scale_of(&o)),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `pods/log`: a simulated pod has no output, so the log says so.
+fn pod_log(
+    sim: &Sim,
+    t: &ResourceType,
+    ns: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Response {
+    let pod = match sim.store.get(t, ns, name) {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let container = match query.get("container") {
+        Some(c) if !containers.contains(c) => {
+            return error_response(&ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        Some(c) => c.clone(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return error_response(&ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let text = format!(
+        "kubesim: pod {name} is simulated; container {container} runs no process and writes no log\n"
+    );
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
 }
 
 fn patch_request(
@@ -481,54 +695,6 @@ fn delete_collection(
         200,
         json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {}, "items": deleted}),
     ))
-}
-
-fn age(created: &str) -> String {
-    let Ok(at) = humantime::parse_rfc3339(created) else {
-        return "<unknown>".to_string();
-    };
-    let secs = std::time::SystemTime::now()
-        .duration_since(at)
-        .unwrap_or_default()
-        .as_secs();
-    match secs {
-        0..120 => format!("{secs}s"),
-        120..7200 => format!("{}m", secs / 60),
-        7200..172_800 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
-/// The server-side table `kubectl get` prints.
-fn table(items: &[Value], rv: u64) -> Value {
-    let with_phase = items.iter().any(|o| o.pointer("/status/phase").is_some());
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
-    ];
-    if with_phase {
-        columns.push(json!({"name": "Status", "type": "string", "format": "", "description": "Phase", "priority": 0}));
-    }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Time since creation", "priority": 0}));
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let md = &o["metadata"];
-            let mut cells = vec![md["name"].clone()];
-            if with_phase {
-                cells.push(o.pointer("/status/phase").cloned().unwrap_or(json!("")));
-            }
-            cells.push(json!(age(md["creationTimestamp"]
-                .as_str()
-                .unwrap_or_default())));
-            json!({"cells": cells, "object": {
-                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": md}})
-        })
-        .collect();
-    json!({
-        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": rv.to_string()},
-        "columnDefinitions": columns, "rows": rows,
-    })
 }
 
 /// A watch: events as newline-delimited JSON, from the requested resourceVersion (or a

@@ -5,13 +5,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::defaults;
 use crate::error::ApiError;
 use crate::fields::{self, FieldSet};
 use crate::resources::{Registry, ResourceType};
+use crate::schema::{self, FieldValidation};
 use crate::selector::Selector;
+use crate::validation::{self, FieldError};
 
 /// How many past events a watch can resume from.
 const HISTORY: usize = 20_000;
@@ -53,6 +55,64 @@ pub struct WriteOptions {
     pub force: bool,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
+    /// What to do with fields the type does not have.
+    pub validation: FieldValidation,
+    /// Warnings for the client (`Warning` headers), filled in by the write.
+    pub warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl WriteOptions {
+    fn warn(&self, text: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text);
+    }
+}
+
+/// The decoder's part of a write: the object checked against its kind's schema, unknown
+/// fields dropped (and refused or reported, as `fieldValidation` says), wrong types refused
+/// as the API server's decoder refuses them. Returns the missing required fields.
+fn decode_check(
+    t: &ResourceType,
+    obj: &mut Value,
+    opts: &WriteOptions,
+) -> Result<Vec<FieldError>, ApiError> {
+    let Some(found) = schema::schemas().and_then(|s| s.check(t, obj)) else {
+        return Ok(Vec::new());
+    };
+    let cannot = |why: String| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {why}",
+            kind = t.kind,
+            v = t.version
+        ))
+    };
+    if let Some(e) = found.type_error {
+        return Err(cannot(e));
+    }
+    if !found.unknown.is_empty() {
+        match opts.validation {
+            FieldValidation::Strict => {
+                let list: Vec<String> = found
+                    .unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(cannot(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => {
+                for f in &found.unknown {
+                    opts.warn(format!("unknown field \"{f}\""));
+                }
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    Ok(found.required)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +138,8 @@ struct State {
     rv: u64,
     history: VecDeque<Arc<WatchEvent>>,
     events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Every committed change, in order and without loss, for the controllers.
+    subscribers: Vec<mpsc::UnboundedSender<Arc<WatchEvent>>>,
 }
 
 /// The simulator's whole cluster state.
@@ -104,6 +166,7 @@ impl Store {
                 rv: 1,
                 history: VecDeque::new(),
                 events: events.clone(),
+                subscribers: Vec::new(),
             }),
             events,
             changed: Notify::new(),
@@ -287,6 +350,61 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Every change committed from now on, in resourceVersion order, none dropped: what the
+    /// controllers react to instead of re-reading the store.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<WatchEvent>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().subscribers.push(tx);
+        rx
+    }
+
+    /// One stored object by its storage key (group and plural), namespace and name.
+    pub fn object(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let st = self.lock();
+        st.objects
+            .get(&(group.to_string(), plural.to_string()))
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+    }
+
+    /// The objects of one kind in one namespace, read from that namespace's range only.
+    pub fn in_namespace(&self, group: &str, plural: &str, ns: &str) -> Vec<Value> {
+        let st = self.lock();
+        let Some(m) = st.objects.get(&(group.to_string(), plural.to_string())) else {
+            return Vec::new();
+        };
+        m.range((ns.to_string(), String::new())..)
+            .take_while(|((n, _), _)| n == ns)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// The objects of one kind in one namespace that name `owner_uid` among their owners.
+    pub fn owned_by(&self, group: &str, plural: &str, ns: &str, owner_uid: &str) -> Vec<Value> {
+        let st = self.lock();
+        let Some(m) = st.objects.get(&(group.to_string(), plural.to_string())) else {
+            return Vec::new();
+        };
+        m.range((ns.to_string(), String::new())..)
+            .take_while(|((n, _), _)| n == ns)
+            .filter(|(_, o)| {
+                o.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
+            })
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Every namespaced object in `ns`, by type and name, for namespace termination.
+    pub fn namespace_contents(&self, ns: &str) -> Vec<(ResourceType, String)> {
+        let st = self.lock();
+        st.typed()
+            .filter(|(t, n, _, _)| t.namespaced && *n == ns)
+            .map(|(t, _, name, _)| (t.clone(), name.to_string()))
+            .collect()
+    }
+
     /// Every stored object, for the garbage collector.
     pub fn all_objects(&self) -> Vec<(ResourceType, Value)> {
         let st = self.lock();
@@ -440,16 +558,6 @@ fn new_uid() -> String {
         fastrand::u16(..),
         fastrand::u64(..) & 0xffff_ffff_ffff
     )
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// One manager's entry in `metadata.managedFields`.
@@ -614,6 +722,7 @@ impl State {
             self.history.pop_front();
         }
         // Sent under the lock, so watchers see events in resourceVersion order.
+        self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
         let _ = self.events.send(ev);
     }
 
@@ -631,6 +740,7 @@ impl State {
             ));
         };
         let mut obj = obj;
+        let required = decode_check(t, &mut obj, opts)?;
         let name_in_body = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -657,14 +767,6 @@ impl State {
         } else {
             name_in_body
         };
-        if !valid_name(&name) {
-            return Err(ApiError::invalid(
-                t,
-                &name,
-                "metadata.name",
-                "Invalid value: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-            ));
-        }
         check_kind(t, &obj)?;
         if t.namespaced {
             if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
@@ -715,6 +817,11 @@ impl State {
             m.remove("status");
         }
         defaults::on_create(t, &mut obj, self.allocated_ips());
+        let mut errs = required;
+        errs.extend(validation::on_create(t, &obj));
+        if !errs.is_empty() {
+            return Err(validation::invalid(t, &name, &errs));
+        }
         if t.kind == "CustomResourceDefinition" && t.group == "apiextensions.k8s.io" {
             let mut reg = self.registry.clone();
             reg.register_crd(&obj)
@@ -798,6 +905,15 @@ impl State {
                         m.remove("status");
                     }
                 }
+            }
+        }
+        if opts.subresource.is_none() {
+            let mut errs = decode_check(t, &mut new, opts)?;
+            defaults::on_write(t, &mut new);
+            validation::keep_allocated(t, old, &mut new);
+            errs.extend(validation::on_update(t, old, &new));
+            if !errs.is_empty() {
+                return Err(validation::invalid(t, name, &errs));
             }
         }
         if spec_view(old) != spec_view(&new) {

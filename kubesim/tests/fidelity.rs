@@ -541,3 +541,330 @@ async fn helm_install_upgrade_rollback_and_uninstall_with_wait() {
     let releases = c.ok(&helm, "list -n apps -q").await;
     assert!(releases.trim().is_empty(), "{releases}");
 }
+
+/// The ReleaseHub migrate Job, as the manifest kind renders it for one version.
+fn migrate_job(version: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: migrate, namespace: default}}\nspec:\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: registry.example/releasehub/migrate:{version}\n          args: [\"--to\", \"42\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_422_for_immutable_fields_as_from_a_real_cluster() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let apply = async |file: &str, text: &str, server_side: bool| {
+        let path = c.write(file, text);
+        let mut args = vec!["apply", "-f", path.to_str().unwrap()];
+        if server_side {
+            args.extend(["--server-side", "--force-conflicts"]);
+        }
+        c.run(&kubectl, &args, None).await
+    };
+
+    // The Job bump: client-side and server-side apply both get the API server's 422.
+    apply("job.yaml", &migrate_job("2.4.1"), false).await.ok();
+    let job = c.object("batch/v1", "jobs", "default", "migrate").unwrap();
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        job["metadata"]["uid"],
+        "the Job's selector is generated from its uid"
+    );
+    apply("job.yaml", &migrate_job("2.4.1"), false).await.ok();
+    for server_side in [false, true] {
+        let bumped = apply("job.yaml", &migrate_job("2.4.2"), server_side).await;
+        assert_ne!(bumped.code, 0, "{}", bumped.stdout);
+        assert!(
+            bumped
+                .stderr
+                .contains("The Job \"migrate\" is invalid: spec.template: Invalid value: core.PodTemplateSpec{")
+                && bumped.stderr.contains("registry.example/releasehub/migrate:2.4.2")
+                && bumped.stderr.trim_end().ends_with(": field is immutable"),
+            "{}",
+            bumped.stderr
+        );
+    }
+    let job = c.object("batch/v1", "jobs", "default", "migrate").unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/releasehub/migrate:2.4.1"
+    );
+
+    // A Deployment's selector may not change, and must match its template.
+    let deploy = |app: &str, label: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: default}}\nspec:\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {label}}}}}\n    spec:\n      containers: [{{name: web, image: nginx}}]\n"
+        )
+    };
+    let out = apply("d.yaml", &deploy("web", "other"), false).await;
+    assert_eq!(
+        out.stderr.trim(),
+        "The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`",
+    );
+    apply("d.yaml", &deploy("web", "web"), false).await.ok();
+    let out = apply("d.yaml", &deploy("web2", "web2"), false).await;
+    assert_eq!(
+        out.stderr.trim(),
+        "The Deployment \"web\" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable",
+    );
+
+    // Names: a Service must be a DNS-1035 label.
+    let out = apply(
+        "bad.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: 9lives, namespace: default}\nspec:\n  ports: [{port: 80}]\n",
+        false,
+    )
+    .await;
+    assert!(
+        out.stderr.contains("The Service \"9lives\" is invalid: metadata.name: Invalid value: \"9lives\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+        "{}",
+        out.stderr
+    );
+
+    // A Service keeps the cluster IP it was given; another one is refused.
+    let svc = |ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: default}}\nspec:\n  selector: {{app: api}}\n  ports: [{{port: 80}}]\n{ip}"
+        )
+    };
+    apply("svc.yaml", &svc(""), false).await.ok();
+    apply("svc.yaml", &svc(""), false).await.ok();
+    let out = apply("svc.yaml", &svc("  clusterIP: 10.96.200.200\n"), false).await;
+    assert_eq!(
+        out.stderr.trim(),
+        "The Service \"api\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.96.200.200\"}: may not change once set",
+    );
+}
+
+fn schemas_or_skip() -> bool {
+    if kubesim::schema::available() {
+        return true;
+    }
+    let hint = "the Kubernetes schema bundle is missing: run scripts/setup-kube-schemas.sh";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{hint}");
+    }
+    eprintln!("skipping: {hint}");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_field_validation_follows_the_real_schemas() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    if !schemas_or_skip() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let deploy = |extra: &str, replicas: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: default}}\nspec:\n  replicas: {replicas}\n{extra}  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: web, image: nginx}}]\n"
+        )
+    };
+    let file = c.write("d.yaml", &deploy("  foo: bar\n", "1"));
+    let file = file.to_str().unwrap();
+
+    // kubectl's default is Strict: an unknown field refuses the request.
+    let strict = c.run(&kubectl, &["apply", "-f", file], None).await;
+    assert_ne!(strict.code, 0);
+    assert!(
+        strict.stderr.contains(
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.foo\""
+        ),
+        "{}",
+        strict.stderr
+    );
+    // Warn: created, the field dropped, a warning printed.
+    let warn = c
+        .run(&kubectl, &["apply", "--validate=warn", "-f", file], None)
+        .await;
+    assert_eq!(warn.code, 0, "{}", warn.stderr);
+    assert!(
+        warn.stderr.contains("Warning: unknown field \"spec.foo\""),
+        "{}",
+        warn.stderr
+    );
+    let d = c
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert!(d["spec"].get("foo").is_none(), "unknown fields are dropped");
+    // Ignore: no warning.
+    let ignore = c
+        .run(&kubectl, &["apply", "--validate=false", "-f", file], None)
+        .await;
+    assert_eq!(ignore.code, 0, "{}", ignore.stderr);
+    assert!(
+        !ignore.stderr.contains("unknown field"),
+        "{}",
+        ignore.stderr
+    );
+
+    // Wrong types are the decoder's errors.
+    let quoted = c.write("q.yaml", &deploy("", "\"3\""));
+    let out = c
+        .run(&kubectl, &["apply", "-f", quoted.to_str().unwrap()], None)
+        .await;
+    assert!(
+        out.stderr.contains(
+            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"
+        ),
+        "{}",
+        out.stderr
+    );
+    let cm = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: numbers, namespace: default}\ndata: {level: 1}\n",
+    );
+    let out = c
+        .run(&kubectl, &["apply", "-f", cm.to_str().unwrap()], None)
+        .await;
+    assert!(
+        out.stderr.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data of type string"),
+        "{}",
+        out.stderr
+    );
+    // Required fields.
+    let nameless = c.write(
+        "n.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: lonely, namespace: default}\nspec:\n  containers: [{image: busybox}]\n",
+    );
+    let out = c
+        .run(&kubectl, &["apply", "-f", nameless.to_str().unwrap()], None)
+        .await;
+    assert!(
+        out.stderr
+            .contains("The Pod \"lonely\" is invalid: spec.containers[0].name: Required value"),
+        "{}",
+        out.stderr
+    );
+
+    // `kubectl explain` reads the real schemas from the OpenAPI v3 documents.
+    let out = c.ok(&kubectl, "explain deployment.spec.replicas").await;
+    assert!(
+        out.contains("FIELD: replicas <integer>") && out.contains("Number of desired pods"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scale_logs_auth_bare_pods_and_tables() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let app = c.write("app.yaml", APP);
+    c.run(&kubectl, &["apply", "-f", app.to_str().unwrap()], None)
+        .await
+        .ok();
+    c.ok(
+        &kubectl,
+        "-n shop rollout status deployment/web --timeout=30s",
+    )
+    .await;
+
+    // /scale
+    let out = c
+        .ok(&kubectl, "-n shop scale deployment/web --replicas=3")
+        .await;
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    c.ok(
+        &kubectl,
+        "-n shop rollout status deployment/web --timeout=30s",
+    )
+    .await;
+    let ready = c
+        .ok(
+            &kubectl,
+            "-n shop get deployment web -o jsonpath={.status.readyReplicas}",
+        )
+        .await;
+    assert_eq!(ready, "3");
+
+    // Tables with the columns a real server gives.
+    let table = c.ok(&kubectl, "-n shop get deployments").await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(table.contains("3/3"), "{table}");
+    let table = c.ok(&kubectl, "-n shop get services").await;
+    assert!(
+        table.starts_with("NAME") && table.contains("CLUSTER-IP") && table.contains("80/TCP"),
+        "{table}"
+    );
+    let table = c.ok(&kubectl, "-n shop get pods").await;
+    assert!(
+        table.contains("1/1") && table.contains("RESTARTS"),
+        "{table}"
+    );
+
+    // Logs and events.
+    let logs = c.ok(&kubectl, "-n shop logs deployment/web").await;
+    assert!(logs.contains("simulated"), "{logs}");
+    let events = c.ok(&kubectl, "-n shop get events").await;
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+
+    // Access reviews.
+    let can = c
+        .ok(&kubectl, "auth can-i create deployments -n shop")
+        .await;
+    assert_eq!(can.trim(), "yes");
+
+    // A bare pod that is not restarted runs to completion, as helm test pods do.
+    let pod = c.write(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: once, namespace: shop}\nspec:\n  restartPolicy: Never\n  containers: [{name: c, image: busybox}]\n",
+    );
+    c.run(&kubectl, &["apply", "-f", pod.to_str().unwrap()], None)
+        .await
+        .ok();
+    let out = c
+        .run(
+            &kubectl,
+            &[
+                "-n",
+                "shop",
+                "wait",
+                "--for=jsonpath={.status.phase}=Succeeded",
+                "pod/once",
+                "--timeout=30s",
+            ],
+            None,
+        )
+        .await
+        .ok();
+    assert!(out.contains("condition met"), "{out}");
+
+    // Groups kubectl's prune allowlist and everyday tools expect.
+    let resources = c.ok(&kubectl, "api-resources -o name").await;
+    for r in [
+        "replicationcontrollers",
+        "endpointslices.discovery.k8s.io",
+        "leases.coordination.k8s.io",
+        "priorityclasses.scheduling.k8s.io",
+        "validatingwebhookconfigurations.admissionregistration.k8s.io",
+        "events.events.k8s.io",
+    ] {
+        assert!(resources.lines().any(|l| l == r), "{r} in {resources}");
+    }
+    let pruned = c
+        .run(
+            &kubectl,
+            &[
+                "apply",
+                "--prune",
+                "-l",
+                "app=web",
+                "-f",
+                app.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+}
