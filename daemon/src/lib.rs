@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod host;
+pub mod load;
 pub mod logging;
 pub mod service;
 pub mod sim;

@@ -162,14 +162,13 @@ fn auto_deploy(daemon: &Arc<Daemon>, before: &crate::service::Active) {
             .get(name)
             .is_none_or(|old| old.digest != wf.digest);
         if wf.auto_deploy && changed {
-            match crate::api::start_run(
-                daemon,
+            match daemon.start_run(
                 std::slice::from_ref(name),
                 crate::service::runs::AUTO_DEPLOY,
             ) {
                 Ok(id) => tracing::info!(workflow = %name, run = %id, "auto-deploy started"),
                 Err(e) => {
-                    tracing::error!(workflow = %name, error = %e.message, "auto-deploy failed to start")
+                    tracing::error!(workflow = %name, error = %e, "auto-deploy failed to start")
                 }
             }
         }

@@ -206,7 +206,11 @@ async fn a_1_0_plugin_sees_readiness_in_1_0_terms() {
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let host = host(Limits::default());
     let mut grants = grants(&[("legacy", &["echo"])]);
-    grants.get_mut("legacy").unwrap().kube_namespaces = vec!["default".into()];
+    let legacy_grant = grants.remove("legacy").unwrap_or_default();
+    grants.insert(
+        "legacy".into(),
+        legacy_grant.with("kube_namespaces", &["default"]),
+    );
     let legacy = host
         .load(
             PluginSource::File("v1-plugin.wasm".into()),

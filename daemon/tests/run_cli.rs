@@ -190,3 +190,35 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Under `gantry run` the engine's epoch ticker lives as long as the run: the CPU budget from
+/// `[limits]` stops a spinning plugin.
+#[test]
+fn a_spinning_plugin_is_stopped_by_its_cpu_budget_in_a_local_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::create_dir_all(cfg.join("plugins")).unwrap();
+    std::fs::write(
+        cfg.join("plugins/hostile.wasm"),
+        common::built_plugin("fixtures/hostile.wasm"),
+    )
+    .unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[limits]\ncpu_time = \"300ms\"\n").unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        "[jobs.spin]\nkind = \"spin\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["run", "app"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("used more than its 300ms of CPU time"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{out}"
+    );
+}

@@ -123,6 +123,29 @@ fn a_valid_directory_passes_with_a_summary() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.trim(),
-        "ok: 1 workflows, 4 tasks, checked against 3 plugins"
+        format!(
+            "ok: 1 workflows, 4 tasks, checked against {} plugins",
+            gantry::builtin::BUILTIN_PLUGINS.len()
+        )
+    );
+}
+
+#[test]
+fn a_grant_no_capability_reads_is_an_error_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[limits]\ncpu_time = \"5s\"\n\n[plugins.exec]\nexec = [\"sh\"]\n  exce = [\"bash\"]\n",
+    )
+    .unwrap();
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "gantry.toml:6:3: [plugins.exec]: unknown key `exce`; grants are exec, kube_namespaces"
+        ),
+        "{out}"
     );
 }

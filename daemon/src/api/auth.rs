@@ -27,15 +27,7 @@ impl Connected<IncomingStream<'_, UnixListener>> for Peer {
     }
 }
 
-/// Uids and gids that may use the API.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Access {
-    #[serde(default)]
-    pub allow_uids: Vec<u32>,
-    #[serde(default)]
-    pub allow_gids: Vec<u32>,
-}
+pub use crate::config::daemon::Access;
 
 impl Access {
     pub fn allows(&self, peer: Peer) -> bool {

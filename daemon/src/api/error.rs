@@ -62,3 +62,14 @@ impl From<crate::store::StoreError> for ApiError {
         ApiError::internal(e.to_string())
     }
 }
+
+impl From<crate::service::StartError> for ApiError {
+    fn from(e: crate::service::StartError) -> Self {
+        use crate::service::StartError as E;
+        match &e {
+            E::NoWorkflows | E::Plan(_) => ApiError::bad_request(e.to_string()),
+            E::UnknownWorkflow { .. } => ApiError::not_found(e.to_string()),
+            E::Store(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}

@@ -21,7 +21,6 @@ use serde_json::json;
 use self::auth::Peer;
 use self::error::ApiError;
 use crate::engine::plan;
-use crate::engine::run::RunOptions;
 use crate::service::Daemon;
 use crate::store::RunFilter;
 
@@ -89,51 +88,8 @@ async fn trigger(
             "gantry is shutting down and accepts no new runs",
         ));
     }
-    let id = start_run(&d, &body.workflows, "api")?;
+    let id = d.start_run(&body.workflows, "api")?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
-}
-
-/// Starts a run of `names` with the active configuration; the run id, or why not.
-pub fn start_run(d: &Arc<Daemon>, names: &[String], trigger: &str) -> Result<String, ApiError> {
-    if names.is_empty() {
-        return Err(ApiError::bad_request("name at least one workflow"));
-    }
-    let active = d.active();
-    let mut selected = Vec::new();
-    for name in names {
-        match active.config.workflows.get(name) {
-            Some(wf) => selected.push(wf.clone()),
-            None => {
-                let known: Vec<&str> = active.config.workflows.keys().map(String::as_str).collect();
-                return Err(ApiError::not_found(format!(
-                    "no workflow `{name}` (workflows: {})",
-                    known.join(", ")
-                )));
-            }
-        }
-    }
-    let plan = plan::compile(selected).map_err(|errs| {
-        ApiError::bad_request(
-            errs.into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
-    let id = crate::store::new_run_id();
-    d.store.create_run(&id, names, trigger)?;
-    let mut opts = RunOptions::new(id.clone());
-    opts.config_dir = Some(d.config_dir.clone());
-    opts.env = std::env::vars().collect();
-    d.runs.start(
-        id.clone(),
-        plan,
-        active.registry.clone(),
-        active.clusters.clone(),
-        opts,
-        trigger,
-    );
-    Ok(id)
 }
 
 #[derive(Deserialize)]
@@ -392,8 +348,8 @@ async fn plugins(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
 
 async fn validate(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
     match d.load().await {
-        Ok((valid, _)) => {
-            Json(json!({ "valid": true, "workflows": valid.workflows.len(), "errors": [] }))
+        Ok(loaded) => {
+            Json(json!({ "valid": true, "workflows": loaded.config.workflows.len(), "errors": [] }))
         }
         Err(errors) => Json(json!({ "valid": false, "errors": errors })),
     }

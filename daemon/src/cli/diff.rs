@@ -9,7 +9,6 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::local::load_valid;
 use crate::engine::plan::Reference;
 use crate::engine::run::substitute;
 use crate::engine::runner::{DeploymentRecord, History, TaskCall};
@@ -34,7 +33,11 @@ pub async fn diff(
     sim: bool,
     as_json: bool,
 ) -> anyhow::Result<i32> {
-    let (valid, registry) = match load_valid(config_dir, state_dir).await? {
+    let loader = crate::load::Loader::open(config_dir, state_dir)?;
+    let crate::load::Loaded {
+        config: valid,
+        registry,
+    } = match loader.load().await {
         Ok(v) => v,
         Err(problems) => {
             for p in &problems {
@@ -65,7 +68,7 @@ pub async fn diff(
         None => BTreeMap::new(),
     };
     let runner = PluginRunner::new(
-        Arc::new(registry),
+        registry,
         // Plans read the tasks' workspaces (Terraform's state lives there); scratch space is
         // temporary.
         crate::wasm::task_runner::TaskRoots {

@@ -6,40 +6,21 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::plugins::load_registry;
 use super::progress::Progress;
-use crate::config::validate::{ValidConfig, validate_workflows};
 use crate::engine::events::{Event, EventSink, RunState};
 use crate::engine::plan;
 use crate::engine::run::{RunOptions, execute};
+use crate::load::{Loaded, Loader};
 use crate::store::Store;
 use crate::store::logs::FileLogs;
-use crate::wasm::Registry;
 use crate::wasm::task_runner::PluginRunner;
 
-pub(super) async fn load_valid(
-    config_dir: &Path,
-    state_dir: &Path,
-) -> anyhow::Result<Result<(ValidConfig, Registry), Vec<String>>> {
-    let (daemon, _host, registry) = load_registry(config_dir, state_dir).await?;
-    let mut problems: Vec<String> = registry
-        .problems
-        .iter()
-        .map(|p| format!("{}: {}", p.source, p.message))
-        .collect();
-    match validate_workflows(config_dir, daemon, &registry).await {
-        Ok(valid) if problems.is_empty() => Ok(Ok((valid, registry))),
-        Ok(_) => Ok(Err(problems)),
-        Err(errors) => {
-            problems.extend(errors.iter().map(ToString::to_string));
-            Ok(Err(problems))
-        }
-    }
-}
-
 pub async fn validate(config_dir: &Path, state_dir: &Path) -> anyhow::Result<i32> {
-    match load_valid(config_dir, state_dir).await? {
-        Ok((valid, registry)) => {
+    match Loader::open(config_dir, state_dir)?.load().await {
+        Ok(Loaded {
+            config: valid,
+            registry,
+        }) => {
             let tasks: usize = valid.workflows.values().map(|w| w.tasks.len()).sum();
             println!(
                 "ok: {} workflows, {tasks} tasks, checked against {} plugins",
@@ -70,7 +51,13 @@ pub async fn run(
     sim: bool,
 ) -> anyhow::Result<i32> {
     let _lock = crate::service::lock::StateLock::acquire(state_dir)?;
-    let (valid, registry) = match load_valid(config_dir, state_dir).await? {
+    // The loader owns the Wasm engine, whose ticker enforces CPU budgets and lets Ctrl-C
+    // stop a spinning plugin: it lives until the run ends.
+    let loader = Loader::open(config_dir, state_dir)?;
+    let Loaded {
+        config: valid,
+        registry,
+    } = match loader.load().await {
         Ok(v) => v,
         Err(problems) => {
             for p in &problems {
@@ -113,7 +100,7 @@ pub async fn run(
     let run_id = crate::store::new_run_id();
     store.create_run(&run_id, names, "cli")?;
     let runner = Arc::new(PluginRunner::new(
-        Arc::new(registry),
+        registry,
         crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir),
         Arc::new(FileLogs {
             dir: state_dir.join("logs"),

@@ -3,13 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::config::DaemonConfig;
-use crate::wasm::bindings::types::Capability;
-use crate::wasm::cache::ComponentCache;
-use crate::wasm::{Plugin, PluginHost, PluginSource, Registry};
+use crate::load::Loader;
+use crate::wasm::{Plugin, PluginHost, PluginSource};
 
 /// What listings show of a plugin.
 #[derive(Serialize)]
@@ -28,30 +25,6 @@ struct PluginView {
 
 impl PluginView {
     fn of(p: &Plugin) -> Self {
-        let requested = p
-            .info
-            .capabilities
-            .iter()
-            .map(|c| match c {
-                Capability::Exec(program) => format!("exec:{program}"),
-                Capability::Kube => "kube".to_string(),
-                Capability::Workspace => "workspace".to_string(),
-            })
-            .collect();
-        let mut granted: Vec<String> = p
-            .caps
-            .programs
-            .iter()
-            .filter(|(name, _)| !name.starts_with('/'))
-            .map(|(name, path)| format!("exec:{name}={}", path.display()))
-            .collect();
-        granted.extend(
-            p.caps
-                .kube_namespaces
-                .iter()
-                .filter(|_| p.caps.requested_kube)
-                .map(|ns| format!("kube:{ns}")),
-        );
         PluginView {
             name: p.info.name.clone(),
             world: p.world.to_string(),
@@ -60,38 +33,15 @@ impl PluginView {
             description: p.info.description.clone(),
             source: p.source.clone(),
             digest: p.digest.clone(),
-            requested,
-            granted,
+            requested: p.caps.requested.clone(),
+            granted: p.caps.granted.clone(),
             refused: p.caps.refusals.clone(),
         }
     }
 }
 
-/// The host and registry as the daemon would build them from this configuration.
-pub async fn load_registry(
-    config_dir: &Path,
-    state_dir: &Path,
-) -> anyhow::Result<(DaemonConfig, PluginHost, Registry)> {
-    let config = DaemonConfig::load(config_dir)?;
-    let cache = if state_dir.is_dir() || std::fs::create_dir_all(state_dir).is_ok() {
-        ComponentCache::in_state_dir(state_dir)
-    } else {
-        ComponentCache::disabled()
-    };
-    let host = PluginHost::new(config.limits.clone(), config.wasm.pooling, cache)
-        .context("starting the Wasm engine")?;
-    let registry = Registry::discover(
-        &host,
-        crate::builtin::BUILTIN_PLUGINS,
-        &config.plugin_dirs(config_dir),
-        &config.plugins,
-    )
-    .await;
-    Ok((config, host, registry))
-}
-
 pub async fn list(config_dir: &Path, state_dir: &Path, json: bool) -> anyhow::Result<i32> {
-    let (_, _, registry) = load_registry(config_dir, state_dir).await?;
+    let (_, registry) = Loader::open(config_dir, state_dir)?.plugins().await?;
     let views: Vec<PluginView> = registry
         .plugins()
         .iter()
@@ -143,10 +93,16 @@ pub async fn check(
     file: &Path,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let (config, host, registry) = load_registry(config_dir, state_dir).await?;
+    let loader = Loader::open(config_dir, state_dir)?;
+    let (config, registry) = loader.plugins().await?;
     let source = PluginSource::File(file.to_path_buf());
     let loaded = match PluginHost::read_file(file) {
-        Ok(wasm) => host.load(source, &wasm, &config.plugins).await,
+        Ok(wasm) => {
+            loader
+                .host()
+                .load_with(source, &wasm, &config.plugins, &config.limits)
+                .await
+        }
         Err(e) => Err(e),
     };
     let plugin = match loaded {

@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use crate::host::kube::ClusterConfig;
-use crate::wasm::grants::Grant;
-use crate::wasm::limits::Limits;
 
 /// The name of the daemon's settings file inside the config directory.
 pub const FILE_NAME: &str = "gantry.toml";
@@ -28,7 +27,7 @@ pub struct DaemonConfig {
     pub plugins: BTreeMap<String, Grant>,
     /// Who may use the API besides root and the daemon's own user.
     #[serde(default)]
-    pub api: crate::api::auth::Access,
+    pub api: Access,
     #[serde(default)]
     pub daemon: DaemonSettings,
     /// Kubernetes clusters tasks may reach, by name: `[clusters.prod] kubeconfig = "..."`.
@@ -85,7 +84,7 @@ impl Default for DaemonConfig {
             limits: Limits::default(),
             wasm: WasmSettings::default(),
             plugins: BTreeMap::new(),
-            api: crate::api::auth::Access::default(),
+            api: Access::default(),
             daemon: DaemonSettings::default(),
             clusters: BTreeMap::new(),
         }
@@ -119,6 +118,112 @@ impl DaemonConfig {
     }
 }
 
+/// What one plugin call may use. Operators tune these under `[limits]` in gantry.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory per call, in MiB.
+    pub memory_mib: u64,
+    /// Time the guest may spend executing (host calls such as running a program excluded).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub cpu_time: Duration,
+    /// Wall-clock bound on the whole call, host calls included.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub call_timeout: Duration,
+    /// Bytes of log a call may write before further lines are dropped.
+    pub max_log_bytes: usize,
+    /// Bytes of outputs (keys and values) a call may return before they are truncated.
+    pub max_output_bytes: usize,
+    /// Bytes of stdout and of stderr kept from each program a plugin runs.
+    pub max_process_output_bytes: usize,
+    /// Bytes the guest may pass to the host in one host call or in one result.
+    pub hostcall_fuel: usize,
+    /// Host resources (files, streams, sessions) a call may hold at once.
+    pub max_resources: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: 128,
+            cpu_time: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(30 * 60),
+            max_log_bytes: 1 << 20,
+            max_output_bytes: 1 << 20,
+            max_process_output_bytes: 4 << 20,
+            hostcall_fuel: 64 << 20,
+            max_resources: 4096,
+        }
+    }
+}
+
+impl Limits {
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+/// What the operator grants one plugin: the table `[plugins.NAME]`. Each host capability
+/// reads its own keys (`exec`, `kube_namespaces`, ...); a key no capability reads is refused
+/// when the configuration loads.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Grant(pub toml::Table);
+
+impl Grant {
+    /// The list of strings under `key`; empty when absent.
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, String> {
+        match self.0.get(key) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("`{key}` must be a list of strings"))
+                })
+                .collect(),
+            Some(_) => Err(format!("`{key}` must be a list of strings")),
+        }
+    }
+
+    /// This grant with `key` set to a list of strings.
+    pub fn with(mut self, key: &str, values: &[&str]) -> Self {
+        let list = values
+            .iter()
+            .map(|v| toml::Value::String((*v).to_string()))
+            .collect();
+        self.0.insert(key.to_string(), toml::Value::Array(list));
+        self
+    }
+}
+
+/// One `[clusters.NAME]` table.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Path of the kubeconfig, relative to the config directory; `$KUBECONFIG` or
+    /// `~/.kube/config` when absent.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context inside the kubeconfig; its current context when absent.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Used by tasks that name no cluster. With one cluster configured it is the default.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// Uids and gids that may use the API.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+    #[serde(default)]
+    pub allow_gids: Vec<u32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,14 +237,13 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.limits.memory_mib, 64);
         assert_eq!(cfg.limits.cpu_time, std::time::Duration::from_secs(2));
-        assert_eq!(cfg.plugins["exec"].exec, vec!["sh"]);
+        assert_eq!(cfg.plugins["exec"].strings("exec").unwrap(), vec!["sh"]);
 
-        let err = DaemonConfig::parse(Path::new("g.toml"), "[plugins.exec]\nexce = [\"sh\"]\n")
-            .unwrap_err();
+        let err = DaemonConfig::parse(Path::new("g.toml"), "[limits]\nmemory = 3\n").unwrap_err();
         assert_eq!((err.line, err.column), (2, 1), "{err}");
         assert!(
             err.to_string()
-                .starts_with("g.toml:2:1: unknown field `exce`"),
+                .starts_with("g.toml:2:1: unknown field `memory`"),
             "{err}"
         );
 

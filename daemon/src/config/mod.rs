@@ -5,7 +5,6 @@ pub mod daemon;
 pub mod duration;
 pub mod error;
 pub mod toml_walk;
-pub mod validate;
 pub mod workflow;
 
 pub use daemon::DaemonConfig;

@@ -1,8 +1,43 @@
-//! The `log` capability: plugin log lines into the task's log, under a byte budget.
+//! The `log` capability: plugin log lines into the task's log, under a byte budget. Every
+//! plugin has it; it also links the contract's shared `types`.
 
 use std::sync::{Arc, Mutex};
 
+use wasmtime::component::HasSelf;
+
+use super::CallState;
+use super::capability::{CallBuilder, Capability, GrantRequest, Resolution};
 use crate::wasm::bindings::log::{Host, Level};
+use crate::wasm::bindings::{Linkers, v1, v2};
+
+pub struct LogCapability;
+
+impl Capability for LogCapability {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn link(&self, linkers: &mut Linkers) -> anyhow::Result<()> {
+        for linker in linkers.each() {
+            v1::task::gantry::plugin::types::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+            v1::task::gantry::plugin::log::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+            v2::types::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+            v2::log::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, _request: &GrantRequest<'_>) -> Resolution {
+        Resolution::default()
+    }
+
+    fn prepare(&self, _call: &mut CallBuilder<'_>) -> anyhow::Result<()> {
+        // The log budget is part of every call's state (`CallState::log`).
+        Ok(())
+    }
+}
+
+impl v2::types::Host for CallState {}
 
 /// Where a task's log lines go (tracing, the run's log file, a test's buffer).
 pub trait LogSink: Send + Sync {

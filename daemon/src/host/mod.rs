@@ -1,10 +1,28 @@
-//! The capabilities plugins import: `log`, `process`, `kube`, plus a WASI context limited to
-//! the task's own directories. One [`CallState`] lives in the `Store` of one plugin call.
+//! The capabilities plugins import, one module each behind [`capability::Capability`]:
+//! `log`, `files` (WASI, limited to the task's source and scratch directories), `workspace`,
+//! `process` and `kube`. One [`CallState`] lives in the `Store` of one plugin call; each
+//! capability adds its part to it.
 
+pub mod capability;
+pub mod files;
 pub mod kube;
 pub mod log;
 pub mod process;
 pub mod stdio;
+pub mod workspace;
+
+use capability::{CallBuilder, Capability, Parts};
+
+/// Every capability the host offers, in the order they are linked and prepared.
+pub fn capabilities() -> &'static [&'static dyn Capability] {
+    &[
+        &log::LogCapability,
+        &files::FilesCapability,
+        &workspace::WorkspaceCapability,
+        &process::ProcessCapability,
+        &kube::KubeCapability,
+    ]
+}
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,8 +121,8 @@ pub struct CallState {
     pub limiter: MemoryLimiter,
     pub cpu: CpuClock,
     pub log: log::LogBudget,
-    process: process::ProcessHost,
-    kube: kube::KubeHost,
+    /// Each capability's own per-call state.
+    parts: Parts,
     pub stdio: stdio::TailBuffer,
 }
 
@@ -128,42 +146,25 @@ impl CallState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        if let Some(dirs) = &setup.dirs {
-            for (guest, host, writable) in dirs.mounts() {
-                let perms = if writable {
-                    wasmtime_wasi::FsPerms::ReadWrite
-                } else {
-                    wasmtime_wasi::FsPerms::ReadOnly
-                };
-                wasi.preopened_dir(host, guest, perms)?;
-            }
+        let mut parts = Parts::default();
+        let deadline = Instant::now() + setup.limits.call_timeout;
+        for capability in capabilities() {
+            capability.prepare(&mut CallBuilder {
+                setup: &setup,
+                wasi: &mut wasi,
+                parts: &mut parts,
+                deadline,
+            })?;
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(setup.limits.max_resources);
-        let deadline = Instant::now() + setup.limits.call_timeout;
         Ok(CallState {
             wasi: wasi.build(),
             table,
             limiter: MemoryLimiter::new(setup.limits.memory_bytes()),
             cpu: CpuClock::new(setup.limits.cpu_time),
             log: log::LogBudget::new(setup.log.clone(), setup.limits.max_log_bytes),
-            process: process::ProcessHost {
-                plugin: setup.plugin.clone(),
-                caps: setup.caps.clone(),
-                dirs: setup.dirs,
-                max_output: setup.limits.max_process_output_bytes,
-                deadline,
-                log: setup.log.clone(),
-                max_streamed: setup.limits.max_log_bytes,
-                cancel: setup.cancel,
-            },
-            kube: kube::KubeHost {
-                plugin: setup.plugin,
-                caps: setup.caps,
-                clusters: setup.clusters,
-                log: setup.log,
-                deadline,
-            },
+            parts,
             stdio,
         })
     }
@@ -177,8 +178,6 @@ impl WasiView for CallState {
         }
     }
 }
-
-impl types::Host for CallState {}
 
 /// How a task error reads for an operator.
 pub fn describe_task_error(e: &types::TaskError) -> String {

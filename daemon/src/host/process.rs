@@ -14,11 +14,113 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, GUEST_WORKSPACE_DIR, LogSink, TaskDirs};
+use wasmtime::component::HasSelf;
+
+use super::capability::{CallBuilder, Capability, GrantRequest, Resolution};
+use super::{
+    CallState, GUEST_SCRATCH_DIR, GUEST_SOURCE_DIR, GUEST_WORKSPACE_DIR, LogSink, TaskDirs,
+};
 use crate::wasm::bindings::log::Level;
 use crate::wasm::bindings::process::{Command, CommandOutput, Host};
-use crate::wasm::bindings::types::TaskError;
-use crate::wasm::grants::Effective;
+use crate::wasm::bindings::types::{Capability as Requested, TaskError};
+use crate::wasm::bindings::{Linkers, v1, v2};
+use crate::wasm::grants::Programs;
+
+/// The capability's name, under which its grant is filed.
+pub const NAME: &str = "exec";
+
+pub struct ProcessCapability;
+
+impl Capability for ProcessCapability {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn grant_keys(&self) -> &'static [&'static str] {
+        &["exec"]
+    }
+
+    fn link(&self, linkers: &mut Linkers) -> anyhow::Result<()> {
+        for linker in linkers.each() {
+            v1::task::gantry::plugin::process::add_to_linker::<_, HasSelf<CallState>>(
+                linker,
+                |s| s,
+            )?;
+            v2::process::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, request: &GrantRequest<'_>) -> Resolution {
+        let requested: Vec<String> = request
+            .requested
+            .iter()
+            .filter_map(|c| match c {
+                Requested::Exec(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if requested.is_empty() {
+            return Resolution::default();
+        }
+        let granted = match request.grant.strings("exec") {
+            Ok(g) => g,
+            Err(e) => {
+                return Resolution {
+                    refusals: vec![format!("[plugins.{}] {e}", request.plugin)],
+                    ..Resolution::default()
+                };
+            }
+        };
+        let (programs, refusals) = Programs::resolve(
+            request.plugin,
+            requested.clone(),
+            &granted,
+            request.search_path,
+        );
+        let named: Vec<&str> = requested
+            .iter()
+            .map(String::as_str)
+            .filter(|p| *p != "*")
+            .collect();
+        Resolution {
+            requested: requested.iter().map(|p| format!("exec:{p}")).collect(),
+            granted: programs
+                .named()
+                .map(|(name, path)| format!("exec:{name}={}", path.display()))
+                .collect(),
+            refusals,
+            suggested: if named.is_empty() {
+                vec!["exec = [\"PROGRAM\", ...]   # the programs its tasks may run".into()]
+            } else {
+                vec![format!(
+                    "exec = [{}]",
+                    named
+                        .iter()
+                        .map(|p| format!("\"{p}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )]
+            },
+            grant: Some(Arc::new(programs)),
+        }
+    }
+
+    fn prepare(&self, call: &mut CallBuilder<'_>) -> anyhow::Result<()> {
+        let setup = call.setup;
+        call.parts.insert(ProcessHost {
+            plugin: setup.plugin.clone(),
+            programs: call.grant::<Programs>(NAME).unwrap_or_default(),
+            dirs: setup.dirs.clone(),
+            max_output: setup.limits.max_process_output_bytes,
+            deadline: call.deadline,
+            log: setup.log.clone(),
+            max_streamed: setup.limits.max_log_bytes,
+            cancel: setup.cancel.clone(),
+        });
+        Ok(())
+    }
+}
 
 /// The PATH programs see; plugins cannot change it.
 const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -34,7 +136,7 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 pub struct ProcessHost {
     pub plugin: String,
-    pub caps: Arc<Effective>,
+    pub programs: Arc<Programs>,
     pub dirs: Option<TaskDirs>,
     pub max_output: usize,
     /// The call's wall-clock deadline; no program outlives it.
@@ -47,17 +149,22 @@ pub struct ProcessHost {
     pub cancel: CancellationToken,
 }
 
-impl Host for super::CallState {
+impl Host for CallState {
     async fn run(&mut self, cmd: Command) -> wasmtime::Result<Result<CommandOutput, TaskError>> {
         Ok(self.run_program(cmd).await)
     }
 }
 
-impl super::CallState {
+impl CallState {
     /// Runs a program for the plugin; the time it takes is the host's, not the guest's.
     pub(crate) async fn run_program(&mut self, cmd: Command) -> Result<CommandOutput, TaskError> {
         let started = Instant::now();
-        let result = self.process.run(cmd).await;
+        let result = match self.parts.get::<ProcessHost>() {
+            Some(process) => process.run(cmd).await,
+            None => Err(TaskError::CapabilityDenied(
+                "programs cannot run in this call".into(),
+            )),
+        };
         self.cpu.add_host_time(started.elapsed());
         if let Err(e) = &result {
             self.log.write(
@@ -79,7 +186,7 @@ enum Stop {
 impl ProcessHost {
     async fn run(&self, cmd: Command) -> Result<CommandOutput, TaskError> {
         let program = self
-            .caps
+            .programs
             .program(&self.plugin, &cmd.program)
             .map_err(TaskError::CapabilityDenied)?
             .to_path_buf();

@@ -13,12 +13,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::api::auth::Access;
-use crate::config::validate::{ValidConfig, validate_workflows};
-use crate::config::{ConfigError, DaemonConfig};
+use crate::config::DaemonConfig;
 use crate::host::kube::Clusters;
+use crate::load::{Loaded, Loader, ValidConfig};
 use crate::store::Store;
-use crate::wasm::cache::ComponentCache;
 use crate::wasm::{PluginHost, Registry};
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("name at least one workflow")]
+    NoWorkflows,
+    #[error("no workflow `{name}` (workflows: {known})")]
+    UnknownWorkflow { name: String, known: String },
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
 
 /// The configuration in force: validated as a whole and swapped in atomically.
 pub struct Active {
@@ -34,12 +46,15 @@ pub struct ReloadStatus {
     pub at: i64,
     pub generation: u64,
     pub errors: Vec<String>,
+    /// Settings of the loaded configuration that wait for a restart, each saying what is in
+    /// force meanwhile.
+    pub restart_needed: Vec<String>,
 }
 
 pub struct Daemon {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
-    host: PluginHost,
+    loader: Loader,
     active: RwLock<Arc<Active>>,
     last_reload: Mutex<ReloadStatus>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -65,11 +80,7 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Daemon>> {
         let store = Arc::new(Store::open(state_dir)?);
         let daemon_config = DaemonConfig::load(config_dir).unwrap_or_default();
-        let host = PluginHost::new(
-            daemon_config.limits.clone(),
-            daemon_config.wasm.pooling,
-            ComponentCache::in_state_dir(state_dir),
-        )?;
+        let loader = Loader::open(config_dir, state_dir)?;
         let empty = Active {
             generation: 0,
             config: ValidConfig {
@@ -82,13 +93,14 @@ impl Daemon {
         let daemon = Arc::new(Daemon {
             config_dir: config_dir.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
-            host,
+            loader,
             active: RwLock::new(Arc::new(empty)),
             last_reload: Mutex::new(ReloadStatus {
                 ok: false,
                 at: 0,
                 generation: 0,
                 errors: vec!["not loaded yet".into()],
+                restart_needed: Vec::new(),
             }),
             reload_lock: tokio::sync::Mutex::new(()),
             runs: Arc::new(runs::RunManager::new(store.clone(), state_dir)),
@@ -125,9 +137,12 @@ impl Daemon {
         let result = self.load().await;
         let generation = self.active().generation;
         let status = match result {
-            Ok(valid_registry) => {
-                let (config, registry) = valid_registry;
+            Ok(Loaded { config, registry }) => {
                 let next = generation + 1;
+                let restart_needed = self.loader.restart_needed(&config.daemon);
+                for pending in &restart_needed {
+                    tracing::warn!("{pending}");
+                }
                 if let Ok(mut access) = self.access.write() {
                     *access = config.daemon.api.clone();
                 }
@@ -138,7 +153,7 @@ impl Daemon {
                 let active = Arc::new(Active {
                     generation: next,
                     config,
-                    registry: Arc::new(registry),
+                    registry,
                     clusters,
                 });
                 match self.active.write() {
@@ -152,6 +167,7 @@ impl Daemon {
                     at: crate::store::now_millis(),
                     generation: next,
                     errors: Vec::new(),
+                    restart_needed,
                 }
             }
             Err(errors) => {
@@ -168,6 +184,7 @@ impl Daemon {
                     at: crate::store::now_millis(),
                     generation,
                     errors,
+                    restart_needed: Vec::new(),
                 }
             }
         };
@@ -190,29 +207,57 @@ impl Daemon {
     }
 
     /// Validates what is on disk without activating it.
-    pub async fn load(&self) -> Result<(ValidConfig, Registry), Vec<String>> {
-        let daemon_config =
-            DaemonConfig::load(&self.config_dir).map_err(|e: ConfigError| vec![e.to_string()])?;
-        let registry = Registry::discover(
-            &self.host,
-            crate::builtin::BUILTIN_PLUGINS,
-            &daemon_config.plugin_dirs(&self.config_dir),
-            &daemon_config.plugins,
-        )
-        .await;
-        let mut errors: Vec<String> = registry
-            .problems
-            .iter()
-            .map(|p| format!("{}: {}", p.source, p.message))
-            .collect();
-        match validate_workflows(&self.config_dir, daemon_config, &registry).await {
-            Ok(valid) if errors.is_empty() => Ok((valid, registry)),
-            Ok(_) => Err(errors),
-            Err(errs) => {
-                errors.extend(errs.iter().map(ToString::to_string));
-                Err(errors)
+    pub async fn load(&self) -> Result<Loaded, Vec<String>> {
+        self.loader.load().await
+    }
+
+    /// Starts a run of `names` with the active configuration and returns its id. The API and
+    /// the config watcher (auto-deploy) both start runs here.
+    pub fn start_run(
+        self: &Arc<Self>,
+        names: &[String],
+        trigger: &str,
+    ) -> Result<String, StartError> {
+        if names.is_empty() {
+            return Err(StartError::NoWorkflows);
+        }
+        let active = self.active();
+        let mut selected = Vec::new();
+        for name in names {
+            match active.config.workflows.get(name) {
+                Some(wf) => selected.push(wf.clone()),
+                None => {
+                    let known: Vec<&str> =
+                        active.config.workflows.keys().map(String::as_str).collect();
+                    return Err(StartError::UnknownWorkflow {
+                        name: name.clone(),
+                        known: known.join(", "),
+                    });
+                }
             }
         }
+        let plan = crate::engine::plan::compile(selected).map_err(|errs| {
+            StartError::Plan(
+                errs.into_iter()
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let id = crate::store::new_run_id();
+        self.store.create_run(&id, names, trigger)?;
+        let mut opts = crate::engine::run::RunOptions::new(id.clone());
+        opts.config_dir = Some(self.config_dir.clone());
+        opts.env = std::env::vars().collect();
+        self.runs.start(
+            id.clone(),
+            plan,
+            active.registry.clone(),
+            active.clusters.clone(),
+            opts,
+            trigger,
+        );
+        Ok(id)
     }
 
     pub fn accepting(&self) -> bool {
@@ -234,6 +279,6 @@ impl Daemon {
     }
 
     pub fn host(&self) -> &PluginHost {
-        &self.host
+        self.loader.host()
     }
 }

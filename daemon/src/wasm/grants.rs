@@ -1,109 +1,134 @@
-//! Capabilities: a plugin may use one only if it requests it in `describe` **and** the
-//! operator grants it in gantry.toml. Programs are resolved to absolute paths at load, so a
+//! Grants: a plugin may use a capability only if it requests it in `describe` **and** the
+//! operator grants it in gantry.toml (the workspace, the task's own, needs no grant). Each
+//! capability resolves its own part (`host::capability`); what a plugin ends up with is an
+//! [`Effective`]. The two grants that name things — programs and namespaces — are resolved
+//! here, every refusal naming its fix. Programs are resolved to absolute paths at load, so a
 //! later change of PATH or of the working directory cannot redirect them.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::bindings::types::Capability;
+use crate::host::capability::Resolution;
 
-/// What the operator grants one plugin, from `[plugins.NAME]` in gantry.toml.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Grant {
-    /// Programs the plugin may run, by name (looked up on PATH) or absolute path.
-    #[serde(default)]
-    pub exec: Vec<String>,
-    /// Namespaces the plugin's kube sessions may touch; `*` wildcards allowed ("apps-*").
-    #[serde(default)]
-    pub kube_namespaces: Vec<String>,
-}
+pub use crate::config::daemon::Grant;
 
-/// The capabilities one plugin actually has, and why others were refused.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What one plugin may use, capability by capability, and why the rest was refused.
+#[derive(Clone, Default, Serialize)]
 pub struct Effective {
-    /// Program name as the plugin calls it → absolute path.
-    pub programs: BTreeMap<String, PathBuf>,
-    /// Program names the plugin requested (`*` for any granted one).
-    pub requested_programs: Vec<String>,
-    pub requested_kube: bool,
-    pub kube_namespaces: Vec<String>,
-    /// The task's own persistent directory: requested, and needing no grant.
-    pub workspace: bool,
+    #[serde(skip)]
+    grants: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
+    /// What was requested ("exec:helm", "kube", "workspace").
+    pub requested: Vec<String>,
+    /// What is usable ("exec:helm=/usr/bin/helm", "kube:apps-*", "workspace").
+    pub granted: Vec<String>,
     /// Requested but not usable, each with the fix.
     pub refusals: Vec<String>,
+    /// `gantry.toml` lines under `[plugins.NAME]` that would grant all that is requested.
+    pub suggested: Vec<String>,
+}
+
+impl fmt::Debug for Effective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Effective")
+            .field("granted", &self.granted)
+            .field("refusals", &self.refusals)
+            .finish()
+    }
 }
 
 impl Effective {
-    /// Requested ∧ granted, resolving programs with `search_path` (the daemon's PATH).
+    /// Adds one capability's resolution.
+    pub fn add(&mut self, capability: &'static str, r: Resolution) {
+        if let Some(grant) = r.grant {
+            self.grants.insert(capability, grant);
+        }
+        self.requested.extend(r.requested);
+        self.granted.extend(r.granted);
+        self.refusals.extend(r.refusals);
+        self.suggested.extend(r.suggested);
+    }
+
+    /// The grant `capability` resolved for this plugin, if any.
+    pub fn grant<T: Send + Sync + 'static>(&self, capability: &str) -> Option<Arc<T>> {
+        self.grants
+            .get(capability)
+            .and_then(|g| g.clone().downcast::<T>().ok())
+    }
+
+    pub fn has(&self, capability: &str) -> bool {
+        self.grants.contains_key(capability)
+    }
+}
+
+/// The programs a plugin may run: name as the plugin calls it → absolute path.
+#[derive(Debug, Clone, Default)]
+pub struct Programs {
+    paths: BTreeMap<String, PathBuf>,
+    /// Program names the plugin requested (`*` for any granted one).
+    requested: Vec<String>,
+}
+
+impl Programs {
+    /// Requested ∧ granted, programs resolved with `search_path` (the daemon's PATH); the
+    /// refusals name their fix.
     pub fn resolve(
         plugin: &str,
-        requested: &[Capability],
-        grant: &Grant,
+        requested: Vec<String>,
+        granted: &[String],
         search_path: &str,
-    ) -> Self {
-        let mut eff = Effective::default();
-        for cap in requested {
-            match cap {
-                Capability::Exec(p) => eff.requested_programs.push(p.clone()),
-                Capability::Kube => eff.requested_kube = true,
-                Capability::Workspace => eff.workspace = true,
-            }
-        }
-        let wants_any = eff.requested_programs.iter().any(|p| p == "*");
-        for program in &eff.requested_programs {
-            if program != "*" && !grant.exec.iter().any(|g| same_program(g, program)) {
-                eff.refusals.push(format!(
+    ) -> (Programs, Vec<String>) {
+        let mut refusals = Vec::new();
+        let mut programs = Programs {
+            paths: BTreeMap::new(),
+            requested,
+        };
+        let wants_any = programs.requested.iter().any(|p| p == "*");
+        for program in &programs.requested {
+            if program != "*" && !granted.iter().any(|g| same_program(g, program)) {
+                refusals.push(format!(
                     "exec `{program}` is requested but not granted: add exec = [\"{program}\"] under [plugins.{plugin}] in gantry.toml"
                 ));
             }
         }
-        for granted in &grant.exec {
-            let requested = wants_any
-                || eff
-                    .requested_programs
-                    .iter()
-                    .any(|p| same_program(granted, p));
+        for granted in granted {
+            let requested =
+                wants_any || programs.requested.iter().any(|p| same_program(granted, p));
             if !requested {
                 continue;
             }
             match resolve_program(granted, search_path) {
                 Some(path) => {
-                    eff.programs
+                    programs
+                        .paths
                         .insert(program_name(granted).to_string(), path.clone());
-                    eff.programs.insert(path.display().to_string(), path);
+                    programs.paths.insert(path.display().to_string(), path);
                 }
-                None => eff.refusals.push(format!(
+                None => refusals.push(format!(
                     "exec `{granted}` is granted but no such program was found on PATH"
                 )),
             }
         }
-        if eff.requested_kube {
-            if grant.kube_namespaces.is_empty() {
-                eff.refusals.push(format!(
-                    "kube is requested but no namespace is granted: add kube_namespaces = [\"...\"] under [plugins.{plugin}] in gantry.toml"
-                ));
-            }
-            eff.kube_namespaces = grant.kube_namespaces.clone();
-        }
-        eff
+        (programs, refusals)
     }
 
     /// The absolute path of `program` if the plugin may run it, or the reason it may not.
     pub fn program(&self, plugin: &str, program: &str) -> Result<&Path, String> {
-        if let Some(path) = self.programs.get(program) {
+        if let Some(path) = self.paths.get(program) {
             return Ok(path);
         }
         let requested = self
-            .requested_programs
+            .requested
             .iter()
             .any(|p| p == "*" || same_program(p, program));
         if !requested {
             return Err(format!(
                 "plugin `{plugin}` may not run `{program}`: it did not request it (requested: {})",
-                list_or_none(&self.requested_programs)
+                list_or_none(&self.requested)
             ));
         }
         Err(format!(
@@ -111,13 +136,31 @@ impl Effective {
         ))
     }
 
-    /// Whether a kube session may touch `namespace`.
-    pub fn namespace_allowed(&self, namespace: &str) -> bool {
-        self.requested_kube
-            && self
-                .kube_namespaces
-                .iter()
-                .any(|pattern| wildcard_match(pattern, namespace))
+    /// Granted programs by the name plugins call them, with their paths.
+    pub fn named(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.paths
+            .iter()
+            .filter(|(name, _)| !name.starts_with('/'))
+            .map(|(n, p)| (n.as_str(), p.as_path()))
+    }
+}
+
+/// The namespaces a plugin's kube sessions may touch; `*` wildcards allowed ("apps-*").
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    pub patterns: Vec<String>,
+}
+
+impl Namespaces {
+    pub fn allowed(&self, namespace: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|pattern| wildcard_match(pattern, namespace))
+    }
+
+    /// Whether every namespace, and so cluster-scoped objects, is granted.
+    pub fn all(&self) -> bool {
+        self.patterns.iter().any(|p| p == "*")
     }
 }
 
@@ -184,42 +227,44 @@ mod tests {
 
     const PATH: &str = "/usr/bin:/bin";
 
-    #[test]
-    fn a_capability_needs_both_request_and_grant() {
-        let grant = Grant {
-            exec: vec!["sh".into(), "true".into()],
-            ..Grant::default()
-        };
-        let eff = Effective::resolve("p", &[Capability::Exec("sh".into())], &grant, PATH);
-        assert!(eff.program("p", "sh").is_ok());
-        let err = eff.program("p", "true").unwrap_err();
-        assert!(err.contains("did not request"), "{err}");
-        let eff = Effective::resolve(
+    fn resolve(requested: &[&str], granted: &[&str]) -> (Programs, Vec<String>) {
+        let granted: Vec<String> = granted.iter().map(|g| g.to_string()).collect();
+        Programs::resolve(
             "p",
-            &[Capability::Exec("sh".into())],
-            &Grant::default(),
+            requested.iter().map(|r| r.to_string()).collect(),
+            &granted,
             PATH,
-        );
-        let err = eff.program("p", "sh").unwrap_err();
+        )
+    }
+
+    #[test]
+    fn a_program_needs_both_request_and_grant() {
+        let (programs, refusals) = resolve(&["sh"], &["sh", "true"]);
+        assert!(refusals.is_empty());
+        assert!(programs.program("p", "sh").is_ok());
+        let err = programs.program("p", "true").unwrap_err();
+        assert!(err.contains("did not request"), "{err}");
+        let (programs, refusals) = resolve(&["sh"], &[]);
+        let err = programs.program("p", "sh").unwrap_err();
         assert!(
             err.contains("add exec = [\"sh\"] under [plugins.p]"),
             "{err}"
         );
-        assert_eq!(eff.refusals.len(), 1);
+        assert_eq!(refusals.len(), 1);
     }
 
     #[test]
     fn star_requests_whatever_is_granted_and_paths_are_absolute() {
-        let grant = Grant {
-            exec: vec!["sh".into()],
-            ..Grant::default()
-        };
-        let eff = Effective::resolve("exec", &[Capability::Exec("*".into())], &grant, PATH);
-        let sh = eff.program("exec", "sh").unwrap();
+        let (programs, _) = resolve(&["*"], &["sh"]);
+        let sh = programs.program("exec", "sh").unwrap();
         assert!(sh.is_absolute());
-        assert_eq!(eff.program("exec", &sh.display().to_string()).unwrap(), sh);
+        assert_eq!(
+            programs.program("exec", &sh.display().to_string()).unwrap(),
+            sh
+        );
         assert!(
-            eff.program("exec", "bash")
+            programs
+                .program("exec", "bash")
                 .unwrap_err()
                 .contains("not granted")
         );
@@ -227,27 +272,20 @@ mod tests {
 
     #[test]
     fn missing_programs_and_relative_paths_are_refused() {
-        let grant = Grant {
-            exec: vec!["no-such-tool-xyz".into(), "./sh".into()],
-            ..Grant::default()
-        };
-        let eff = Effective::resolve("p", &[Capability::Exec("*".into())], &grant, PATH);
-        assert!(eff.programs.is_empty());
-        assert_eq!(eff.refusals.len(), 2, "{:?}", eff.refusals);
+        let (programs, refusals) = resolve(&["*"], &["no-such-tool-xyz", "./sh"]);
+        assert_eq!(programs.named().count(), 0);
+        assert_eq!(refusals.len(), 2, "{refusals:?}");
     }
 
     #[test]
-    fn namespaces_match_wildcards_and_need_the_request() {
-        let grant = Grant {
-            kube_namespaces: vec!["apps-*".into(), "infra".into()],
-            ..Grant::default()
+    fn namespaces_match_wildcards() {
+        let ns = Namespaces {
+            patterns: vec!["apps-*".into(), "infra".into()],
         };
-        let eff = Effective::resolve("m", &[Capability::Kube], &grant, PATH);
-        assert!(eff.namespace_allowed("apps-web"));
-        assert!(eff.namespace_allowed("infra"));
-        assert!(!eff.namespace_allowed("kube-system"));
-        let eff = Effective::resolve("m", &[], &grant, PATH);
-        assert!(!eff.namespace_allowed("infra"));
+        assert!(ns.allowed("apps-web"));
+        assert!(ns.allowed("infra"));
+        assert!(!ns.allowed("kube-system"));
+        assert!(!ns.all());
         assert!(wildcard_match("a*b*c", "axxbyyc"));
         assert!(!wildcard_match("a*b", "ab-c"));
     }

@@ -16,6 +16,7 @@ use super::cache::ComponentCache;
 use super::engine::WasmEngine;
 use super::grants::{Effective, Grant};
 use super::limits::Limits;
+use crate::host::capability::GrantRequest;
 
 /// Where a plugin came from, for listings and error messages.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -140,13 +141,30 @@ impl PluginHost {
         std::fs::read(path).map_err(|e| read_err(e.to_string()))
     }
 
-    /// Loads one plugin and resolves its grants (`[plugins.NAME]` from gantry.toml).
+    /// Loads one plugin and resolves its grants (`[plugins.NAME]` from gantry.toml), with
+    /// the limits the host was started with.
     pub async fn load(
         &self,
         source: PluginSource,
         wasm: &[u8],
         grants: &BTreeMap<String, Grant>,
     ) -> Result<Plugin, LoadError> {
+        self.load_with(source, wasm, grants, &self.limits).await
+    }
+
+    /// Loads one plugin whose calls get `limits` (the active configuration's). Memory cannot
+    /// grow past what the instance pool was sized for at start.
+    pub async fn load_with(
+        &self,
+        source: PluginSource,
+        wasm: &[u8],
+        grants: &BTreeMap<String, Grant>,
+        limits: &Limits,
+    ) -> Result<Plugin, LoadError> {
+        let mut limits = limits.clone();
+        if self.engine.pooling() {
+            limits.memory_mib = limits.memory_mib.min(self.limits.memory_mib);
+        }
         let engine = self.engine.engine();
         let component = self
             .cache
@@ -177,7 +195,7 @@ impl PluginHost {
             digest: hex::encode(Sha256::digest(wasm)),
             contract: pre.contract(),
             pre,
-            limits: self.limits.clone(),
+            limits,
             _engine: self.engine.clone(),
         };
         let info = plugin.describe().await.map_err(|e| LoadError::Describe {
@@ -189,12 +207,19 @@ impl PluginHost {
             reason,
         })?;
         let grant = grants.get(&info.name).cloned().unwrap_or_default();
-        plugin.caps = Arc::new(Effective::resolve(
-            &info.name,
-            &info.capabilities,
-            &grant,
-            &self.search_path,
-        ));
+        let mut caps = Effective::default();
+        for capability in crate::host::capabilities() {
+            caps.add(
+                capability.name(),
+                capability.resolve(&GrantRequest {
+                    plugin: &info.name,
+                    requested: &info.capabilities,
+                    grant: &grant,
+                    search_path: &self.search_path,
+                }),
+            );
+        }
+        plugin.caps = Arc::new(caps);
         plugin.info = info;
         Ok(plugin)
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::grants::Grant;
+use super::limits::Limits;
 use super::plugin::{Plugin, PluginHost, PluginSource, World};
 
 /// A plugin that was not loaded, and why.
@@ -26,23 +27,26 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads the built-in plugins and every `*.wasm` in `dirs` (in name order).
+    /// Loads the built-in plugins and every `*.wasm` in `dirs` (in name order), their calls
+    /// limited by `limits`.
     pub async fn discover(
         host: &PluginHost,
         builtins: &[(&str, &[u8])],
         dirs: &[PathBuf],
         grants: &BTreeMap<String, Grant>,
+        limits: &Limits,
     ) -> Registry {
         let mut registry = Registry::default();
         for (name, wasm) in builtins {
             let source = PluginSource::Builtin((*name).to_string());
-            registry.add_loaded(host.load(source.clone(), wasm, grants).await, &source);
+            let loaded = host.load_with(source.clone(), wasm, grants, limits).await;
+            registry.add_loaded(loaded, &source);
         }
         for dir in dirs {
             for path in wasm_files(dir, &mut registry.problems) {
                 let source = PluginSource::File(path.clone());
                 let loaded = match PluginHost::read_file(&path) {
-                    Ok(wasm) => host.load(source.clone(), &wasm, grants).await,
+                    Ok(wasm) => host.load_with(source.clone(), &wasm, grants, limits).await,
                     Err(e) => Err(e),
                 };
                 registry.add_loaded(loaded, &source);

@@ -116,7 +116,7 @@ impl PluginRunner {
         create(&scratch)?;
         let workspace = plugin
             .caps
-            .workspace
+            .has(crate::host::workspace::NAME)
             .then(|| self.roots.workspace(&call.workflow, &call.task));
         if let Some(w) = &workspace {
             create(w)?;

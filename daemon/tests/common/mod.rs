@@ -60,15 +60,7 @@ pub async fn load(
 pub fn grants(entries: &[(&str, &[&str])]) -> BTreeMap<String, Grant> {
     entries
         .iter()
-        .map(|(name, programs)| {
-            (
-                name.to_string(),
-                Grant {
-                    exec: programs.iter().map(|p| p.to_string()).collect(),
-                    ..Grant::default()
-                },
-            )
-        })
+        .map(|(name, programs)| (name.to_string(), Grant::default().with("exec", programs)))
         .collect()
 }
 

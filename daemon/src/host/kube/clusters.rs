@@ -5,24 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-/// One `[clusters.NAME]` table.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// Path of the kubeconfig, relative to the config directory; `$KUBECONFIG` or
-    /// `~/.kube/config` when absent.
-    #[serde(default)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Context inside the kubeconfig; its current context when absent.
-    #[serde(default)]
-    pub context: Option<String>,
-    /// Used by tasks that name no cluster. With one cluster configured it is the default.
-    #[serde(default)]
-    pub default: bool,
-}
+pub use crate::config::daemon::ClusterConfig;
 
 /// Why no client could be had.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -14,14 +14,98 @@ use wasmtime::component::Resource;
 pub use clusters::{ClusterConfig, Clusters};
 pub use session::Session;
 
+use wasmtime::component::HasSelf;
+
+use super::CallState;
+use super::capability::{CallBuilder, Capability, GrantRequest, Resolution};
 use crate::host::log::LogSink;
 use crate::wasm::bindings::kube::{self, ApiResource, ApplyOptions, ObjectRef, Readiness};
-use crate::wasm::bindings::types::TaskError;
-use crate::wasm::grants::Effective;
+use crate::wasm::bindings::types::{Capability as Requested, TaskError};
+use crate::wasm::bindings::{Linkers, v1, v2};
+use crate::wasm::grants::Namespaces;
+
+/// The capability's name, under which its grant is filed.
+pub const NAME: &str = "kube";
+
+pub struct KubeCapability;
+
+impl Capability for KubeCapability {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn grant_keys(&self) -> &'static [&'static str] {
+        &["kube_namespaces"]
+    }
+
+    fn link(&self, linkers: &mut Linkers) -> anyhow::Result<()> {
+        let linker = linkers.task();
+        v1::task::gantry::plugin::kube::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+        v2::kube::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)?;
+        Ok(())
+    }
+
+    fn resolve(&self, request: &GrantRequest<'_>) -> Resolution {
+        if !request
+            .requested
+            .iter()
+            .any(|c| matches!(c, Requested::Kube))
+        {
+            return Resolution::default();
+        }
+        let plugin = request.plugin;
+        let patterns = match request.grant.strings("kube_namespaces") {
+            Ok(p) => p,
+            Err(e) => {
+                return Resolution {
+                    requested: vec![NAME.into()],
+                    refusals: vec![format!("[plugins.{plugin}] {e}")],
+                    ..Resolution::default()
+                };
+            }
+        };
+        let suggested = vec![
+            "kube_namespaces = [\"NAMESPACE\", \"apps-*\"]   # namespaces its sessions may touch"
+                .into(),
+        ];
+        if patterns.is_empty() {
+            return Resolution {
+                requested: vec![NAME.into()],
+                refusals: vec![format!(
+                    "kube is requested but no namespace is granted: add kube_namespaces = [\"...\"] under [plugins.{plugin}] in gantry.toml"
+                )],
+                suggested,
+                ..Resolution::default()
+            };
+        }
+        Resolution {
+            requested: vec![NAME.into()],
+            granted: patterns.iter().map(|p| format!("kube:{p}")).collect(),
+            suggested,
+            grant: Some(Arc::new(Namespaces { patterns })),
+            ..Resolution::default()
+        }
+    }
+
+    fn prepare(&self, call: &mut CallBuilder<'_>) -> anyhow::Result<()> {
+        let setup = call.setup;
+        call.parts.insert(KubeHost {
+            plugin: setup.plugin.clone(),
+            namespaces: call.grant::<Namespaces>(NAME),
+            requested: setup.caps.requested.iter().any(|r| r == NAME),
+            clusters: setup.clusters.clone(),
+            log: setup.log.clone(),
+            deadline: call.deadline,
+        });
+        Ok(())
+    }
+}
 
 pub struct KubeHost {
     pub plugin: String,
-    pub caps: Arc<Effective>,
+    /// None when nothing is granted.
+    pub namespaces: Option<Arc<Namespaces>>,
+    pub requested: bool,
     pub clusters: Arc<Clusters>,
     pub log: Arc<dyn LogSink>,
     pub deadline: Instant,
@@ -29,18 +113,18 @@ pub struct KubeHost {
 
 impl KubeHost {
     async fn open(&self, cluster: Option<String>) -> Result<Session, TaskError> {
-        if !self.caps.requested_kube {
+        if !self.requested {
             return Err(TaskError::CapabilityDenied(format!(
                 "plugin `{}` did not request the kube capability in describe()",
                 self.plugin
             )));
         }
-        if self.caps.kube_namespaces.is_empty() {
+        let Some(namespaces) = self.namespaces.clone() else {
             return Err(TaskError::CapabilityDenied(format!(
                 "no namespace is granted to plugin `{}`: add kube_namespaces = [\"...\"] under [plugins.{}] in gantry.toml",
                 self.plugin, self.plugin
             )));
-        }
+        };
         let (name, client) = self
             .clusters
             .client(cluster.as_deref())
@@ -56,21 +140,26 @@ impl KubeHost {
             name,
             client,
             self.plugin.clone(),
-            self.caps.clone(),
+            namespaces,
             self.log.clone(),
             self.deadline,
         ))
     }
 }
 
-impl super::CallState {
+impl CallState {
     /// Opens a session for the plugin; the time it takes is the host's, not the guest's.
     pub(crate) async fn open_session(
         &mut self,
         cluster: Option<String>,
     ) -> wasmtime::Result<Result<Resource<Session>, TaskError>> {
         let started = Instant::now();
-        let opened = self.kube.open(cluster).await;
+        let opened = match self.parts.get::<KubeHost>() {
+            Some(kube) => kube.open(cluster).await,
+            None => Err(TaskError::CapabilityDenied(
+                "Kubernetes sessions cannot be opened in this call".into(),
+            )),
+        };
         self.cpu.add_host_time(started.elapsed());
         Ok(match opened {
             Ok(session) => Ok(self.table.push(session)?),
@@ -104,7 +193,7 @@ impl super::CallState {
     }
 }
 
-impl kube::Host for super::CallState {
+impl kube::Host for CallState {
     async fn open(
         &mut self,
         cluster: Option<String>,
@@ -113,7 +202,7 @@ impl kube::Host for super::CallState {
     }
 }
 
-impl kube::HostSession for super::CallState {
+impl kube::HostSession for CallState {
     async fn apply(
         &mut self,
         s: Resource<Session>,

@@ -22,7 +22,7 @@ use crate::wasm::bindings::kube::{
 };
 use crate::wasm::bindings::log::Level;
 use crate::wasm::bindings::types::{KubeError, TaskError};
-use crate::wasm::grants::Effective;
+use crate::wasm::grants::Namespaces;
 
 /// The field manager gantry applies with, so ownership is visible in `managedFields`.
 pub const FIELD_MANAGER: &str = "gantry";
@@ -37,7 +37,7 @@ pub struct Session {
     pub cluster: String,
     client: kube::Client,
     plugin: String,
-    caps: Arc<Effective>,
+    namespaces: Arc<Namespaces>,
     log: Arc<dyn LogSink>,
     deadline: Instant,
     kinds: HashMap<(String, String), (ApiResource, bool)>,
@@ -120,7 +120,7 @@ impl Session {
         cluster: String,
         client: kube::Client,
         plugin: String,
-        caps: Arc<Effective>,
+        namespaces: Arc<Namespaces>,
         log: Arc<dyn LogSink>,
         deadline: Instant,
     ) -> Self {
@@ -128,7 +128,7 @@ impl Session {
             cluster,
             client,
             plugin,
-            caps,
+            namespaces,
             log,
             deadline,
             kinds: HashMap::new(),
@@ -214,7 +214,7 @@ impl Session {
     }
 
     fn all_namespaces_granted(&self) -> bool {
-        self.caps.kube_namespaces.iter().any(|p| p == "*")
+        self.namespaces.all()
     }
 
     /// The namespace an operation on `kind` touches, checked against the grant.
@@ -231,13 +231,13 @@ impl Session {
                     "{kind} {name} is namespaced but names no namespace"
                 ))
             })?;
-            if !self.caps.namespace_allowed(ns) {
+            if !self.namespaces.allowed(ns) {
                 return Err(self.denied(&format!("namespace `{ns}`"), ns));
             }
             return Ok(Some(ns.to_string()));
         }
         if kind == "Namespace" {
-            if !self.caps.namespace_allowed(name) {
+            if !self.namespaces.allowed(name) {
                 return Err(self.denied(&format!("namespace `{name}`"), name));
             }
         } else if !self.all_namespaces_granted() {
@@ -253,7 +253,7 @@ impl Session {
         TaskError::CapabilityDenied(format!(
             "plugin `{}` is not granted {what} (granted: {}); add \"{ns}\" to kube_namespaces under [plugins.{}] in gantry.toml",
             self.plugin,
-            self.caps.kube_namespaces.join(", "),
+            self.namespaces.patterns.join(", "),
             self.plugin
         ))
     }

@@ -11,7 +11,7 @@ pub use v2::{kube, log, process, types};
 use std::fmt;
 
 use serde::Serialize;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::host::CallState;
@@ -40,7 +40,8 @@ impl fmt::Display for World {
 /// The majors of the contract this host links, oldest first.
 pub const CONTRACTS: &[u32] = &[1, 2];
 
-/// Every import of every supported major, for the two worlds.
+/// Every import of every supported major, for the two worlds; each host capability links
+/// its own interfaces (see `host::capabilities`).
 pub struct Linkers {
     task: Linker<CallState>,
     hook: Linker<CallState>,
@@ -48,15 +49,24 @@ pub struct Linkers {
 
 impl Linkers {
     pub fn new(engine: &Engine) -> anyhow::Result<Self> {
-        let mut task = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut task)?;
-        v1::task::TaskPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut task, |s| s)?;
-        v2::task::TaskPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut task, |s| s)?;
-        let mut hook = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut hook)?;
-        v1::hook::HookPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut hook, |s| s)?;
-        v2::hook::HookPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut hook, |s| s)?;
-        Ok(Linkers { task, hook })
+        let mut linkers = Linkers {
+            task: Linker::new(engine),
+            hook: Linker::new(engine),
+        };
+        for capability in crate::host::capabilities() {
+            capability.link(&mut linkers)?;
+        }
+        Ok(linkers)
+    }
+
+    /// Both worlds' linkers, for interfaces both worlds import.
+    pub fn each(&mut self) -> [&mut Linker<CallState>; 2] {
+        [&mut self.task, &mut self.hook]
+    }
+
+    /// The task world's linker, for interfaces only tasks import.
+    pub fn task(&mut self) -> &mut Linker<CallState> {
+        &mut self.task
     }
 
     /// Links a component against the world its exports name, newest major first. The error

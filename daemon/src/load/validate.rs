@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::workflow::{self, HookSpec, Workflow};
-use super::{ConfigError, DaemonConfig};
+use crate::config::workflow::{self, HookSpec, Workflow};
+use crate::config::{ConfigError, DaemonConfig};
 use crate::engine::plan::{self, PlanError};
 use crate::wasm::bindings::types::ValidateContext;
 use crate::wasm::{Registry, World};
@@ -61,7 +61,7 @@ fn located(wf: &Workflow, e: PlanError) -> ConfigError {
 
 async fn check_plugins(config_dir: &Path, wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    let err = |at: super::toml_walk::Loc, message: String| ConfigError {
+    let err = |at: crate::config::toml_walk::Loc, message: String| ConfigError {
         file: wf.file.clone(),
         line: at.line,
         column: at.column,
