@@ -528,7 +528,9 @@ fn a_user_the_config_does_not_allow_gets_403() {
 
 #[test]
 fn logs_follow_shows_task_log_lines_live_and_logs_prints_them_after() {
-    let site = Site::new(EXEC_GRANT, &[("slow", &sleeper(2))]);
+    // The first line comes a second in, once the follower is listening.
+    let slow = "[jobs.slow]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 1; echo begin; sleep 2; echo end\"]\n";
+    let site = Site::new(EXEC_GRANT, &[("slow", slow)]);
     let daemon = site.start();
     let id = daemon.trigger(&["slow"]);
     let (code, out) = site.cli(&["logs", &id, "-f"]);
@@ -539,6 +541,15 @@ fn logs_follow_shows_task_log_lines_live_and_logs_prints_them_after() {
         "{out}"
     );
     assert!(out.contains("run succeeded"), "{out}");
+    // Printed as the program printed it, not replayed when it ended.
+    let at = |word: &str| -> f64 {
+        out.lines()
+            .find(|l| l.contains("jobs.slow") && l.contains(&format!("| {word}")))
+            .and_then(|l| l.trim_start().split('s').next())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no time on the `{word}` line:\n{out}"))
+    };
+    assert!(at("end") - at("begin") >= 1.5, "{out}");
     let (code, out) = site.cli(&["logs", &id, "--json"]);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -626,4 +637,48 @@ fn a_daemon_with_an_embedded_simulator_deploys_the_releasehub_example() {
             .log_text()
             .contains("embedded Kubernetes simulator serving")
     );
+}
+
+/// `[limits]` follow the active configuration from the next plugin call on; a setting the
+/// running engine cannot change says it waits for a restart, in the reload's result and in
+/// `gantry status`.
+#[test]
+fn reloaded_limits_apply_to_the_next_call_and_engine_settings_wait_for_a_restart() {
+    let site = Site::new(
+        "[limits]\ncpu_time = \"60s\"\n",
+        &[("spin", "[jobs.spin]\nkind = \"spin\"\n")],
+    );
+    std::fs::write(
+        site.config.join("plugins/hostile.wasm"),
+        common::built_plugin("fixtures/hostile.wasm"),
+    )
+    .unwrap();
+    let daemon = site.start();
+    std::fs::write(
+        site.config.join("gantry.toml"),
+        "[limits]\ncpu_time = \"300ms\"\n\n[wasm]\npooling = false\n",
+    )
+    .unwrap();
+    let (code, body) = daemon.request("POST", "/v1/reload", None);
+    assert_eq!(code, 200, "{body}");
+    let reload: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        reload["restart_needed"]
+            .to_string()
+            .contains("[wasm] pooling = false takes effect after a restart"),
+        "{reload}"
+    );
+    let id = daemon.trigger(&["spin"]);
+    let run = daemon.wait_run(&id);
+    let error = run["tasks"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("used more than its 300ms of CPU time"),
+        "{run}"
+    );
+    let (code, out) = site.cli(&["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("settings waiting for a restart"), "{out}");
 }

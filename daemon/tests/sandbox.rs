@@ -205,6 +205,17 @@ async fn huge_outputs_are_truncated_with_a_note() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_state_fails_the_call_instead_of_filling_history() {
+    let h = harness(false).await;
+    let (r, _) = h.attack("huge-state").await;
+    let err = r.expect_err("a 10 MiB state is refused").to_string();
+    assert!(
+        err.contains("state is 10485760 bytes, over the limit") && err.contains("max_state_bytes"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_becomes_a_task_error_with_its_message() {
     let h = harness(false).await;
     let (r, _) = h.attack("panic").await;

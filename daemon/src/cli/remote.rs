@@ -212,6 +212,18 @@ pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
             println!("  {}", e.as_str().unwrap_or(""));
         }
     }
+    let pending: Vec<&str> = reload["restart_needed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !pending.is_empty() {
+        println!("settings waiting for a restart:");
+        for p in pending {
+            println!("  {p}");
+        }
+    }
     Ok(0)
 }
 

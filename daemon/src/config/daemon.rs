@@ -134,6 +134,11 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// Bytes of outputs (keys and values) a call may return before they are truncated.
     pub max_output_bytes: usize,
+    /// Bytes of opaque state one deployment may record (kept in history for rollback and
+    /// destroy); a plugin needing more should compress it.
+    pub max_state_bytes: usize,
+    /// Bytes of inventory entries one deployment may record.
+    pub max_inventory_bytes: usize,
     /// Bytes of stdout and of stderr kept from each program a plugin runs.
     pub max_process_output_bytes: usize,
     /// Bytes the guest may pass to the host in one host call or in one result.
@@ -150,6 +155,8 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(30 * 60),
             max_log_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
+            max_state_bytes: 4 << 20,
+            max_inventory_bytes: 1 << 20,
             max_process_output_bytes: 4 << 20,
             hostcall_fuel: 64 << 20,
             max_resources: 4096,

@@ -195,9 +195,34 @@ impl Plugin {
             )
             .await?;
         let mut called = self.guest_result(called)?;
+        self.check_record(&called.value)?;
         let notes = cap_outputs(&mut called.value.outputs, &self.limits);
         called.notes.extend(notes);
         Ok(called)
+    }
+
+    /// A deployment is history: its state and inventory must fit their limits whole (cut,
+    /// they would roll back or destroy the wrong thing), or the call fails.
+    fn check_record(&self, d: &Deployment) -> Result<(), CallError> {
+        let state = d.state.as_ref().map_or(0, String::len);
+        let inventory: usize = d.inventory.iter().map(|i| i.len() + 1).sum();
+        let over = |what: &str, size: usize, limit: usize| CallError::Host {
+            plugin: self.name(),
+            message: format!(
+                "its deployment's {what} is {size} bytes, over the limit of {limit} bytes ([limits] max_{what}_bytes); nothing was recorded"
+            ),
+        };
+        if state > self.limits.max_state_bytes {
+            return Err(over("state", state, self.limits.max_state_bytes));
+        }
+        if inventory > self.limits.max_inventory_bytes {
+            return Err(over(
+                "inventory",
+                inventory,
+                self.limits.max_inventory_bytes,
+            ));
+        }
+        Ok(())
     }
 
     pub async fn rollback(
@@ -215,6 +240,7 @@ impl Plugin {
             .await?;
         let mut called = self.guest_result(called)?;
         if let RollbackOutcome::RolledBack(d) = &mut called.value {
+            self.check_record(d)?;
             let notes = cap_outputs(&mut d.outputs, &self.limits);
             called.notes.extend(notes);
         }
