@@ -487,9 +487,15 @@ fn a_user_the_config_does_not_allow_gets_403() {
     let binary = site.tmp.path().join("gantry");
     std::fs::copy(env!("CARGO_BIN_EXE_gantry"), &binary).unwrap();
     open(&binary, 0o755);
-    let as_nobody = || {
+    // nobody, with one supplementary group (4242) or none.
+    let as_nobody_in = |groups: &str| {
+        let groups = if groups.is_empty() {
+            "--clear-groups".to_string()
+        } else {
+            format!("--groups={groups}")
+        };
         let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["--reuid=65534", "--regid=65534", &groups])
             .arg(&binary)
             .arg("--socket")
             .arg(&site.socket)
@@ -501,14 +507,21 @@ fn a_user_the_config_does_not_allow_gets_403() {
         (out.status.code(), text)
     };
 
+    let as_nobody = || as_nobody_in("");
     let (code, out) = as_nobody();
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("uid 65534 is not allowed"), "{out}");
 
     let generation = daemon.get("/v1/status")["generation"].as_i64().unwrap();
-    for (n, access) in ["allow_uids = [65534]", "allow_gids = [65534]"]
-        .into_iter()
-        .enumerate()
+    for (n, (access, groups)) in [
+        ("allow_uids = [65534]", ""),
+        ("allow_uids = [\"nobody\"]", ""),
+        ("allow_gids = [65534]", ""),
+        // A user added to the group, as the README tells: a supplementary group counts.
+        ("allow_gids = [4242]", "4242"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         std::fs::write(
             site.config.join("gantry.toml"),
@@ -520,7 +533,7 @@ fn a_user_the_config_does_not_allow_gets_403() {
         daemon.poll("/v1/status", Duration::from_secs(30), |s| {
             s["generation"].as_i64() > Some(generation + n as i64)
         });
-        let (code, out) = as_nobody();
+        let (code, out) = as_nobody_in(groups);
         assert_eq!(code, Some(0), "{access}: {out}");
         assert!(out.contains("\"generation\""), "{out}");
     }
@@ -681,4 +694,30 @@ fn reloaded_limits_apply_to_the_next_call_and_engine_settings_wait_for_a_restart
     let (code, out) = site.cli(&["status"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("settings waiting for a restart"), "{out}");
+}
+
+#[test]
+fn a_socket_path_naming_a_regular_file_is_refused_and_the_file_kept() {
+    let site = Site::new(EXEC_GRANT, &[("app", TWO_TASKS)]);
+    std::fs::create_dir_all(site.socket.parent().unwrap()).unwrap();
+    std::fs::write(&site.socket, "precious").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("--config")
+        .arg(&site.config)
+        .arg("--state")
+        .arg(&site.state)
+        .arg("--socket")
+        .arg(&site.socket)
+        .arg("daemon")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("is not a socket; refusing to replace it"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&site.socket).unwrap(), "precious");
 }

@@ -58,7 +58,7 @@ async fn authorise(
     req: Request,
     next: Next,
 ) -> Response {
-    let allowed = d.access.read().map(|a| a.allows(peer)).unwrap_or(false);
+    let allowed = d.access.read().map(|a| a.allows(&peer)).unwrap_or(false);
     if !allowed {
         return ApiError::new(
             StatusCode::FORBIDDEN,

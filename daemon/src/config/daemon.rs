@@ -221,14 +221,23 @@ pub struct ClusterConfig {
     pub default: bool,
 }
 
-/// Uids and gids that may use the API.
+/// Users and groups that may use the API, besides root and the daemon's own user.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
     #[serde(default)]
-    pub allow_uids: Vec<u32>,
+    pub allow_uids: Vec<Principal>,
+    /// A peer is allowed when its primary or any supplementary group is listed.
     #[serde(default)]
-    pub allow_gids: Vec<u32>,
+    pub allow_gids: Vec<Principal>,
+}
+
+/// A user or a group, by number (`1000`) or by name (`"deploy"`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Principal {
+    Id(u32),
+    Name(String),
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! passes), serve the API, reload on SIGHUP, drain on SIGTERM, and tell systemd each step.
 
 use std::os::fd::FromRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,9 +68,15 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
+    match std::fs::symlink_metadata(path) {
         // A socket left by a crashed daemon; the state lock proves no daemon owns it now.
-        std::fs::remove_file(path)?;
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; refusing to replace it (remove it or choose another --socket)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
