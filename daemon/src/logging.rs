@@ -70,3 +70,40 @@ pub fn init(format: LogFormat, default_level: &str) {
             .init(),
     }
 }
+
+/// `text` with control characters shown as escapes (`\n`, `\r`, `\t`, `\e`, `\u{7f}`, ...), so
+/// what a plugin or a program prints can neither forge a log line nor drive a terminal.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape_control("ok\n2026-01-01T00:00:00Z ERROR forged\r\x1b[31m"),
+            "ok\\n2026-01-01T00:00:00Z ERROR forged\\r\\e[31m"
+        );
+        assert!(matches!(
+            escape_control("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

@@ -37,7 +37,10 @@ impl Progress {
 
     /// Prints the line for one event, if it is one people follow.
     pub fn show(&self, e: &Value) {
-        let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        // What tasks and plugins wrote reaches the terminal escaped.
+        let text = |k: &str| {
+            crate::logging::escape_control(e[k].as_str().unwrap_or_default()).into_owned()
+        };
         let (kind, message) = (text("type"), text("message"));
         let at = self.started.elapsed().as_secs_f64();
         let (wf, task) = (text("workflow"), text("task"));
@@ -60,9 +63,7 @@ impl Progress {
         }
         if kind == "task_log" {
             if self.logs {
-                for line in message.lines() {
-                    println!("{at:>7.1}s  {wf} {task:<24} | {line}");
-                }
+                println!("{at:>7.1}s  {wf} {task:<24} | {message}");
             }
             return;
         }

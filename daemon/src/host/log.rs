@@ -82,6 +82,19 @@ impl LogBudget {
             return;
         }
         self.used += size;
+        // One call, one line: a newline in a message or field cannot forge another.
+        let message = crate::logging::escape_control(message);
+        let message = message.as_ref();
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    crate::logging::escape_control(k).into_owned(),
+                    crate::logging::escape_control(v).into_owned(),
+                )
+            })
+            .collect();
+        let fields = fields.as_slice();
         if message.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
             while !message.is_char_boundary(end) {
@@ -162,5 +175,36 @@ impl LogSink for MemorySink {
         if let Ok(mut lines) = self.lines.lock() {
             lines.push((level, message.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Raw(Mutex<Vec<(String, Vec<(String, String)>)>>);
+
+    impl LogSink for Raw {
+        fn line(&self, _level: Level, message: &str, fields: &[(String, String)]) {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.push((message.to_string(), fields.to_vec()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_newline_cannot_forge_a_line() {
+        let raw = Arc::new(Raw::default());
+        let mut budget = LogBudget::new(raw.clone(), 1 << 20);
+        budget.write(
+            Level::Info,
+            "deployed\n2026-11-24T00:00:00Z ERROR forged",
+            &[("k".into(), "v\r\nINFO also forged".into())],
+        );
+        let lines = raw.0.lock().unwrap().clone();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].0, "deployed\\n2026-11-24T00:00:00Z ERROR forged");
+        assert_eq!(lines[0].1[0].1, "v\\r\\nINFO also forged");
     }
 }

@@ -382,7 +382,8 @@ struct LineSink {
 impl LineSink {
     fn line(&self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
-        let text = text.trim_end_matches(['\n', '\r']);
+        let text = crate::logging::escape_control(text.trim_end_matches(['\n', '\r']));
+        let text = text.as_ref();
         if self.budget.take(text.len()) {
             self.log.line(
                 self.level,

@@ -373,15 +373,20 @@ impl Plugin {
         let mut notes: Vec<String> = state.log.summary().into_iter().collect();
         let output = state.stdio.text();
         if !output.trim().is_empty() {
-            state.log.sink().line(
-                super::bindings::log::Level::Info,
-                &format!(
-                    "plugin stdout/stderr (last {} bytes):\n{}",
-                    output.len(),
-                    output.trim_end()
-                ),
+            let sink = state.log.sink();
+            let info = super::bindings::log::Level::Info;
+            sink.line(
+                info,
+                &format!("plugin stdout/stderr (last {} bytes):", output.len()),
                 &[],
             );
+            for line in output.trim_end().lines() {
+                sink.line(
+                    info,
+                    &format!("  | {}", crate::logging::escape_control(line)),
+                    &[],
+                );
+            }
         }
         let plugin = self.name();
         match outcome {
