@@ -146,11 +146,111 @@ fn wasm_files(dir: &Path, problems: &mut Vec<LoadProblem>) -> Vec<PathBuf> {
             return Vec::new();
         }
     };
+    if let Err(message) = trusted(dir) {
+        problems.push(LoadProblem {
+            source: dir.display().to_string(),
+            message,
+        });
+        return Vec::new();
+    }
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
         .collect();
     files.sort();
+    files.retain(|file| match trusted(file) {
+        Ok(()) => true,
+        Err(message) => {
+            problems.push(LoadProblem {
+                source: file.display().to_string(),
+                message,
+            });
+            false
+        }
+    });
     files
+}
+
+/// Whether only root and the daemon's user can have put `path` (a plugin or its directory)
+/// where it is, as OpenSSH's StrictModes asks of keys: the file, its directory and every
+/// directory above are owned by one of them and writable by no one else (a root-owned
+/// sticky directory such as /tmp excepted, where no one can replace another's entries).
+/// Otherwise anyone who can write there could drop in a plugin that takes another's name
+/// and its grants.
+fn trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for p in real.ancestors() {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mode = meta.mode();
+        let owner_ok = meta.uid() == 0 || meta.uid() == me;
+        let sticky_root_dir = meta.is_dir() && meta.uid() == 0 && mode & 0o1000 != 0;
+        let others_write = mode & 0o022 != 0;
+        if !owner_ok {
+            return Err(format!(
+                "refusing plugins from {}: {} is owned by uid {}, not by root or the daemon's user (uid {me}); chown it",
+                path.display(),
+                p.display(),
+                meta.uid()
+            ));
+        }
+        if others_write && !sticky_root_dir {
+            return Err(format!(
+                "refusing plugins from {}: {} is writable by {} (mode {:o}), so anyone there could replace a plugin; run chmod go-w {}",
+                path.display(),
+                p.display(),
+                if mode & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                },
+                mode & 0o7777,
+                p.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn writable_plugin_directories_and_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plugins");
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("p.wasm");
+        std::fs::write(&file, b"\0asm").unwrap();
+        let set = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(&dir, 0o755);
+        set(&file, 0o644);
+        assert_eq!(trusted(&file), Ok(()));
+        set(&dir, 0o777);
+        let err = trusted(&dir).unwrap_err();
+        assert!(
+            err.contains("writable by everyone") && err.contains("chmod go-w"),
+            "{err}"
+        );
+        let mut problems = Vec::new();
+        assert!(wasm_files(&dir, &mut problems).is_empty());
+        assert_eq!(problems.len(), 1);
+        set(&dir, 0o755);
+        set(&file, 0o664);
+        let mut problems = Vec::new();
+        assert!(wasm_files(&dir, &mut problems).is_empty());
+        assert!(
+            problems[0].message.contains("writable by its group"),
+            "{problems:?}"
+        );
+    }
 }
