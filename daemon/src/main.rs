@@ -15,6 +15,12 @@ fn main() {
             "warn"
         }
     };
+    // Everything gantry writes (history, logs, workspaces, the compiled-plugin cache) is the
+    // daemon user's alone, even under `gantry run` from an interactive shell.
+    // SAFETY: umask(2) only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     gantry::logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -39,42 +39,78 @@ fn roots(daemon: &Daemon) -> Vec<PathBuf> {
     roots
 }
 
-/// A digest of every file under `roots` (following symlinks), by path and content.
+/// Most files a digest takes in: a tree larger than this is a mistake, not configuration.
+const MAX_FILES: usize = 10_000;
+/// Bytes of one file a digest reads; a larger file is represented by its size and
+/// modification time (the loader refuses files that large anyway).
+const MAX_HASHED_BYTES: u64 = crate::config::MAX_FILE_BYTES;
+/// Directory levels a digest descends.
+const MAX_DEPTH: usize = 8;
+
+/// A digest of the regular files under `roots`, by path and content. Symlinks are followed
+/// only where they lead inside a root (ConfigMap mounts swap `..data` links), so a link to
+/// `/` or to a device adds nothing, and no file is read past the size bound.
 pub fn tree_digest(roots: &[PathBuf]) -> String {
+    let inside: Vec<PathBuf> = roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
     let mut files = Vec::new();
     for root in roots {
-        collect(root, &mut files, 0);
+        collect(root, &inside, &mut files, 0);
     }
     files.sort();
     let mut h = Sha256::new();
     for path in files {
         h.update(path.to_string_lossy().as_bytes());
         h.update([0]);
-        if let Ok(bytes) = std::fs::read(&path) {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.len() > MAX_HASHED_BYTES {
+            h.update(meta.len().to_le_bytes());
+            if let Ok(modified) = meta.modified() {
+                h.update(format!("{modified:?}").as_bytes());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
             h.update(Sha256::digest(&bytes));
         }
     }
     hex::encode(h.finalize())
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
-    if depth > 8 {
+fn collect(dir: &Path, inside: &[PathBuf], out: &mut Vec<PathBuf>, depth: usize) {
+    if depth > MAX_DEPTH {
         return;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
+        if out.len() >= MAX_FILES {
+            tracing::warn!(dir = %dir.display(), "more than {MAX_FILES} files under the configuration; the rest is not watched");
+            return;
+        }
         let path = entry.path();
-        let name = entry.file_name();
         // Hidden entries are editors' swap files and the `..data` directories of
         // ConfigMap mounts, whose files are reached again through the visible symlinks.
-        if name.to_string_lossy().starts_with('.') {
+        if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        if path.is_dir() {
-            collect(&path, out, depth + 1);
-        } else if path.is_file() {
+        let Ok(link) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if link.file_type().is_symlink() {
+            let leads_inside = path
+                .canonicalize()
+                .is_ok_and(|target| inside.iter().any(|root| target.starts_with(root)));
+            if !leads_inside {
+                continue;
+            }
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            collect(&path, inside, out, depth + 1);
+        } else if meta.is_file() {
             out.push(path);
         }
     }
@@ -172,5 +208,31 @@ fn auto_deploy(daemon: &Arc<Daemon>, before: &crate::service::Active) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_out_of_the_tree_fifos_and_huge_files_are_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("config");
+        std::fs::create_dir_all(root.join("workflows")).unwrap();
+        std::fs::write(root.join("workflows/a.toml"), "x = 1").unwrap();
+        std::os::unix::fs::symlink("/", root.join("everything")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("zeros.toml")).unwrap();
+        let fifo =
+            std::ffi::CString::new(root.join("pipe.toml").to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path; no memory is shared.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let huge = std::fs::File::create(root.join("huge.bin")).unwrap();
+        huge.set_len(1 << 30).unwrap();
+        let started = std::time::Instant::now();
+        let first = tree_digest(std::slice::from_ref(&root));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        std::fs::write(root.join("workflows/a.toml"), "x = 2").unwrap();
+        assert_ne!(tree_digest(std::slice::from_ref(&root)), first);
     }
 }

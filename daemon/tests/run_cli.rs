@@ -222,3 +222,39 @@ fn a_spinning_plugin_is_stopped_by_its_cpu_budget_in_a_local_run() {
         "{out}"
     );
 }
+
+/// Whatever `gantry run` writes is the invoking user's alone, and a FIFO named like a
+/// workflow is an error rather than a hang.
+#[test]
+fn a_local_run_keeps_its_state_private_and_a_fifo_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo hi\"]\n",
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for path in walk(&state) {
+        assert_eq!(
+            mode(&path) & 0o077,
+            0,
+            "{} is readable by others",
+            path.display()
+        );
+    }
+
+    let fifo = std::ffi::CString::new(cfg.join("workflows/pipe.toml").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let (code, out) = gantry(&cfg, &state, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("pipe.toml: not a regular file"), "{out}");
+}

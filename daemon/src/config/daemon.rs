@@ -95,12 +95,8 @@ impl DaemonConfig {
     /// Reads `DIR/gantry.toml`; a missing file means all defaults.
     pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
         let path = config_dir.join(FILE_NAME);
-        let source = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(DaemonConfig::default());
-            }
-            Err(e) => return Err(ConfigError::whole_file(&path, format!("cannot read: {e}"))),
+        let Some(source) = super::read_file(&path)? else {
+            return Ok(DaemonConfig::default());
         };
         Self::parse(&path, &source)
     }

@@ -489,10 +489,11 @@ pub fn load_dir(config_dir: &Path) -> (BTreeMap<String, Workflow>, Vec<ConfigErr
         .collect();
     files.sort();
     for path in files {
-        let source = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
+        let source = match super::read_file(&path) {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
             Err(e) => {
-                errors.push(ConfigError::whole_file(&path, format!("cannot read: {e}")));
+                errors.push(e);
                 continue;
             }
         };

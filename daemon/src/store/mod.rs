@@ -127,6 +127,11 @@ impl Store {
     /// an earlier process `interrupted`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(state_dir)?;
+        // History may hold what tasks deployed: private to the daemon's user.
+        std::fs::set_permissions(
+            state_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
         let path = state_dir.join("gantry.db");
         let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
