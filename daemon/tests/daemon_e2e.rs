@@ -721,3 +721,33 @@ fn a_socket_path_naming_a_regular_file_is_refused_and_the_file_kept() {
     );
     assert_eq!(std::fs::read_to_string(&site.socket).unwrap(), "precious");
 }
+
+/// Idle connections are closed after `[api] header_timeout`, at most `max_connections` are
+/// kept, and a flood of them does not keep a run from deploying.
+#[test]
+fn idle_api_connections_are_bounded_and_closed_and_runs_go_on() {
+    use std::io::Read;
+    let site = Site::new(
+        &format!("{EXEC_GRANT}[api]\nheader_timeout = \"1s\"\nmax_connections = 20\n"),
+        &[("app", TWO_TASKS)],
+    );
+    let daemon = site.start();
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..200)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&site.socket).ok())
+        .collect();
+    assert!(idle.len() >= 20, "connections refused outright");
+    // A run in flight is not harmed: the API still answers once the flood is cut.
+    std::thread::sleep(Duration::from_millis(1500));
+    let id = daemon.trigger(&["app"]);
+    assert_eq!(daemon.wait_run(&id)["run"]["state"], "succeeded");
+    // Every idle connection has been closed by now: reading gets end of file.
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("an idle connection is still open: {e}"));
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+}

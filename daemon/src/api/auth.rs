@@ -4,9 +4,7 @@
 
 use std::ffi::CString;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use tokio::net::UnixListener;
+use tokio::net::UnixStream;
 
 pub use crate::config::daemon::{Access, Principal};
 
@@ -19,9 +17,10 @@ pub struct Peer {
     pub groups: Vec<u32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Peer {
+    /// The credentials of the process at the other end of `stream`.
+    pub fn of(stream: &UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(cred) => Peer {
                 uid: Some(cred.uid()),
                 gid: Some(cred.gid()),

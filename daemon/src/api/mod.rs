@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod server;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -217,8 +217,9 @@ pub struct ClusterConfig {
     pub default: bool,
 }
 
-/// Users and groups that may use the API, besides root and the daemon's own user.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+/// Who may use the API (users and groups besides root and the daemon's own user) and how
+/// its connections are bounded: `[api]`.
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
     #[serde(default)]
@@ -226,6 +227,35 @@ pub struct Access {
     /// A peer is allowed when its primary or any supplementary group is listed.
     #[serde(default)]
     pub allow_gids: Vec<Principal>,
+    /// API connections open at once; more are closed as they arrive.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection that sends no complete request headers for this long, whether new or
+    /// idle between requests, is closed.
+    #[serde(
+        default = "default_header_timeout",
+        deserialize_with = "super::duration::deserialize"
+    )]
+    pub header_timeout: Duration,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+        }
+    }
 }
 
 /// A user or a group, by number (`1000`) or by name (`"deploy"`).

@@ -11,7 +11,6 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::Daemon;
 use super::lock::StateLock;
-use crate::api::auth::Peer;
 use crate::systemd;
 
 pub struct ServeOptions {
@@ -49,11 +48,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     systemd::spawn_watchdog(daemon.clone());
     tracing::info!(socket = %opts.socket.display(), "gantry daemon ready");
 
-    let app = crate::api::router(daemon.clone()).into_make_service_with_connect_info::<Peer>();
+    let app = crate::api::router(daemon.clone());
     let shutdown = shutdown_signal(daemon.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = {
+        let daemon = daemon.clone();
+        move || {
+            let api = &daemon.active().config.daemon.api;
+            crate::api::server::ConnectionLimits {
+                max_connections: api.max_connections.max(1),
+                header_timeout: api.header_timeout,
+            }
+        }
+    };
+    crate::api::server::serve(listener, app, limits, shutdown).await;
     drop(watcher);
     if owned {
         let _ = std::fs::remove_file(&opts.socket);
