@@ -1,119 +1,13 @@
-//! Reading a task's manifests: files and directories of multi-document YAML, `${vars.NAME}`
-//! substituted, the default namespace filled in, inventory labels added, and the Deployment
-//! strategy decided.
+//! Reading a task's manifest files: a file or a directory of YAML and JSON, with
+//! `${vars.NAME}` substituted, parsed by the shared engine's kubectl-compatible reader.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
-
-/// Labels gantry puts on everything a manifest task applies.
-pub const WORKFLOW_LABEL: &str = "gantry.dev/workflow";
-pub const TASK_LABEL: &str = "gantry.dev/task";
-
-/// Kinds that live outside namespaces.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "Node",
-    "PersistentVolume",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "CustomResourceDefinition",
-    "StorageClass",
-    "IngressClass",
-    "PriorityClass",
-    "RuntimeClass",
-    "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration",
-    "APIService",
-    "CSIDriver",
-];
-
-/// One object to apply, with where it came from for messages.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    pub origin: String,
-    pub object: Value,
-}
-
-impl Manifest {
-    pub fn api_version(&self) -> &str {
-        self.object["apiVersion"].as_str().unwrap_or_default()
-    }
-    pub fn kind(&self) -> &str {
-        self.object["kind"].as_str().unwrap_or_default()
-    }
-    pub fn name(&self) -> &str {
-        self.object["metadata"]["name"].as_str().unwrap_or_default()
-    }
-    pub fn namespace(&self) -> Option<&str> {
-        self.object["metadata"]["namespace"].as_str()
-    }
-    /// `apps/v1/Deployment/web/frontend`; the namespace is empty for cluster-scoped objects.
-    pub fn id(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.api_version(),
-            self.kind(),
-            self.namespace().unwrap_or_default(),
-            self.name()
-        )
-    }
-    /// Namespaces and definitions go first so what lives in them can follow.
-    fn apply_rank(&self) -> u8 {
-        match self.kind() {
-            "Namespace" => 0,
-            "CustomResourceDefinition" => 1,
-            _ => 2,
-        }
-    }
-}
-
-/// An inventory entry split back into its parts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObjectId {
-    pub api_version: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-pub fn parse_id(id: &str) -> Option<ObjectId> {
-    let mut parts = id.rsplitn(4, '/');
-    let name = parts.next()?.to_string();
-    let namespace = parts.next()?.to_string();
-    let kind = parts.next()?.to_string();
-    let api_version = parts.next()?.to_string();
-    if name.is_empty() || kind.is_empty() || api_version.is_empty() {
-        return None;
-    }
-    Some(ObjectId {
-        api_version,
-        kind,
-        namespace: (!namespace.is_empty()).then_some(namespace),
-        name,
-    })
-}
-
-/// How Deployments roll out, from the task's parameters.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Strategy {
-    pub recreate: bool,
-    pub max_surge: Option<Value>,
-    pub max_unavailable: Option<Value>,
-}
-
-/// What shapes the objects besides their files.
-pub struct Shaping<'a> {
-    pub namespace: &'a str,
-    pub workflow: &'a str,
-    pub task: &'a str,
-    pub vars: &'a BTreeMap<String, String>,
-    pub strategy: &'a Strategy,
-}
+use gantry_kube_apply::yaml::{self, Manifest, ParseError};
 
 /// Files under `root/path`: the file itself, or a directory's YAML and JSON files by name.
-pub fn files(root: &Path, path: &str) -> Result<Vec<std::path::PathBuf>, String> {
+pub fn files(root: &Path, path: &str) -> Result<Vec<PathBuf>, String> {
     if path.split('/').any(|c| c == "..") || path.starts_with('/') {
         return Err(format!(
             "path `{path}` must stay inside the task's directory"
@@ -141,26 +35,30 @@ pub fn files(root: &Path, path: &str) -> Result<Vec<std::path::PathBuf>, String>
     Ok(out)
 }
 
-/// Replaces `${vars.NAME}`; an unknown name is an error naming it.
-pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+/// Replaces `${vars.NAME}`; an unknown name is an error naming it and its line.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, (u32, String)> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${vars.") {
         out.push_str(&rest[..start]);
+        let line = 1 + out.matches('\n').count() as u32;
         let after = &rest[start + 7..];
         let end = after
             .find('}')
-            .ok_or_else(|| "unterminated `${vars.` reference".to_string())?;
+            .ok_or_else(|| (line, "unterminated `${vars.` reference".to_string()))?;
         let name = &after[..end];
         let value = vars.get(name).ok_or_else(|| {
             let known: Vec<&str> = vars.keys().map(String::as_str).collect();
-            format!(
-                "`${{vars.{name}}}` is not defined; add it to the task's `vars` (defined: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+            (
+                line,
+                format!(
+                    "`${{vars.{name}}}` is not defined; add it to the task's `vars` (defined: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             )
         })?;
         out.push_str(value);
@@ -170,242 +68,94 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
     Ok(out)
 }
 
-/// Parses one file's documents; `List` objects contribute their items.
-pub fn parse(origin: &str, text: &str) -> Result<Vec<Manifest>, String> {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
-    let mut out = Vec::new();
-    for (i, doc) in docs.into_iter().enumerate() {
-        let at = format!("{origin} (document {})", i + 1);
-        match doc {
-            Value::Null => continue,
-            Value::Object(_) if doc["kind"] == "List" => {
-                for (j, item) in doc["items"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .enumerate()
-                {
-                    out.push(check(format!("{at} item {}", j + 1), item)?);
-                }
-            }
-            Value::Object(_) => out.push(check(at, doc)?),
-            _ => return Err(format!("{at}: a manifest must be a mapping")),
-        }
-    }
-    Ok(out)
-}
-
-fn check(origin: String, object: Value) -> Result<Manifest, String> {
-    for (ptr, field) in [
-        ("/apiVersion", "apiVersion"),
-        ("/kind", "kind"),
-        ("/metadata/name", "metadata.name"),
-    ] {
-        if object
-            .pointer(ptr)
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(format!("{origin}: `{field}` is required"));
-        }
-    }
-    Ok(Manifest { origin, object })
-}
-
-/// A label value Kubernetes accepts: at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
-pub fn label_value(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(63)
-        .collect();
-    cleaned
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
-}
-
-/// Fills in the namespace and inventory labels and sets the Deployment strategy. Returns a
-/// note for every Deployment forced to Recreate because it mounts a claim.
-pub fn shape(manifests: &mut [Manifest], how: &Shaping) -> Vec<String> {
-    let mut notes = Vec::new();
-    for m in manifests.iter_mut() {
-        let kind = m.kind().to_string();
-        let md = &mut m.object["metadata"];
-        if !CLUSTER_SCOPED.contains(&kind.as_str())
-            && md
-                .get("namespace")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-        {
-            md["namespace"] = json!(how.namespace);
-        }
-        if !md.get("labels").is_some_and(Value::is_object) {
-            md["labels"] = json!({});
-        }
-        md["labels"][WORKFLOW_LABEL] = json!(label_value(how.workflow));
-        md["labels"][TASK_LABEL] = json!(label_value(how.task));
-        if kind == "Deployment"
-            && let Some(note) = set_strategy(m, how.strategy)
-        {
-            notes.push(note);
-        }
-    }
-    manifests.sort_by_key(Manifest::apply_rank);
-    notes
-}
-
-/// Claims a Deployment's pods mount.
-fn claims(deployment: &Value) -> Vec<String> {
-    deployment
-        .pointer("/spec/template/spec/volumes")
-        .and_then(Value::as_array)
-        .map(|vs| {
-            vs.iter()
-                .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName"))
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn set_strategy(m: &mut Manifest, s: &Strategy) -> Option<String> {
-    let mounted = claims(&m.object);
-    let name = format!("{}/{}", m.namespace().unwrap_or_default(), m.name());
-    let spec = &mut m.object["spec"];
-    if !mounted.is_empty() {
-        spec["strategy"] = json!({"type": "Recreate"});
-        return Some(format!(
-            "Deployment {name} mounts PersistentVolumeClaim {}: using the Recreate strategy so old pods release the volume before new ones start",
-            mounted.join(", ")
-        ));
-    }
-    if s.recreate {
-        spec["strategy"] = json!({"type": "Recreate"});
-        return None;
-    }
-    let from_manifest = spec.get("strategy").cloned();
-    if s.max_surge.is_none() && s.max_unavailable.is_none() && from_manifest.is_some() {
-        return None;
-    }
-    let current = |k: &str| {
-        from_manifest
-            .as_ref()
-            .and_then(|st| st.pointer(&format!("/rollingUpdate/{k}")))
-            .cloned()
+/// Every object of the task's files, or the first problem with its file and line.
+/// `vars` is `None` at validate time, when references may still be unresolved: then
+/// `${vars.NAME}` stands for a placeholder, as the task's values are not known yet.
+pub fn read_all(
+    root: &Path,
+    path: &str,
+    vars: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<Manifest>, ParseError> {
+    let whole = |message: String| ParseError {
+        file: path.to_string(),
+        line: 0,
+        column: 0,
+        message,
     };
-    let surge = s
-        .max_surge
-        .clone()
-        .or_else(|| current("maxSurge"))
-        .unwrap_or(json!("25%"));
-    let unavailable = s
-        .max_unavailable
-        .clone()
-        .or_else(|| current("maxUnavailable"))
-        .unwrap_or(json!("25%"));
-    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}});
-    None
+    let mut all = Vec::new();
+    for file in files(root, path).map_err(whole)? {
+        let origin = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let at = |line: u32, message: String| ParseError {
+            file: origin.clone(),
+            line,
+            column: 0,
+            message,
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| at(0, e.to_string()))?;
+        let text = match vars {
+            Some(vars) => substitute(&text, vars).map_err(|(l, m)| at(l, m))?,
+            None => placeholders(&text),
+        };
+        all.extend(yaml::parse(&origin, &text)?);
+    }
+    Ok(all)
+}
+
+/// `${vars.NAME}` replaced by a number-like placeholder that keeps the YAML readable.
+fn placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${vars.") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => {
+                out.push('1');
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn shaping<'a>(vars: &'a BTreeMap<String, String>, s: &'a Strategy) -> Shaping<'a> {
-        Shaping {
-            namespace: "web",
-            workflow: "release",
-            task: "services.frontend",
-            vars,
-            strategy: s,
-        }
-    }
-
     #[test]
-    fn documents_namespaces_labels_and_order() {
-        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n";
-        let mut ms = parse("app.yaml", text).unwrap();
-        assert_eq!(ms.len(), 2);
-        let vars = BTreeMap::new();
-        shape(&mut ms, &shaping(&vars, &Strategy::default()));
-        assert_eq!(ms[0].kind(), "Namespace");
-        assert_eq!(ms[0].namespace(), None);
-        assert_eq!(ms[1].id(), "v1/ConfigMap/web/a");
-        assert_eq!(
-            ms[1].object["metadata"]["labels"][TASK_LABEL],
-            "services.frontend"
-        );
-        assert_eq!(parse_id("v1/Namespace//web").unwrap().namespace, None);
-        assert_eq!(
-            parse_id("apps/v1/Deployment/web/fe").unwrap().api_version,
-            "apps/v1"
-        );
-    }
-
-    #[test]
-    fn bad_documents_say_where() {
-        let err = parse("x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n").unwrap_err();
-        assert!(
-            err.contains("x.yaml (document 1)") && err.contains("metadata.name"),
-            "{err}"
-        );
+    fn substitution_names_the_line() {
         let vars: BTreeMap<String, String> = [("tag".to_string(), "1.2".to_string())].into();
         assert_eq!(
             substitute("image: app:${vars.tag}", &vars).unwrap(),
             "image: app:1.2"
         );
-        assert!(
-            substitute("${vars.nope}", &vars)
-                .unwrap_err()
-                .contains("defined: tag")
-        );
+        let (line, message) = substitute("a: 1\nb: ${vars.nope}\n", &vars).unwrap_err();
+        assert_eq!(line, 2);
+        assert!(message.contains("defined: tag"), "{message}");
+        assert_eq!(placeholders("replicas: ${vars.n}\n"), "replicas: 1\n");
     }
 
     #[test]
-    fn a_claim_forces_recreate() {
-        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db}\nspec:\n  template:\n    spec:\n      volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]\n";
-        let mut ms = parse("db.yaml", text).unwrap();
-        let vars = BTreeMap::new();
-        let notes = shape(
-            &mut ms,
-            &shaping(
-                &vars,
-                &Strategy {
-                    max_surge: Some(json!(2)),
-                    ..Default::default()
-                },
-            ),
-        );
-        assert_eq!(
-            ms[0].object["spec"]["strategy"],
-            json!({"type": "Recreate"})
-        );
-        assert!(notes[0].contains("PersistentVolumeClaim data"));
-
-        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: fe}\nspec: {}\n";
-        let mut ms = parse("fe.yaml", text).unwrap();
-        shape(
-            &mut ms,
-            &shaping(
-                &vars,
-                &Strategy {
-                    max_surge: Some(json!(1)),
-                    ..Default::default()
-                },
-            ),
-        );
-        assert_eq!(
-            ms[0].object["spec"]["strategy"]["rollingUpdate"],
-            json!({"maxSurge": 1, "maxUnavailable": "25%"})
-        );
+    fn files_are_read_with_their_lines() {
+        let dir = std::env::temp_dir().join(format!("gantry-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("k8s")).unwrap();
+        std::fs::write(
+            dir.join("k8s/a.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [\n",
+        )
+        .unwrap();
+        let err = read_all(&dir, "k8s", Some(&BTreeMap::new())).unwrap_err();
+        assert_eq!(err.file, "k8s/a.yaml");
+        assert!(err.line >= 5, "{err}");
+        assert!(read_all(&dir, "../etc", None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
