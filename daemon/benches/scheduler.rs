@@ -31,7 +31,7 @@ impl TaskRunner for Sleeper {
         Ok(DeploymentRecord::default())
     }
     async fn rollback(&self, _call: TaskCall) -> Result<RollbackResult, TaskFailure> {
-        Ok(RollbackResult::RolledBack)
+        Ok(RollbackResult::RolledBack(DeploymentRecord::default()))
     }
     async fn destroy(&self, _call: TaskCall) -> Result<(), TaskFailure> {
         Ok(())

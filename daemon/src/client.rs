@@ -86,6 +86,22 @@ impl Client {
         Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 
+    /// A request and response of the shared protocol types (`crate::protocol`).
+    pub async fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, ClientError> {
+        let body = body
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let value = self.json(method, path, body).await?;
+        serde_json::from_value(value)
+            .map_err(|e| ClientError::Http(format!("unexpected answer to {path}: {e}")))
+    }
+
     /// Plain text (logs, metrics).
     pub async fn text(&self, path: &str) -> Result<String, ClientError> {
         let (status, text) = self.body(Method::GET, path, None).await?;

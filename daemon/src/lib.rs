@@ -13,6 +13,7 @@ pub mod engine;
 pub mod host;
 pub mod load;
 pub mod logging;
+pub mod protocol;
 pub mod service;
 pub mod sim;
 pub mod store;

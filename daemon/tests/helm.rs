@@ -12,6 +12,18 @@ use serde_json::Value;
 mod common;
 
 /// The helm binary the setup script installs; under CI=true its absence fails the test.
+
+/// Where a test file goes: gantry's own files at the config root, what tasks read under
+/// the default task source `files/`.
+fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
+    let own = ["workflows/", "plugins/", "gantry.toml", "kubeconfig"];
+    if own.iter().any(|o| rel.starts_with(o)) {
+        config.join(rel)
+    } else {
+        config.join("files").join(rel)
+    }
+}
+
 fn helm_binary() -> Option<PathBuf> {
     let root = common::repo_root();
     let path = root.join("target/tools/helm");
@@ -78,7 +90,7 @@ impl Site {
     }
 
     fn write(&self, rel: &str, text: &str) {
-        let path = self.config.path().join(rel);
+        let path = under_config(self.config.path(), rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
@@ -88,11 +100,11 @@ impl Site {
         let from = common::repo_root()
             .join("daemon/tests/fixtures/charts")
             .join(name);
-        copy_dir(&from, &self.config.path().join("charts").join(name));
+        copy_dir(&from, &self.config.path().join("files/charts").join(name));
     }
 
     fn edit(&self, rel: &str, from: &str, to: &str) {
-        let path = self.config.path().join(rel);
+        let path = under_config(self.config.path(), rel);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{rel} has no {from:?}");
         std::fs::write(path, text.replace(from, to)).unwrap();
@@ -524,7 +536,7 @@ async fn a_local_subchart_dependency_is_built_and_rendered() {
         .expect("subchart object");
     assert_eq!(common["data"]["from"], "common");
     assert!(
-        !site.config.path().join("charts/app/charts").exists(),
+        !site.config.path().join("files/charts/app/charts").exists(),
         "the source is not written to"
     );
 }
@@ -783,7 +795,7 @@ async fn a_release_installed_with_the_helm_cli_is_adopted() {
         return;
     };
     site.chart("web");
-    let chart = site.config.path().join("charts/web");
+    let chart = site.config.path().join("files/charts/web");
     let (code, out) = site
         .tool(
             &site.helm,

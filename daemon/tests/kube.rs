@@ -9,6 +9,18 @@ use serde_json::Value;
 mod common;
 
 /// A simulator plus a configuration directory whose only cluster is that simulator.
+
+/// Where a test file goes: gantry's own files at the config root, what tasks read under
+/// the default task source `files/`.
+fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
+    let own = ["workflows/", "plugins/", "gantry.toml", "kubeconfig"];
+    if own.iter().any(|o| rel.starts_with(o)) {
+        config.join(rel)
+    } else {
+        config.join("files").join(rel)
+    }
+}
+
 struct Site {
     sim: kubesim::RunningSim,
     config: tempfile::TempDir,
@@ -47,13 +59,13 @@ impl Site {
     }
 
     fn write(&self, rel: &str, text: &str) {
-        let path = self.config.path().join(rel);
+        let path = under_config(self.config.path(), rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
 
     fn remove(&self, rel: &str) {
-        std::fs::remove_file(self.config.path().join(rel)).unwrap();
+        std::fs::remove_file(under_config(self.config.path(), rel)).unwrap();
     }
 
     /// Runs the gantry binary with `args` while this runtime keeps serving the simulator.
@@ -266,6 +278,42 @@ async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
     assert!(
         site.log(&out, "shop", "app.web")
             .contains("pruned /ConfigMap/shop/b")
+    );
+}
+
+/// A Job's pod template cannot change in place: a real API server answers 422 "field is
+/// immutable", kubesim does too, and the task fails saying how to get past it; with
+/// `recreate_on_immutable` the Job is deleted and created anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_job_is_refused_as_immutable_or_recreated_when_asked() {
+    let site = Site::new().await;
+    let job = |version: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: m, image: \"migrate:{version}\"}}]\n"
+        )
+    };
+    site.write("k8s/job.yaml", &job("1"));
+    site.write("workflows/shop.toml", &one_task("path = \"k8s\""));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+
+    site.write("k8s/job.yaml", &job("2"));
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_ne!(code, 0, "{out}");
+    let web = outcome_line(&out, "app.web");
+    assert!(web.contains("field is immutable"), "{out}");
+    assert!(web.contains("set recreate_on_immutable = true"), "{out}");
+
+    site.write(
+        "workflows/shop.toml",
+        &one_task("path = \"k8s\"\nrecreate_on_immutable = true"),
+    );
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    let live = site.get("batch/v1", "jobs", "shop", "migrate").unwrap();
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "migrate:2"
     );
 }
 

@@ -41,7 +41,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-/// A config directory holding the module under `modules/db`, and a state directory.
+/// A config directory holding the module under `files/modules/db`, and a state directory.
 struct Site {
     _tmp: tempfile::TempDir,
     config: PathBuf,
@@ -55,8 +55,8 @@ impl Site {
         let tmp = tempfile::tempdir().expect("tempdir");
         let config = tmp.path().join("config");
         std::fs::create_dir_all(config.join("workflows")).expect("workflows");
-        std::fs::create_dir_all(config.join("modules/db")).expect("module dir");
-        std::fs::write(config.join("modules/db/main.tf"), MODULE).expect("module");
+        std::fs::create_dir_all(config.join("files/modules/db")).expect("module dir");
+        std::fs::write(config.join("files/modules/db/main.tf"), MODULE).expect("module");
         std::fs::write(
             config.join("gantry.toml"),
             format!(
@@ -320,7 +320,7 @@ fn a_removed_task_is_destroyed_with_its_last_deployed_configuration_after_its_mo
         "db",
         "[jobs.other]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
     );
-    std::fs::remove_dir_all(site.config.join("modules")).expect("remove the module");
+    std::fs::remove_dir_all(site.config.join("files/modules")).expect("remove the module");
     let out = site.run("db", 0);
     assert!(
         line_with(&out, "infra.db", &["destroyed"]),

@@ -149,3 +149,48 @@ fn a_grant_no_capability_reads_is_an_error_at_its_line() {
         "{out}"
     );
 }
+
+/// Plugins read their task's source directory: it may not be the configuration directory
+/// (gantry.toml, the workflows) nor hold a cluster's kubeconfig.
+#[test]
+fn a_task_source_may_not_expose_gantrys_configuration_or_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::create_dir_all(cfg.join("files/creds")).unwrap();
+    std::fs::write(cfg.join("files/creds/admin.kubeconfig"), "apiVersion: v1\n").unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sh\"]\n[clusters.prod]\nkubeconfig = \"files/creds/admin.kubeconfig\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        concat!(
+            "[jobs.root]\nkind = \"exec\"\ncommand = [\"true\"]\nsource = \".\"\n",
+            "[jobs.up]\nkind = \"exec\"\ncommand = [\"true\"]\nsource = \"..\"\n",
+            "[jobs.default]\nkind = \"exec\"\ncommand = [\"true\"]\n",
+            "[jobs.missing]\nkind = \"exec\"\ncommand = [\"true\"]\nsource = \"nope\"\n",
+        ),
+    )
+    .unwrap();
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("app.toml:1:7: task `jobs.root`: source `.` must be a directory inside the configuration directory"),
+        "{out}"
+    );
+    assert!(
+        out.contains("task `jobs.up`: source `..` must be a directory inside"),
+        "{out}"
+    );
+    assert!(
+        out.contains("task `jobs.default`: source `files` contains")
+            && out.contains("admin.kubeconfig"),
+        "{out}"
+    );
+    assert!(
+        out.contains("task `jobs.missing`: source directory `nope` does not exist"),
+        "{out}"
+    );
+}

@@ -139,6 +139,7 @@ mod tests {
         let access = Access {
             allow_uids: vec![Principal::Name("nobody".into())],
             allow_gids: vec![Principal::Id(4242), Principal::Name("root".into())],
+            ..Access::default()
         };
         let peer = |uid, gid, groups: &[u32]| Peer {
             uid: Some(uid),

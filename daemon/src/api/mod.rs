@@ -22,6 +22,7 @@ use serde_json::json;
 use self::auth::Peer;
 use self::error::ApiError;
 use crate::engine::plan;
+use crate::protocol::{Status, TriggerRequest, TriggerResponse};
 use crate::service::Daemon;
 use crate::store::RunFilter;
 
@@ -71,15 +72,9 @@ async fn authorise(
     next.run(req).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TriggerBody {
-    workflows: Vec<String>,
-}
-
 async fn trigger(
     State(d): State<Arc<Daemon>>,
-    body: Result<Json<TriggerBody>, JsonRejection>,
+    body: Result<Json<TriggerRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
     if !d.accepting() {
@@ -90,7 +85,7 @@ async fn trigger(
         ));
     }
     let id = d.start_run(&body.workflows, "api")?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(TriggerResponse { id })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -366,17 +361,17 @@ async fn reload(State(d): State<Arc<Daemon>>) -> Response {
     (code, Json(status)).into_response()
 }
 
-async fn status(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "generation": d.active().generation,
-        "last_reload": d.last_reload(),
-        "running_runs": d.runs.running(),
-        "queued_runs": d.runs.queued(),
-        "accepting_runs": d.accepting(),
-        "uptime_seconds": d.started_at.elapsed().as_secs(),
-        "pooling_allocator": d.host().engine().pooling(),
-    }))
+async fn status(State(d): State<Arc<Daemon>>) -> Json<Status> {
+    Json(Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        generation: d.active().generation,
+        last_reload: d.last_reload(),
+        running_runs: d.runs.running(),
+        queued_runs: d.runs.queued(),
+        accepting_runs: d.accepting(),
+        uptime_seconds: d.started_at.elapsed().as_secs(),
+        pooling_allocator: d.host().engine().pooling(),
+    })
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>) -> Result<Response, ApiError> {

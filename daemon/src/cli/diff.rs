@@ -110,10 +110,7 @@ pub async fn diff(
             params,
             attempt: 0,
             previous: deployed.get(&task.id).cloned(),
-            source_dir: Some(match &task.source {
-                Some(s) => config_dir.join(s),
-                None => config_dir.to_path_buf(),
-            }),
+            source_dir: Some(task.source_dir(config_dir)).filter(|d| d.is_dir()),
             cancel: CancellationToken::new(),
             redactor: Default::default(),
         };

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::progress::Progress;
 use crate::client::Client;
+use crate::protocol::{Status, TriggerRequest, TriggerResponse};
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -28,17 +29,16 @@ pub async fn deploy(
     json_out: bool,
 ) -> anyhow::Result<i32> {
     let client = Client::new(socket);
-    let created = client
-        .json(
-            Method::POST,
-            "/v1/runs",
-            Some(json!({ "workflows": workflows })),
-        )
+    let request = TriggerRequest {
+        workflows: workflows.to_vec(),
+    };
+    let created: TriggerResponse = client
+        .typed(Method::POST, "/v1/runs", Some(&request))
         .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_string();
+    let id = created.id.clone();
     if !wait {
         if json_out {
-            print_json(&created)
+            print_json(&serde_json::to_value(&created)?)
         } else {
             println!("{id}")
         }
@@ -192,35 +192,30 @@ pub async fn cancel(socket: &Path, id: &str) -> anyhow::Result<i32> {
 }
 
 pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
-    let v = Client::new(socket)
-        .json(Method::GET, "/v1/status", None)
+    let status: Status = Client::new(socket)
+        .typed(Method::GET, "/v1/status", None::<&()>)
         .await?;
     if json_out {
-        print_json(&v);
+        print_json(&serde_json::to_value(&status)?);
         return Ok(0);
     }
-    let reload = &v["last_reload"];
+    let reload = &status.last_reload;
     println!(
-        "gantry {} · configuration generation {} · {} runs running",
-        v["version"].as_str().unwrap_or(""),
-        v["generation"],
-        v["running_runs"].as_array().map_or(0, Vec::len)
+        "gantry {} · configuration generation {} · {} runs running, {} queued",
+        status.version,
+        status.generation,
+        status.running_runs.len(),
+        status.queued_runs
     );
-    if reload["ok"].as_bool() == Some(false) {
+    if !reload.ok {
         println!("last reload FAILED; the previous configuration is active:");
-        for e in reload["errors"].as_array().into_iter().flatten() {
-            println!("  {}", e.as_str().unwrap_or(""));
+        for e in &reload.errors {
+            println!("  {e}");
         }
     }
-    let pending: Vec<&str> = reload["restart_needed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !pending.is_empty() {
+    if !reload.restart_needed.is_empty() {
         println!("settings waiting for a restart:");
-        for p in pending {
+        for p in &reload.restart_needed {
             println!("  {p}");
         }
     }

@@ -111,7 +111,9 @@ pub struct TaskSpec {
     pub retries: Option<Retries>,
     pub on_failure: Option<OnFailure>,
     pub hooks: Hooks,
-    /// Source directory relative to the config directory (default: the config directory).
+    /// The directory mounted read-only at `/src` for the task's plugin, relative to the
+    /// config directory: `files/` by default, never the config directory itself (plugins must
+    /// not read gantry.toml, workflows or kubeconfigs).
     pub source: Option<PathBuf>,
     pub at: Loc,
 }
@@ -144,6 +146,17 @@ pub struct Workflow {
     /// In declaration order.
     pub tasks: Vec<TaskSpec>,
     pub steps: Vec<Step>,
+}
+
+/// The directory beside `gantry.toml` that holds what tasks read (manifests, charts,
+/// modules, compose files), unless a task names its own `source`.
+pub const DEFAULT_SOURCE: &str = "files";
+
+impl TaskSpec {
+    /// Where the task's files are on the host.
+    pub fn source_dir(&self, config_dir: &Path) -> PathBuf {
+        config_dir.join(self.source.as_deref().unwrap_or(Path::new(DEFAULT_SOURCE)))
+    }
 }
 
 impl Workflow {

@@ -505,12 +505,11 @@ impl<R: TaskRunner> Sched<R> {
         });
     }
 
+    /// The task's source directory; none when it uses the default and there is none, so it
+    /// sees an empty one.
     fn source_dir(&self, spec: &TaskSpec) -> Option<PathBuf> {
-        let base = self.opts.config_dir.clone()?;
-        Some(match &spec.source {
-            Some(s) => base.join(s),
-            None => base,
-        })
+        let dir = spec.source_dir(self.opts.config_dir.as_deref()?);
+        (spec.source.is_some() || dir.is_dir()).then_some(dir)
     }
 
     /// Parameters with `${tasks...outputs...}` and `${env...}` replaced; with
@@ -652,7 +651,13 @@ impl<R: TaskRunner> Sched<R> {
             params: deployed.params,
             attempt: 0,
             previous: Some(deployed.record),
-            source_dir: self.opts.config_dir.clone(),
+            // A removed task's own `source` is gone with its declaration: it gets the default.
+            source_dir: self
+                .opts
+                .config_dir
+                .as_ref()
+                .map(|c| c.join(crate::config::workflow::DEFAULT_SOURCE))
+                .filter(|d| d.is_dir()),
             cancel: self.cancel.child_token(),
             redactor: self.opts.redactor.clone(),
         };

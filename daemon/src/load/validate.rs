@@ -38,8 +38,9 @@ pub async fn validate_workflows(
             errors.extend(errs.into_iter().map(|e| located(&sound[e.workflow], e)));
         }
     }
+    let daemon_paths = protected_paths(config_dir, &daemon);
     for wf in workflows.values() {
-        errors.extend(check_plugins(config_dir, wf, registry).await);
+        errors.extend(check_plugins(config_dir, &daemon_paths, wf, registry).await);
     }
     let mut seen = BTreeSet::new();
     errors.retain(|e| seen.insert((e.file.clone(), e.line, e.column, e.message.clone())));
@@ -59,7 +60,12 @@ fn located(wf: &Workflow, e: PlanError) -> ConfigError {
     }
 }
 
-async fn check_plugins(config_dir: &Path, wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
+async fn check_plugins(
+    config_dir: &Path,
+    daemon_paths: &[std::path::PathBuf],
+    wf: &Workflow,
+    registry: &Registry,
+) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let err = |at: crate::config::toml_walk::Loc, message: String| ConfigError {
         file: wf.file.clone(),
@@ -81,10 +87,11 @@ async fn check_plugins(config_dir: &Path, wf: &Workflow, registry: &Registry) ->
                     params: serde_json::Value::Object(task.params.clone()).to_string(),
                     source_dir: Some(crate::host::GUEST_SOURCE_DIR.into()),
                 };
-                let source = match &task.source {
-                    Some(s) => config_dir.join(s),
-                    None => config_dir.to_path_buf(),
-                };
+                let source = task.source_dir(config_dir);
+                if let Some(problem) = unsafe_source(config_dir, &daemon_paths, task, &source) {
+                    errors.push(err(task.at, problem));
+                    continue;
+                }
                 let source = source.is_dir().then_some(source);
                 match plugin.validate(ctx, source.clone()).await {
                     Ok(issues) => errors.extend(issues.into_iter().map(|i| {
@@ -141,4 +148,64 @@ async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {
         ),
         Err(e) => Some(format!("hook `{}` could not be validated: {e}", hook.kind)),
     }
+}
+
+/// What no plugin may read: gantry's own configuration, its plugins and the clusters'
+/// credentials.
+fn protected_paths(config_dir: &Path, daemon: &DaemonConfig) -> Vec<std::path::PathBuf> {
+    let mut paths = vec![
+        config_dir.join(crate::config::daemon::FILE_NAME),
+        config_dir.join("workflows"),
+    ];
+    paths.extend(daemon.plugin_dirs(config_dir));
+    paths.extend(
+        daemon
+            .clusters
+            .values()
+            .filter_map(|c| c.kubeconfig.as_ref())
+            .map(|k| config_dir.join(k)),
+    );
+    paths
+}
+
+/// Why a task's source directory may not be mounted for its plugin, if it may not: it must
+/// exist when named, stay inside the config directory, and hold none of the protected paths.
+fn unsafe_source(
+    config_dir: &Path,
+    protected: &[std::path::PathBuf],
+    task: &crate::config::workflow::TaskSpec,
+    source: &Path,
+) -> Option<String> {
+    let named = task.source.as_ref().map(|s| s.display().to_string());
+    let Ok(real) = source.canonicalize() else {
+        return named.map(|s| {
+            format!(
+                "task `{}`: source directory `{s}` does not exist under {}",
+                task.id,
+                config_dir.display()
+            )
+        });
+    };
+    let root = config_dir
+        .canonicalize()
+        .unwrap_or_else(|_| config_dir.to_path_buf());
+    let what = named.unwrap_or_else(|| crate::config::workflow::DEFAULT_SOURCE.to_string());
+    if !real.starts_with(&root) || real == root {
+        return Some(format!(
+            "task `{}`: source `{what}` must be a directory inside the configuration directory, not the directory itself or one outside it (the default is `{}`)",
+            task.id,
+            crate::config::workflow::DEFAULT_SOURCE
+        ));
+    }
+    protected
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .find(|p| p.starts_with(&real))
+        .map(|p| {
+            format!(
+                "task `{}`: source `{what}` contains {}, which no plugin may read; keep gantry's configuration, plugins and kubeconfigs outside task sources",
+                task.id,
+                p.display()
+            )
+        })
 }

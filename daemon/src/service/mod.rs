@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Serialize;
-
 use crate::api::auth::Access;
 use crate::config::DaemonConfig;
 use crate::host::kube::Clusters;
@@ -40,31 +38,22 @@ pub struct Active {
     pub clusters: Arc<Clusters>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ReloadStatus {
-    pub ok: bool,
-    pub at: i64,
-    pub generation: u64,
-    pub errors: Vec<String>,
-    /// Settings of the loaded configuration that wait for a restart, each saying what is in
-    /// force meanwhile.
-    pub restart_needed: Vec<String>,
-}
+pub use crate::protocol::ReloadStatus;
 
 pub struct Daemon {
-    pub config_dir: PathBuf,
-    pub state_dir: PathBuf,
+    pub(crate) config_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     loader: Loader,
     active: RwLock<Arc<Active>>,
     last_reload: Mutex<ReloadStatus>,
     reload_lock: tokio::sync::Mutex<()>,
-    pub store: Arc<Store>,
-    pub runs: Arc<runs::RunManager>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) runs: Arc<runs::RunManager>,
     accepting: AtomicBool,
-    pub access: RwLock<Access>,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
-    pub started_at: std::time::Instant,
+    pub(crate) access: RwLock<Access>,
+    pub(crate) reloads_ok: AtomicU64,
+    pub(crate) reloads_failed: AtomicU64,
+    pub(crate) started_at: std::time::Instant,
     /// The embedded simulator's kubeconfig under `--sim`; every cluster then leads there.
     simulator: Option<PathBuf>,
 }

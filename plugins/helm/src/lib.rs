@@ -81,6 +81,9 @@ pub struct Params {
     /// Put the previous objects back when a deploy does not become ready.
     #[serde(default = "yes")]
     pub rollback_on_failure: bool,
+    /// Delete and re-create an object whose immutable fields changed (a Job's template).
+    #[serde(default)]
+    pub recreate_on_immutable: bool,
     /// Outputs picked from rendered objects: name → "KIND/NAME:PATH" (PATH dotted, e.g.
     /// `spec.ports.0.port`, or a JSON pointer).
     #[serde(default)]
@@ -145,6 +148,7 @@ impl Params {
             wait: self.wait,
             timeout_ms: self.timeout_ms()?,
             rollback_on_failure: self.rollback_on_failure,
+            recreate_on_immutable: self.recreate_on_immutable,
         })
     }
 }
@@ -416,6 +420,7 @@ impl gantry_sdk::Task for HelmTask {
                 param("max_unavailable", "int|percent", false, "RollingUpdate maxUnavailable").default("\"25%\""),
                 param("force_conflicts", "bool", false, "take over fields other managers own").default("false"),
                 param("rollback_on_failure", "bool", false, "restore the previous objects when a deploy does not become ready").default("true"),
+                param("recreate_on_immutable", "bool", false, "delete and re-create an object whose immutable fields changed, e.g. a Job's template").default("false"),
                 param("outputs", "table<string>", false, "outputs picked from rendered objects: name = \"KIND/NAME:PATH\""),
                 param("allow_unstable", "bool", false, "accept templates that render differently every time (lookup, randAlphaNum, ...)").default("false"),
             ],

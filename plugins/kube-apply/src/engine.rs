@@ -39,6 +39,9 @@ pub struct Settings {
     pub timeout_ms: u64,
     /// Put the previous objects back when the new ones do not become ready.
     pub rollback_on_failure: bool,
+    /// Delete and re-create an object whose change touches a field the API server will not
+    /// change in place (a Job's pod template, a selector), instead of failing.
+    pub recreate_on_immutable: bool,
 }
 
 /// Objects checked against the cluster and shaped, in apply order.
@@ -163,6 +166,51 @@ pub fn prepare(
     }
     objects.sort_by_key(|m| rank(kind(&m.object)));
     Ok(Prepared { objects, catalog })
+}
+
+/// The API server refused a change to a field it does not change in place.
+fn immutable(e: &TaskError) -> bool {
+    matches!(e, TaskError::Kube(k) if k.status == 422 && k.message.contains("field is immutable"))
+}
+
+/// Adds the way out to an immutable-field refusal.
+fn explain_immutable(e: TaskError, what: &str) -> TaskError {
+    match e {
+        TaskError::Kube(mut k) => {
+            k.message = format!(
+                "{}; {what} cannot be changed in place: delete it first, or set recreate_on_immutable = true for gantry to delete and re-create it",
+                k.message
+            );
+            TaskError::Kube(k)
+        }
+        other => other,
+    }
+}
+
+/// Deletes an object and applies it anew, waiting out its deletion (a few seconds at most).
+fn recreate(kube: &dyn Kube, object: &Value, force: bool) -> Result<String, TaskError> {
+    /// Attempts to apply again while the old object is still going away.
+    const ATTEMPTS: u32 = 50;
+    let target = object_ref(object);
+    kube.delete(&target)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let gone = kube.get(&target)?.is_none();
+        if gone {
+            match apply_object(kube, object, false, force, false) {
+                Err(TaskError::Kube(k)) if k.status == 409 && attempt < ATTEMPTS => {}
+                other => return other,
+            }
+        } else if attempt >= ATTEMPTS {
+            return Err(TaskError::TimedOut(format!(
+                "{} {} was deleted to be re-created but is still there",
+                kind(object),
+                target.name
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Adds to a conflict the way out, so the operator need not look it up.
@@ -497,13 +545,20 @@ fn apply_and_wait(
             wait(kube, &definitions, s.timeout_ms)?;
         }
         let key = ObjectKey::of(&m.object);
-        apply_object(
-            kube,
-            &m.object,
-            existed.contains(&key),
-            s.force_conflicts,
-            false,
-        )?;
+        let exists = existed.contains(&key);
+        match apply_object(kube, &m.object, exists, s.force_conflicts, false) {
+            Err(e) if immutable(&e) && s.recreate_on_immutable => {
+                host::warn(&format!(
+                    "{}: a field that cannot change in place changed; deleting and re-creating it (recreate_on_immutable = true)",
+                    key.describe()
+                ));
+                recreate(kube, &m.object, s.force_conflicts)?;
+            }
+            Err(e) if immutable(&e) => return Err(explain_immutable(e, &key.describe())),
+            other => {
+                other?;
+            }
+        }
         host::log(
             host::Level::Info,
             &format!("applied {}", key.describe()),

@@ -191,6 +191,7 @@ fn settings() -> Settings {
         wait: true,
         timeout_ms: 1000,
         rollback_on_failure: false,
+        recreate_on_immutable: false,
     }
 }
 
@@ -355,6 +356,7 @@ fn a_failed_rollout_restores_the_previous_objects_and_removes_new_ones() {
     .unwrap();
     let s = Settings {
         rollback_on_failure: true,
+        recreate_on_immutable: false,
         ..settings()
     };
     let prepared = engine::prepare(ms, engine::catalog(&kube, &[]).unwrap(), &s).unwrap();

@@ -54,6 +54,9 @@ struct Params {
     /// When the objects do not become ready, put the previous ones back before failing.
     #[serde(default)]
     rollback_on_failure: bool,
+    /// Delete and re-create an object whose immutable fields changed (a Job's template).
+    #[serde(default)]
+    recreate_on_immutable: bool,
 }
 
 fn default_namespace() -> String {
@@ -98,6 +101,7 @@ impl Params {
             wait: self.wait,
             timeout_ms: self.timeout_ms()?,
             rollback_on_failure: self.rollback_on_failure,
+            recreate_on_immutable: self.recreate_on_immutable,
         })
     }
 }
@@ -140,6 +144,7 @@ impl gantry_sdk::Task for ManifestTask {
                 param("force_conflicts", "bool", false, "take over fields other managers own"),
                 param("create_namespace", "bool", false, "create the namespace if missing (never pruned)"),
                 param("rollback_on_failure", "bool", false, "put the previous objects back when the new ones do not become ready (default false)"),
+                param("recreate_on_immutable", "bool", false, "delete and re-create an object whose immutable fields changed, e.g. a Job's template (default false)"),
             ],
         }
     }
@@ -178,6 +183,7 @@ impl gantry_sdk::Task for ManifestTask {
                         wait: false,
                         timeout_ms: 0,
                         rollback_on_failure: false,
+                        recreate_on_immutable: false,
                     };
                     if let Err(TaskError::InvalidConfig(m)) =
                         engine::prepare(all, Catalog::open(), &s)
