@@ -147,9 +147,11 @@ pub trait History: Send + Sync {
         &self,
         workflow: &str,
     ) -> BTreeMap<String, (String, serde_json::Value, DeploymentRecord)>;
-    /// Past durations of a task in seconds, to prefer long paths first.
-    fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
-        None
+    /// Typical past durations in seconds of the tasks of `workflow`, by task id, to prefer
+    /// long paths first. Read once per workflow and run, so its cost must not grow with
+    /// the number of past runs.
+    fn typical_durations(&self, _workflow: &str) -> std::collections::HashMap<String, f64> {
+        std::collections::HashMap::new()
     }
     /// A task succeeded: what it deployed is now the current deployment.
     fn record_deployment(

@@ -6,7 +6,7 @@
 pub mod logs;
 mod schema;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,6 +37,9 @@ pub enum StoreError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// How many recent successful runs of a task its typical duration is the median of.
+const DURATION_SAMPLES: usize = 9;
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -453,18 +456,45 @@ impl History for Store {
         }
     }
 
-    fn typical_seconds(&self, workflow: &str, task: &str) -> Option<f64> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT finished_at - started_at FROM tasks WHERE workflow = ?1 AND task = ?2 AND state = 'succeeded'
-                 AND started_at IS NOT NULL ORDER BY rowid DESC LIMIT 9",
+    /// The median of each task's recent successful durations. One query walks the
+    /// workflow's succeeded rows newest first (index `tasks_by_workflow`) and stops after
+    /// [`DURATION_SAMPLES`] rows per task the workflow has deployed, so the cost follows the
+    /// size of the workflow, not the length of its history.
+    fn typical_durations(&self, workflow: &str) -> HashMap<String, f64> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT task, finished_at - started_at FROM tasks INDEXED BY tasks_by_workflow
+                 WHERE workflow = ?1 AND state = 'succeeded'
+                   AND started_at IS NOT NULL AND finished_at IS NOT NULL
+                 ORDER BY rowid DESC
+                 LIMIT ?2 * (SELECT COUNT(*) FROM deployments WHERE workflow = ?1)",
             )?;
-            let mut d: Vec<i64> = stmt.query_map(params![workflow, task], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            d.sort_unstable();
-            Ok(d.get(d.len() / 2).map(|ms| *ms as f64 / 1000.0))
-        })
-        .ok()
-        .flatten()
+            let rows = stmt.query_map(params![workflow, DURATION_SAMPLES as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        });
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, workflow, "could not read past task durations");
+                return HashMap::new();
+            }
+        };
+        let mut samples: HashMap<String, Vec<i64>> = HashMap::new();
+        for (task, ms) in rows {
+            let d = samples.entry(task).or_default();
+            if d.len() < DURATION_SAMPLES {
+                d.push(ms);
+            }
+        }
+        samples
+            .into_iter()
+            .map(|(task, mut d)| {
+                d.sort_unstable();
+                (task, d[d.len() / 2] as f64 / 1000.0)
+            })
+            .collect()
     }
 
     fn record_deployment(

@@ -7,7 +7,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry upgrades the schema by one version; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id TEXT PRIMARY KEY,
         workflows TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -63,7 +64,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         run_id TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (workflow, task)
-    );"];
+    );",
+    // Typical task durations are read per workflow, newest succeeded rows first.
+    "CREATE INDEX tasks_by_workflow ON tasks (workflow, state);",
+];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
