@@ -77,8 +77,13 @@ pub async fn load_registry(
     } else {
         ComponentCache::disabled()
     };
-    let host = PluginHost::new(config.limits.clone(), config.wasm.pooling, cache)
-        .context("starting the Wasm engine")?;
+    let host = PluginHost::with_pool(
+        config.limits.clone(),
+        config.wasm.pooling,
+        config.wasm.instances,
+        cache,
+    )
+    .context("starting the Wasm engine")?;
     let registry = Registry::discover(
         &host,
         crate::builtin::BUILTIN_PLUGINS,

@@ -65,9 +65,10 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Daemon>> {
         let store = Arc::new(Store::open(state_dir)?);
         let daemon_config = DaemonConfig::load(config_dir).unwrap_or_default();
-        let host = PluginHost::new(
+        let host = PluginHost::with_pool(
             daemon_config.limits.clone(),
             daemon_config.wasm.pooling,
+            daemon_config.wasm.instances,
             ComponentCache::in_state_dir(state_dir),
         )?;
         let empty = Active {

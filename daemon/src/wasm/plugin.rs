@@ -14,7 +14,7 @@ use super::bindings::hook::{HookPlugin, HookPluginPre};
 use super::bindings::task::{TaskPlugin, TaskPluginPre};
 use super::bindings::types::PluginInfo;
 use super::cache::ComponentCache;
-use super::engine::WasmEngine;
+use super::engine::{DEFAULT_INSTANCES, WasmEngine};
 use super::grants::{Effective, Grant};
 use super::limits::Limits;
 use crate::host::CallState;
@@ -73,6 +73,8 @@ pub struct Plugin {
     pub digest: String,
     pub(crate) pre: Pre,
     pub(crate) limits: Limits,
+    /// The engine's instance slots; a call holds one while its store lives.
+    pub(crate) slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl fmt::Debug for Plugin {
@@ -128,7 +130,17 @@ pub struct PluginHost {
 
 impl PluginHost {
     pub fn new(limits: Limits, pooling: bool, cache: ComponentCache) -> anyhow::Result<Self> {
-        let engine = WasmEngine::new(&limits, pooling)?;
+        Self::with_pool(limits, pooling, DEFAULT_INSTANCES, cache)
+    }
+
+    /// Like [`PluginHost::new`], with a pool of `instances` slots (`[wasm] instances`).
+    pub fn with_pool(
+        limits: Limits,
+        pooling: bool,
+        instances: u32,
+        cache: ComponentCache,
+    ) -> anyhow::Result<Self> {
+        let engine = WasmEngine::new(&limits, pooling, instances)?;
         let mut task_linker = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut task_linker)?;
         TaskPlugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut task_linker, |s| s)?;
@@ -230,6 +242,7 @@ impl PluginHost {
             digest: hex::encode(Sha256::digest(wasm)),
             pre,
             limits: self.limits.clone(),
+            slots: self.engine.slots(),
         };
         let info = plugin.describe().await.map_err(|e| LoadError::Describe {
             plugin: source.clone(),
