@@ -14,6 +14,7 @@ use crate::engine::plan;
 use crate::engine::run::{RunOptions, execute};
 use crate::store::Store;
 use crate::store::logs::FileLogs;
+use crate::store::writer::EventWriter;
 use crate::wasm::Registry;
 use crate::wasm::task_runner::PluginRunner;
 
@@ -121,7 +122,8 @@ pub async fn run(
         clusters,
     ));
     let progress = Arc::new(Progress::new());
-    let sink = Arc::new(Tee(vec![store.clone(), progress.clone()]));
+    let writer = Arc::new(EventWriter::start(store.clone(), Box::new(|_, _, _| {}))?);
+    let sink = Arc::new(Tee(vec![writer.clone(), progress.clone()]));
     let mut opts = RunOptions::new(run_id.clone());
     opts.config_dir = Some(config_dir.to_path_buf());
     opts.env = std::env::vars().collect();
@@ -135,6 +137,7 @@ pub async fn run(
     });
     println!("run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
+    writer.flush().await;
     println!(
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),

@@ -5,10 +5,12 @@
 
 pub mod logs;
 mod schema;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -83,11 +85,20 @@ pub struct Counts {
     pub tasks: Vec<(String, i64)>,
 }
 
-/// A sortable, unique run id: `r` + UTC timestamp + random suffix.
+/// A unique run id that sorts by creation time and reads as one:
+/// `r` + UTC time to the millisecond + `-` + a process-wide sequence number + random bits,
+/// e.g. `r20250314120501123-00002a-9f3c`.
+///
+/// Within a process two ids never collide: they differ in the sequence number unless 2^24 ids
+/// are made in one millisecond. The random suffix separates processes sharing a history (a
+/// daemon and a later `gantry run`). Ids made by one process sort in the order they were made
+/// (while the clock does not step back), and after ids of the earlier `r<seconds>-xxxx` form.
 pub fn new_run_id() -> String {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
+    let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let compact: String = stamp.chars().filter(char::is_ascii_digit).collect();
-    format!("r{compact}-{:04x}", fastrand::u16(..))
+    format!("r{compact}-{seq:06x}-{:04x}", fastrand::u16(..))
 }
 
 pub fn now_millis() -> i64 {
@@ -186,94 +197,30 @@ impl Store {
     /// Persists one event and the state change it stands for; returns its sequence number.
     pub fn record(&self, e: &Event) -> Result<i64, StoreError> {
         let body = serde_json::to_string(e).unwrap_or_default();
-        let at = millis(e.at);
-        let kind = serde_json::to_value(&e.kind)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
-            .unwrap_or_default();
-        let (wf, task) = (
-            e.workflow.as_deref().unwrap_or(""),
-            e.task.as_deref().unwrap_or(""),
-        );
         let mut conn = self
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO events (run_id, at, workflow, task, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.run, at, wf, task, kind, body],
-        )?;
-        let seq = tx.last_insert_rowid();
-        let task_state = |state: &str| -> rusqlite::Result<()> {
-            tx.execute(
-                "UPDATE tasks SET state = ?4, finished_at = ?5, error = COALESCE(NULLIF(?6, ''), error) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
-                params![e.run, wf, task, state, at, e.message],
-            )?;
-            Ok(())
-        };
-        match &e.kind {
-            EventKind::RunStarted => {
-                tx.execute(
-                    "UPDATE runs SET state = 'running' WHERE id = ?1",
-                    params![e.run],
-                )?;
-            }
-            EventKind::RunFinished { state } => {
-                tx.execute(
-                    "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
-                    params![e.run, state.as_str(), at],
-                )?;
-            }
-            EventKind::TaskQueued => {
-                tx.execute(
-                    "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state) VALUES (?1, ?2, ?3, 'queued')",
-                    params![e.run, wf, task],
-                )?;
-            }
-            EventKind::TaskStarted { attempt } => {
-                tx.execute(
-                    "UPDATE tasks SET state = 'running', attempts = ?4, started_at = COALESCE(started_at, ?5) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
-                    params![e.run, wf, task, attempt, at],
-                )?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO attempts (run_id, workflow, task, attempt, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![e.run, wf, task, attempt, at],
-                )?;
-            }
-            EventKind::TaskRetrying { attempt, .. } => {
-                tx.execute(
-                    "UPDATE attempts SET finished_at = ?5, error = ?6 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND attempt = ?4",
-                    params![e.run, wf, task, attempt - 1, at, e.message],
-                )?;
-            }
-            EventKind::TaskOutput { key, value } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO outputs (run_id, workflow, task, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![e.run, wf, task, key, value],
-                )?;
-            }
-            EventKind::TaskSucceeded => task_state("succeeded")?,
-            EventKind::TaskFailed => {
-                task_state("failed")?;
-                tx.execute(
-                    "UPDATE attempts SET finished_at = ?4, error = ?5 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
-                    params![e.run, wf, task, at, e.message],
-                )?;
-            }
-            EventKind::TaskSkipped => task_state("skipped")?,
-            EventKind::TaskCancelled => task_state("cancelled")?,
-            EventKind::TaskRolledBack => task_state("rolled_back")?,
-            _ => {}
-        }
-        if matches!(e.kind, EventKind::TaskSucceeded) {
-            tx.execute(
-                "UPDATE attempts SET finished_at = ?4 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
-                params![e.run, wf, task, at],
-            )?;
-        }
+        let seq = write_event(&tx, e, &body)?;
         tx.commit()?;
         Ok(seq)
+    }
+
+    /// Persists events, each with its JSON form, in one transaction (one commit however many
+    /// there are); returns their sequence numbers in order. All or none are stored.
+    pub fn record_all(&self, events: &[(Event, String)]) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction()?;
+        let seqs = events
+            .iter()
+            .map(|(e, body)| write_event(&tx, e, body))
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        tx.commit()?;
+        Ok(seqs)
     }
 
     /// Runs and tasks by state, for metrics.
@@ -335,12 +282,17 @@ impl Store {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            let position: HashMap<(String, String), usize> = tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| ((t.workflow.clone(), t.task.clone()), i))
+                .collect();
             let mut out = c.prepare("SELECT workflow, task, key, value FROM outputs WHERE run_id = ?1")?;
             let rows = out.query_map(params![run], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
             for row in rows {
                 let (w, t, k, v) = row?;
-                if let Some(task) = tasks.iter_mut().find(|x| x.workflow == w && x.task == t) {
-                    task.outputs.insert(k, v);
+                if let Some(&i) = position.get(&(w, t)) {
+                    tasks[i].outputs.insert(k, v);
                 }
             }
             Ok(tasks)
@@ -394,6 +346,85 @@ impl Store {
             .map(drop)
         })
     }
+}
+
+/// Inserts one event and applies the state change it stands for, inside the caller's
+/// transaction. Statements are cached on the connection: this runs for every event.
+fn write_event(c: &Connection, e: &Event, body: &str) -> rusqlite::Result<i64> {
+    let at = millis(e.at);
+    let kind = serde_json::to_value(&e.kind)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    let (wf, task) = (
+        e.workflow.as_deref().unwrap_or(""),
+        e.task.as_deref().unwrap_or(""),
+    );
+    let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<()> {
+        c.prepare_cached(sql)?.execute(params).map(drop)
+    };
+    exec(
+        "INSERT INTO events (run_id, at, workflow, task, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.run, at, wf, task, kind, body],
+    )?;
+    let seq = c.last_insert_rowid();
+    let task_state = |state: &str| -> rusqlite::Result<()> {
+        exec(
+            "UPDATE tasks SET state = ?4, finished_at = ?5, error = COALESCE(NULLIF(?6, ''), error) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
+            params![e.run, wf, task, state, at, e.message],
+        )
+    };
+    match &e.kind {
+        EventKind::RunStarted => exec(
+            "UPDATE runs SET state = 'running' WHERE id = ?1",
+            params![e.run],
+        )?,
+        EventKind::RunFinished { state } => exec(
+            "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+            params![e.run, state.as_str(), at],
+        )?,
+        EventKind::TaskQueued => exec(
+            "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state) VALUES (?1, ?2, ?3, 'queued')",
+            params![e.run, wf, task],
+        )?,
+        EventKind::TaskStarted { attempt } => {
+            exec(
+                "UPDATE tasks SET state = 'running', attempts = ?4, started_at = COALESCE(started_at, ?5) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
+                params![e.run, wf, task, attempt, at],
+            )?;
+            exec(
+                "INSERT OR REPLACE INTO attempts (run_id, workflow, task, attempt, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![e.run, wf, task, attempt, at],
+            )?;
+        }
+        EventKind::TaskRetrying { attempt, .. } => exec(
+            "UPDATE attempts SET finished_at = ?5, error = ?6 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND attempt = ?4",
+            params![e.run, wf, task, attempt - 1, at, e.message],
+        )?,
+        EventKind::TaskOutput { key, value } => exec(
+            "INSERT OR REPLACE INTO outputs (run_id, workflow, task, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.run, wf, task, key, value],
+        )?,
+        EventKind::TaskSucceeded => {
+            task_state("succeeded")?;
+            exec(
+                "UPDATE attempts SET finished_at = ?4 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                params![e.run, wf, task, at],
+            )?;
+        }
+        EventKind::TaskFailed => {
+            task_state("failed")?;
+            exec(
+                "UPDATE attempts SET finished_at = ?4, error = ?5 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                params![e.run, wf, task, at, e.message],
+            )?;
+        }
+        EventKind::TaskSkipped => task_state("skipped")?,
+        EventKind::TaskCancelled => task_state("cancelled")?,
+        EventKind::TaskRolledBack => task_state("rolled_back")?,
+        _ => {}
+    }
+    Ok(seq)
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
