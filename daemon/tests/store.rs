@@ -233,3 +233,33 @@ async fn the_event_writer_publishes_committed_events_in_order() {
     drop(writer);
     assert_eq!(store.run("r").unwrap().unwrap().state, "succeeded");
 }
+
+/// A history from before `task_durations` existed: the migration fills it from past runs.
+#[test]
+fn the_durations_migration_reads_the_history_kept_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        let db = rusqlite::Connection::open(dir.path().join("gantry.db")).unwrap();
+        db.execute_batch("DROP TABLE task_durations; PRAGMA user_version = 1;")
+            .unwrap();
+        for (i, ms) in [500, 100, 300, 200, 400, 900, 800, 700, 600, 1000, 50]
+            .into_iter()
+            .enumerate()
+        {
+            db.execute(
+                "INSERT INTO runs (id, workflows, state, trigger, created_at) VALUES (?1, '[\"w\"]', 'succeeded', 'test', 0)",
+                [format!("r{i}")],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO tasks (run_id, workflow, task, state, started_at, finished_at) VALUES (?1, 'w', 'jobs.a', 'succeeded', 1000, 1000 + ?2)",
+                rusqlite::params![format!("r{i}"), ms],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(dir.path()).unwrap();
+    // The newest nine: 300, 200, 400, 900, 800, 700, 600, 1000, 50 → median 600 ms.
+    assert_eq!(store.typical_durations("w")["jobs.a"], 0.6);
+}

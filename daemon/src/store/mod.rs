@@ -40,7 +40,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-/// How many recent successful runs of a task its typical duration is the median of.
+/// How many recent successful runs of a task its typical duration is the median of (the
+/// columns `s0`..`s8` of `task_durations`).
 const DURATION_SAMPLES: usize = 9;
 
 pub struct Store {
@@ -327,12 +328,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let record = serde_json::to_string(record).unwrap_or_default();
         let params_text = params_json.to_string();
+        // Once per succeeded task: the statement is cached on the connection.
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO deployments (workflow, task, kind, params, record, run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (workflow, task) DO UPDATE SET kind = ?3, params = ?4, record = ?5, run_id = ?6, updated_at = ?7",
-                params![workflow, task, kind, params_text, record, run, now_millis()],
-            )
+            )?
+            .execute(params![workflow, task, kind, params_text, record, run, now_millis()])
             .map(drop)
         })
     }
@@ -341,6 +343,10 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "DELETE FROM deployments WHERE workflow = ?1 AND task = ?2",
+                params![workflow, task],
+            )?;
+            c.execute(
+                "DELETE FROM task_durations WHERE workflow = ?1 AND task = ?2",
                 params![workflow, task],
             )
             .map(drop)
@@ -409,6 +415,15 @@ fn write_event(c: &Connection, e: &Event, body: &str) -> rusqlite::Result<i64> {
             task_state("succeeded")?;
             exec(
                 "UPDATE attempts SET finished_at = ?4 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                params![e.run, wf, task, at],
+            )?;
+            // The newest duration goes to s0 and the older ones move along (the right-hand
+            // sides read the row as it was).
+            exec(
+                "INSERT INTO task_durations (workflow, task, s0)
+                 SELECT workflow, task, ?4 - started_at FROM tasks
+                 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND started_at IS NOT NULL
+                 ON CONFLICT (workflow, task) DO UPDATE SET s8 = s7, s7 = s6, s6 = s5, s5 = s4, s4 = s3, s3 = s2, s2 = s1, s1 = s0, s0 = excluded.s0",
                 params![e.run, wf, task, at],
             )?;
         }
@@ -487,45 +502,39 @@ impl History for Store {
         }
     }
 
-    /// The median of each task's recent successful durations. One query walks the
-    /// workflow's succeeded rows newest first (index `tasks_by_workflow`) and stops after
-    /// [`DURATION_SAMPLES`] rows per task the workflow has deployed, so the cost follows the
-    /// size of the workflow, not the length of its history.
+    /// The median of each task's last [`DURATION_SAMPLES`] successful durations, kept per task
+    /// in `task_durations` as tasks succeed: one read of one row per task, however long the
+    /// workflow's history.
     fn typical_durations(&self, workflow: &str) -> HashMap<String, f64> {
         let rows = self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT task, finished_at - started_at FROM tasks INDEXED BY tasks_by_workflow
-                 WHERE workflow = ?1 AND state = 'succeeded'
-                   AND started_at IS NOT NULL AND finished_at IS NOT NULL
-                 ORDER BY rowid DESC
-                 LIMIT ?2 * (SELECT COUNT(*) FROM deployments WHERE workflow = ?1)",
+                "SELECT task, s0, s1, s2, s3, s4, s5, s6, s7, s8 FROM task_durations WHERE workflow = ?1",
             )?;
-            let rows = stmt.query_map(params![workflow, DURATION_SAMPLES as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            let rows = stmt.query_map(params![workflow], |r| {
+                let mut samples = Vec::with_capacity(DURATION_SAMPLES);
+                for i in 1..=DURATION_SAMPLES {
+                    if let Some(ms) = r.get::<_, Option<i64>>(i)? {
+                        samples.push(ms);
+                    }
+                }
+                Ok((r.get::<_, String>(0)?, samples))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         });
-        let rows = match rows {
-            Ok(rows) => rows,
+        match rows {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(task, mut samples)| {
+                    samples.sort_unstable();
+                    let median = *samples.get(samples.len() / 2)?;
+                    Some((task, median as f64 / 1000.0))
+                })
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, workflow, "could not read past task durations");
-                return HashMap::new();
-            }
-        };
-        let mut samples: HashMap<String, Vec<i64>> = HashMap::new();
-        for (task, ms) in rows {
-            let d = samples.entry(task).or_default();
-            if d.len() < DURATION_SAMPLES {
-                d.push(ms);
+                HashMap::new()
             }
         }
-        samples
-            .into_iter()
-            .map(|(task, mut d)| {
-                d.sort_unstable();
-                (task, d[d.len() / 2] as f64 / 1000.0)
-            })
-            .collect()
     }
 
     fn record_deployment(
