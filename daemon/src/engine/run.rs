@@ -163,7 +163,8 @@ type Ready = (u64, Reverse<NodeId>);
 /// The workflow's cap is its `parallelism` lowered by the task-level `parallelism` of every
 /// running task; a ready task with its own limit may start only while fewer tasks than that
 /// limit run. Keeping ready tasks by limit and the running limits as a multiset makes both
-/// questions cost a look at a few heads instead of a scan of the workflow's tasks.
+/// questions cost a look at a few heads (one per distinct task-level limit in use) instead of
+/// a scan of the workflow's tasks.
 #[derive(Default)]
 struct Lane {
     /// Ready tasks without a task-level limit.
