@@ -66,17 +66,17 @@ async fn check_plugins(wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
         column: at.column,
         message,
     };
-    for task in &wf.tasks {
-        match registry.task(&task.kind) {
+    let verdicts = validate_params(wf, registry).await;
+    for (task, verdict) in wf.tasks.iter().zip(verdicts) {
+        match verdict {
             None => errors.push(err(task.kind_at, format!(
                 "task `{}`: unknown kind `{}`; the loaded task kinds are {} (add a plugin to the plugin directory for others)",
                 task.id,
                 task.kind,
                 registry.kinds(World::Task).join(", ")
             ))),
-            Some(plugin) => {
-                let params = serde_json::Value::Object(task.params.clone()).to_string();
-                match plugin.validate(&task.kind, &params).await {
+            Some(verdict) => {
+                match verdict {
                     Ok(issues) => errors.extend(issues.into_iter().map(|i| {
                         let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
                         // A nested field (`a.b`) is located at its top-level key.
@@ -95,6 +95,43 @@ async fn check_plugins(wf: &Workflow, registry: &Registry) -> Vec<ConfigError> {
         }
     }
     errors
+}
+
+type Verdict = Result<Vec<crate::wasm::bindings::types::ValidationIssue>, crate::wasm::CallError>;
+
+/// Each task's plugin's verdict on its parameters, in task order; None for a kind no plugin
+/// serves. Every verdict is a call in a fresh instance, so with thousands of tasks they run
+/// side by side, as many at once as there are cores.
+async fn validate_params(wf: &Workflow, registry: &Registry) -> Vec<Option<Verdict>> {
+    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(wf.tasks.len());
+    let mut calls = tokio::task::JoinSet::new();
+    let mut next = 0;
+    loop {
+        while calls.len() < width && next < wf.tasks.len() {
+            let task = &wf.tasks[next];
+            verdicts.push(None);
+            if let Some(plugin) = registry.task(&task.kind).cloned() {
+                // Stays if the call never reports back.
+                verdicts[next] = Some(Err(crate::wasm::CallError::Host {
+                    plugin: plugin.info.name.clone(),
+                    message: "the validation did not finish".into(),
+                }));
+                let kind = task.kind.clone();
+                let params = serde_json::Value::Object(task.params.clone()).to_string();
+                let i = next;
+                calls.spawn(async move { (i, plugin.validate(&kind, &params).await) });
+            }
+            next += 1;
+        }
+        match calls.join_next().await {
+            Some(Ok((i, verdict))) => verdicts[i] = Some(verdict),
+            Some(Err(e)) => tracing::error!(error = %e, "a parameter validation panicked"),
+            None if next >= wf.tasks.len() => break,
+            None => {}
+        }
+    }
+    verdicts
 }
 
 async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {
