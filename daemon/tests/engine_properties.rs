@@ -271,3 +271,121 @@ proptest! {
         }
     }
 }
+
+/// Replays a timeline and returns, for each workflow, the most tasks that ran at once; fails
+/// if a task ran while more tasks of its workflow ran than its own `parallelism` allows.
+fn check_task_limits(
+    plan: &Plan,
+    timeline: &[(tokio::time::Instant, String, Mark)],
+) -> Result<BTreeMap<String, usize>, TestCaseError> {
+    let limit_of: BTreeMap<String, Option<usize>> = plan
+        .workflows
+        .iter()
+        .flat_map(|wf| {
+            wf.tasks
+                .iter()
+                .map(move |t| (format!("{}/{}", wf.name, t.id), t.parallelism))
+        })
+        .collect();
+    let mut running: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut peak: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, key, m) in timeline {
+        let wf = key.split('/').next().unwrap_or_default().to_string();
+        let set = running.entry(wf.clone()).or_default();
+        match m {
+            Mark::Start => {
+                set.insert(key.clone());
+            }
+            Mark::End { .. } => {
+                set.remove(key);
+            }
+            _ => continue,
+        }
+        for k in set.iter() {
+            if let Some(Some(l)) = limit_of.get(k) {
+                prop_assert!(
+                    set.len() <= *l,
+                    "{k} (parallelism {l}) ran beside {} tasks of {wf}",
+                    set.len() - 1
+                );
+            }
+        }
+        let p = peak.entry(wf).or_default();
+        *p = (*p).max(set.len());
+    }
+    Ok(peak)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+
+    /// Task-level `parallelism` holds whatever else is ready, and a workflow's own cap is
+    /// reached exactly, above 64 too (no hidden run-wide cap): with independent tasks and no
+    /// task-level limit, as many run at once as the workflow allows.
+    #[test]
+    fn task_level_limits_and_large_caps(
+        parallelism in prop_oneof![1usize..8, 60usize..200],
+        tasks in prop::collection::vec((1u64..40, prop::option::weighted(0.2, 1usize..5), prop::collection::vec(any::<prop::sample::Index>(), 0..2)), 1..260),
+    ) {
+        let mut toml = format!("parallelism = {parallelism}\n");
+        for (i, (_, limit, needs)) in tasks.iter().enumerate() {
+            toml.push_str(&format!("[jobs.t{i}]\nkind = \"exec\"\n"));
+            if let Some(l) = limit {
+                toml.push_str(&format!("parallelism = {l}\n"));
+            }
+            let needs: BTreeSet<usize> = if i == 0 { BTreeSet::new() } else { needs.iter().map(|ix| ix.index(i)).collect() };
+            if !needs.is_empty() {
+                let list: Vec<String> = needs.iter().map(|j| format!("\"jobs.t{j}\"")).collect();
+                toml.push_str(&format!("needs = [{}]\n", list.join(", ")));
+            }
+        }
+        let plan = compile(vec![workflow("w", &toml)]);
+        let runner = Arc::new(FakeRunner::default());
+        for (i, (millis, _, _)) in tasks.iter().enumerate() {
+            runner.script(&format!("w/jobs.t{i}"), Script { millis: *millis, ..Script::default() });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let (report, _) = rt.block_on(run(plan.clone(), runner.clone(), &FakeHistory::default(), RunOptions::new("limits")));
+        prop_assert_eq!(report.state, RunState::Succeeded);
+        let peak = check_task_limits(&plan, &runner.timeline())?;
+        prop_assert!(peak["w"] <= parallelism, "workflow cap exceeded: {} > {parallelism}", peak["w"]);
+        let independent = tasks.iter().all(|(_, limit, needs)| limit.is_none() && needs.is_empty());
+        if independent {
+            prop_assert_eq!(peak["w"], parallelism.min(tasks.len()), "the workflow's cap was not reached");
+        }
+    }
+}
+
+/// A workflow's `parallelism` above 64 is its cap, not 64.
+#[test]
+fn a_parallelism_above_64_is_reached() {
+    let mut toml = String::from("parallelism = 100\n");
+    for i in 0..150 {
+        toml.push_str(&format!("[jobs.t{i}]\nkind = \"exec\"\n"));
+    }
+    let plan = compile(vec![workflow("w", &toml)]);
+    let runner = Arc::new(FakeRunner::default());
+    for i in 0..150 {
+        runner.script(
+            &format!("w/jobs.t{i}"),
+            Script {
+                millis: 10,
+                ..Script::default()
+            },
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (report, _) = rt.block_on(run(
+        plan.clone(),
+        runner.clone(),
+        &FakeHistory::default(),
+        RunOptions::new("wide"),
+    ));
+    assert_eq!(report.state, RunState::Succeeded);
+    let peak = check_task_limits(&plan, &runner.timeline()).unwrap();
+    assert_eq!(peak["w"], 100);
+}

@@ -263,3 +263,47 @@ async fn a_cancelled_call_stops_promptly() {
     });
     assert!(matches!(r, Err(CallError::Cancelled { .. })), "{r:?}");
 }
+
+/// More calls at once than the pool has instance slots: they wait for a slot, none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_pool_wait_for_a_slot() {
+    let host = gantry::wasm::PluginHost::with_pool(test_limits(), true, 2, shared_cache())
+        .expect("wasm engine");
+    if !host.engine().pooling() {
+        eprintln!("pooling allocator unavailable here; nothing to check");
+        return;
+    }
+    let exec = load(&host, "exec.wasm", &grants(&[("exec", &["sh"])])).await;
+    let dirs = task_dirs();
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let exec = exec.clone();
+            let opts = CallOptions {
+                dirs: Some(dirs.dirs.clone()),
+                ..CallOptions::detached()
+            };
+            tokio::spawn(async move {
+                let command = format!("sleep 0.2; echo ::gantry-outputs::; echo n={i}");
+                exec.apply(
+                    opts,
+                    context(
+                        "exec",
+                        serde_json::json!({ "command": ["sh", "-c", command] }),
+                    ),
+                )
+                .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let result = call.await.expect("join");
+        assert!(result.is_ok(), "{:?}", result.err());
+    }
+    // Two slots, six calls of 0.2 s: three waves.
+    assert!(
+        started.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -204,3 +204,158 @@ async fn after_a_rollback_history_holds_what_the_rollback_returned() {
         "{seen:?}"
     );
 }
+
+/// Run ids made as fast as possible, from several threads, never repeat, and each thread's
+/// come out in increasing order.
+#[test]
+fn run_ids_do_not_collide() {
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                (0..50_000)
+                    .map(|_| gantry::store::new_run_id())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all = std::collections::HashSet::new();
+    for t in threads {
+        let ids = t.join().unwrap();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids of one thread out of order"
+        );
+        for id in ids {
+            assert!(id.starts_with('r') && id.len() == 30, "{id}");
+            assert!(all.insert(id.clone()), "duplicate run id {id}");
+        }
+    }
+    assert_eq!(all.len(), 200_000);
+}
+
+/// Typical durations: the median of each task's recent successful runs, read in one query
+/// that looks only at the newest rows. (Real time: the store stamps events with the clock.)
+#[tokio::test]
+async fn typical_durations_are_medians_of_recent_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let toml = "[jobs.a]\nkind = \"exec\"\n[jobs.b]\nkind = \"exec\"\n";
+    let runner = Arc::new(FakeRunner::default());
+    for (i, ms) in [80u64, 20, 40, 60].into_iter().enumerate() {
+        runner.script(
+            "w/jobs.a",
+            Script {
+                millis: ms,
+                ..Script::default()
+            },
+        );
+        runner.script(
+            "w/jobs.b",
+            Script {
+                millis: 10,
+                failures: if i == 3 { u32::MAX } else { 0 },
+                ..Script::default()
+            },
+        );
+        let run = format!("r{i}");
+        store.create_run(&run, &["w".into()], "test").unwrap();
+        execute(
+            compile(vec![workflow("w", toml)]),
+            runner.clone(),
+            store.clone(),
+            store.clone(),
+            RunOptions::new(run),
+            CancellationToken::new(),
+        )
+        .await;
+    }
+    let typical = store.typical_durations("w");
+    // a: 80, 20, 40, 60 ms → the upper middle of the sorted four: 60 ms.
+    let a = typical["jobs.a"];
+    assert!((0.055..0.075).contains(&a), "{typical:?}");
+    // b failed last time; its successful runs took 10 ms.
+    let b = typical["jobs.b"];
+    assert!((0.008..0.025).contains(&b), "{typical:?}");
+    assert!(store.typical_durations("other").is_empty());
+}
+
+/// The writer commits in batches and publishes each event after its commit, in order, with
+/// the sequence number the store gave it; flush waits for everything emitted before.
+#[tokio::test]
+async fn the_event_writer_publishes_committed_events_in_order() {
+    use gantry::store::writer::EventWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    store.create_run("r", &["w".into()], "test").unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let published = seen.clone();
+    let writer = EventWriter::start(
+        store.clone(),
+        Box::new(move |e: &Event, seq: i64, json: &str| {
+            assert!(json.contains(&format!("\"run\":\"{}\"", e.run)));
+            published.lock().unwrap().push((seq, e.task.clone()));
+        }),
+    )
+    .unwrap();
+    writer.emit(event("r", None, EventKind::RunStarted));
+    for i in 0..5000 {
+        writer.emit(event(
+            "r",
+            Some(&format!("jobs.t{i}")),
+            EventKind::TaskQueued,
+        ));
+    }
+    writer.flush().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5001);
+    let stored = store.events(Some("r"), 0).unwrap();
+    assert_eq!(stored.len(), 5001);
+    for ((seq, task), (stored_seq, body)) in seen.iter().zip(&stored) {
+        assert_eq!(seq, stored_seq);
+        if let Some(task) = task {
+            assert!(body.contains(&format!("\"task\":\"{task}\"")), "{body}");
+        }
+    }
+    assert_eq!(store.tasks("r").unwrap().len(), 5000);
+    assert_eq!(store.run("r").unwrap().unwrap().state, "running");
+    // Dropping the writer commits what is still queued.
+    writer.emit(event(
+        "r",
+        None,
+        EventKind::RunFinished {
+            state: RunState::Succeeded,
+        },
+    ));
+    drop(writer);
+    assert_eq!(store.run("r").unwrap().unwrap().state, "succeeded");
+}
+
+/// A history from before `task_durations` existed: the migration fills it from past runs.
+#[test]
+fn the_durations_migration_reads_the_history_kept_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        let db = rusqlite::Connection::open(dir.path().join("gantry.db")).unwrap();
+        db.execute_batch("DROP TABLE task_durations; PRAGMA user_version = 1;")
+            .unwrap();
+        for (i, ms) in [500, 100, 300, 200, 400, 900, 800, 700, 600, 1000, 50]
+            .into_iter()
+            .enumerate()
+        {
+            db.execute(
+                "INSERT INTO runs (id, workflows, state, trigger, created_at) VALUES (?1, '[\"w\"]', 'succeeded', 'test', 0)",
+                [format!("r{i}")],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO tasks (run_id, workflow, task, state, started_at, finished_at) VALUES (?1, 'w', 'jobs.a', 'succeeded', 1000, 1000 + ?2)",
+                rusqlite::params![format!("r{i}"), ms],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(dir.path()).unwrap();
+    // The newest nine: 300, 200, 400, 900, 800, 700, 600, 1000, 50 → median 600 ms.
+    assert_eq!(store.typical_durations("w")["jobs.a"], 0.6);
+}

@@ -13,6 +13,7 @@ use crate::engine::run::{RunOptions, execute};
 use crate::load::{Loaded, Loader};
 use crate::store::Store;
 use crate::store::logs::FileLogs;
+use crate::store::writer::EventWriter;
 use crate::wasm::task_runner::PluginRunner;
 
 pub async fn validate(config_dir: &Path, state_dir: &Path) -> anyhow::Result<i32> {
@@ -108,7 +109,8 @@ pub async fn run(
         clusters,
     ));
     let progress = Arc::new(Progress::new());
-    let sink = Arc::new(Tee(vec![store.clone(), progress.clone()]));
+    let writer = Arc::new(EventWriter::start(store.clone(), Box::new(|_, _, _| {}))?);
+    let sink = Arc::new(Tee(vec![writer.clone(), progress.clone()]));
     let mut opts = RunOptions::new(run_id.clone());
     opts.config_dir = Some(config_dir.to_path_buf());
     opts.env = std::env::vars().collect();
@@ -122,6 +124,7 @@ pub async fn run(
     });
     println!("run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
+    writer.flush().await;
     println!(
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),

@@ -61,12 +61,23 @@ pub struct WasmSettings {
     /// Use the pooling allocator when the address space can be reserved.
     #[serde(default = "yes")]
     pub pooling: bool,
+    /// Plugin calls alive at once: the pooling allocator's number of instance slots. A call
+    /// beyond it waits for a free slot; it never fails for want of one.
+    #[serde(default = "default_instances")]
+    pub instances: u32,
 }
 
 impl Default for WasmSettings {
     fn default() -> Self {
-        WasmSettings { pooling: true }
+        WasmSettings {
+            pooling: true,
+            instances: default_instances(),
+        }
     }
+}
+
+fn default_instances() -> u32 {
+    crate::wasm::engine::DEFAULT_INSTANCES
 }
 
 fn yes() -> bool {

@@ -9,6 +9,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
+use super::error::LineIndex;
 
 /// A position in a file, for messages about things found there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -22,6 +23,7 @@ pub struct Doc<'a> {
     pub path: &'a Path,
     pub source: &'a str,
     pub errors: Vec<ConfigError>,
+    lines: LineIndex,
 }
 
 pub type Value<'i> = Spanned<DeValue<'i>>;
@@ -32,17 +34,19 @@ impl<'a> Doc<'a> {
             path,
             source,
             errors: Vec::new(),
+            lines: LineIndex::new(source),
         }
     }
 
     pub fn loc(&self, span: Range<usize>) -> Loc {
-        let (line, column) = super::error::line_col(self.source, span.start);
+        let (line, column) = self.lines.line_col(self.source, span.start);
         Loc { line, column }
     }
 
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let at = self.lines.line_col(self.source, span.start);
         self.errors
-            .push(ConfigError::at(self.path, self.source, Some(span), message));
+            .push(ConfigError::located(self.path, at, message));
     }
 
     pub fn error_at(&mut self, loc: Loc, message: impl Into<String>) {

@@ -167,13 +167,19 @@ impl Workflow {
     /// The policy a failure of `task` triggers: the task's own, else a halting step's, else
     /// the workflow's.
     pub fn failure_policy(&self, task: &TaskSpec) -> OnFailure {
-        if let Some(p) = task.on_failure {
-            return p;
-        }
         let halting_step = self
             .steps
             .iter()
             .any(|s| s.halt_on_error && s.tasks.iter().any(|(t, _)| *t == task.id));
+        self.policy_given(task, halting_step)
+    }
+
+    /// [`Workflow::failure_policy`] when the caller already knows whether a step with
+    /// `halt_on_error` holds the task (the scheduler works that out once for every task).
+    pub fn policy_given(&self, task: &TaskSpec, halting_step: bool) -> OnFailure {
+        if let Some(p) = task.on_failure {
+            return p;
+        }
         if halting_step && self.on_failure == OnFailure::Continue {
             OnFailure::Halt
         } else {

@@ -11,7 +11,7 @@
 //!   timeout; its failure is reported and does not fail the run.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,7 +32,8 @@ use crate::config::workflow::{HookSpec, OnFailure, Retries, TaskSpec, Workflow};
 #[derive(Clone)]
 pub struct RunOptions {
     pub run: String,
-    /// Tasks running at once across all workflows of the run.
+    /// Tasks running at once across all workflows of the run. Unlimited by default: each
+    /// workflow's own `parallelism` is the cap, and a cap nobody configured must not lower it.
     pub max_parallel: usize,
     /// Bound on destroying one removed task.
     pub cleanup_timeout: Duration,
@@ -49,7 +50,7 @@ impl RunOptions {
     pub fn new(run: impl Into<String>) -> Self {
         RunOptions {
             run: run.into(),
-            max_parallel: 64,
+            max_parallel: usize::MAX,
             cleanup_timeout: Duration::from_secs(300),
             env: BTreeMap::new(),
             config_dir: None,
@@ -204,6 +205,123 @@ enum Done {
     },
 }
 
+/// A ready task's place in line: higher priority first, then the lower node id.
+type Ready = (u64, Reverse<NodeId>);
+
+/// One workflow's ready tasks and what its running tasks allow.
+///
+/// The workflow's cap is its `parallelism` lowered by the task-level `parallelism` of every
+/// running task; a ready task with its own limit may start only while fewer tasks than that
+/// limit run. Keeping ready tasks by limit and the running limits as a multiset makes both
+/// questions cost a look at a few heads (one per distinct task-level limit in use) instead of
+/// a scan of the workflow's tasks.
+#[derive(Default)]
+struct Lane {
+    /// Ready tasks without a task-level limit.
+    free: BinaryHeap<Ready>,
+    /// Ready tasks with a task-level limit, by that limit; no empty heap is kept.
+    limited: BTreeMap<usize, BinaryHeap<Ready>>,
+    running: usize,
+    /// Task-level limits of the running tasks: limit → how many of them run.
+    running_limits: BTreeMap<usize, usize>,
+}
+
+impl Lane {
+    fn is_empty(&self) -> bool {
+        self.free.is_empty() && self.limited.is_empty()
+    }
+
+    fn push(&mut self, entry: Ready, limit: Option<usize>) {
+        match limit {
+            None => self.free.push(entry),
+            Some(l) => self.limited.entry(l).or_default().push(entry),
+        }
+    }
+
+    /// The best ready task that may start now, and the queue it is in.
+    fn best(&self, parallelism: usize) -> Option<(Ready, Option<usize>)> {
+        let cap = self
+            .running_limits
+            .keys()
+            .next()
+            .map_or(parallelism, |&l| l.min(parallelism));
+        if self.running >= cap {
+            return None;
+        }
+        let mut best = self.free.peek().map(|&e| (e, None));
+        // A task limited to `l` may start only while fewer than `l` tasks run.
+        for (&l, heap) in self.limited.range(self.running + 1..) {
+            if let Some(&e) = heap.peek()
+                && best.is_none_or(|(b, _)| e > b)
+            {
+                best = Some((e, Some(l)));
+            }
+        }
+        best
+    }
+
+    fn pop(&mut self, limit: Option<usize>) -> Option<Ready> {
+        match limit {
+            None => self.free.pop(),
+            Some(l) => {
+                let heap = self.limited.get_mut(&l)?;
+                let entry = heap.pop();
+                if heap.is_empty() {
+                    self.limited.remove(&l);
+                }
+                entry
+            }
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Ready> {
+        let mut all: Vec<Ready> = self.free.drain().collect();
+        for (_, heap) in std::mem::take(&mut self.limited) {
+            all.extend(heap);
+        }
+        all
+    }
+
+    fn started(&mut self, limit: Option<usize>) {
+        self.running += 1;
+        if let Some(l) = limit {
+            *self.running_limits.entry(l).or_default() += 1;
+        }
+    }
+
+    fn ended(&mut self, limit: Option<usize>) {
+        self.running = self.running.saturating_sub(1);
+        if let Some(l) = limit
+            && let Some(count) = self.running_limits.get_mut(&l)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.running_limits.remove(&l);
+            }
+        }
+    }
+}
+
+/// For each task of `wf`, whether a step with `halt_on_error` holds it (one pass over the
+/// steps, instead of one per failed task).
+fn in_halting_step(wf: &Workflow) -> Vec<bool> {
+    let index: HashMap<&str, usize> = wf
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut halting = vec![false; wf.tasks.len()];
+    for step in wf.steps.iter().filter(|s| s.halt_on_error) {
+        for (id, _) in &step.tasks {
+            if let Some(&t) = index.get(id.as_str()) {
+                halting[t] = true;
+            }
+        }
+    }
+    halting
+}
+
 struct Sched<R: TaskRunner> {
     plan: Arc<Plan>,
     runner: Arc<R>,
@@ -217,9 +335,13 @@ struct Sched<R: TaskRunner> {
     started: Vec<Option<Instant>>,
     finished: Vec<Option<Instant>>,
     priority: Vec<u64>,
-    ready: BinaryHeap<(u64, Reverse<NodeId>)>,
-    running: Vec<usize>,
+    /// Ready tasks and running tasks' limits, per workflow.
+    lanes: Vec<Lane>,
     running_total: usize,
+    /// Each workflow's task ids, to resolve output references without a scan.
+    task_index: Vec<HashMap<String, usize>>,
+    /// Whether each task (`[w][t]`) belongs to a step with `halt_on_error`.
+    in_halting_step: Vec<Vec<bool>>,
     halted: Vec<bool>,
     rollback_wanted: Vec<bool>,
     rollback_started: Vec<bool>,
@@ -260,9 +382,20 @@ pub async fn execute<R: TaskRunner>(
         attempts: vec![0; n],
         started: vec![None; n],
         finished: vec![None; n],
-        ready: BinaryHeap::new(),
-        running: vec![0; w],
+        lanes: (0..w).map(|_| Lane::default()).collect(),
         running_total: 0,
+        task_index: plan
+            .workflows
+            .iter()
+            .map(|wf| {
+                wf.tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.id.clone(), i))
+                    .collect()
+            })
+            .collect(),
+        in_halting_step: plan.workflows.iter().map(in_halting_step).collect(),
         halted: vec![false; w],
         rollback_wanted: vec![false; w],
         rollback_started: vec![false; w],
@@ -275,10 +408,13 @@ pub async fn execute<R: TaskRunner>(
     s.emit.emit(None, None, EventKind::RunStarted, "");
     for (wi, wf) in plan.workflows.iter().enumerate() {
         let deployed = history.deployed(&wf.name);
-        for (task, d) in &deployed {
-            if wf.task(task).is_none() {
-                s.start_cleanup(wi, task.clone(), d.clone());
-            }
+        let removed: Vec<(String, Deployed)> = deployed
+            .iter()
+            .filter(|(task, _)| !s.task_index[wi].contains_key(*task))
+            .map(|(task, d)| (task.clone(), d.clone()))
+            .collect();
+        for (task, d) in removed {
+            s.start_cleanup(wi, task, d);
         }
         s.previous.push(deployed);
         for t in &wf.tasks {
@@ -297,14 +433,21 @@ pub async fn execute<R: TaskRunner>(
 /// Longest remaining path (in estimated milliseconds) from each node to the end of the plan.
 fn priorities(plan: &Plan, history: &dyn History) -> Vec<u64> {
     let n = plan.nodes.len();
+    // One read of the history per workflow, not one per task.
+    let typical: Vec<HashMap<String, f64>> = plan
+        .workflows
+        .iter()
+        .map(|wf| history.typical_durations(&wf.name))
+        .collect();
     let weight: Vec<u64> = plan
         .nodes
         .iter()
         .map(|node| match &node.kind {
             NodeKind::Task { workflow, task } => {
                 let wf = &plan.workflows[*workflow];
-                let secs = history
-                    .typical_seconds(&wf.name, &wf.tasks[*task].id)
+                let secs = typical[*workflow]
+                    .get(&wf.tasks[*task].id)
+                    .copied()
                     .unwrap_or(1.0);
                 (secs.max(0.0) * 1000.0) as u64 + 1
             }
@@ -398,50 +541,52 @@ impl<R: TaskRunner> Sched<R> {
 
     fn on_cancel(&mut self) {
         self.cancelled = true;
-        while let Some((_, Reverse(node))) = self.ready.pop() {
+        let mut ready: Vec<Ready> = self.lanes.iter_mut().flat_map(Lane::drain).collect();
+        ready.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, Reverse(node)) in ready {
             self.finish(node, Outcome::Cancelled);
         }
     }
 
+    /// Starts ready tasks, best first, while the caps allow. Each start looks only at the
+    /// head of each workflow's queues, so a workflow at its cap costs nothing per start.
     fn start_ready(&mut self) {
-        let mut deferred = Vec::new();
+        for w in 0..self.lanes.len() {
+            if self.halted[w] && !self.lanes[w].is_empty() {
+                let dropped = self.lanes[w].drain();
+                let reason = format!("workflow `{}` halted", self.wf(w).name);
+                for (_, Reverse(node)) in dropped {
+                    self.finish(node, Outcome::NotRun(reason.clone()));
+                }
+            }
+        }
         while self.running_total < self.opts.max_parallel {
-            let Some((p, Reverse(node))) = self.ready.pop() else {
+            let mut best: Option<(Ready, usize, Option<usize>)> = None;
+            for (w, lane) in self.lanes.iter().enumerate() {
+                if self.halted[w] {
+                    continue;
+                }
+                if let Some((entry, limit)) = lane.best(self.plan.workflows[w].parallelism)
+                    && best.as_ref().is_none_or(|(b, ..)| entry > *b)
+                {
+                    best = Some((entry, w, limit));
+                }
+            }
+            let Some((_, w, limit)) = best else {
                 break;
             };
-            let NodeKind::Task { workflow, .. } = self.plan.nodes[node].kind else {
-                continue;
-            };
-            if self.halted[workflow] {
-                self.finish(
-                    node,
-                    Outcome::NotRun(format!("workflow `{}` halted", self.wf(workflow).name)),
-                );
-                continue;
+            if let Some((_, Reverse(node))) = self.lanes[w].pop(limit) {
+                self.start_task(node);
             }
-            if self.running[workflow] >= self.cap(workflow, node) {
-                deferred.push((p, Reverse(node)));
-                continue;
-            }
-            self.start_task(node);
         }
-        self.ready.extend(deferred);
     }
 
-    /// How many tasks of `workflow` may run if `node` starts: the workflow's `parallelism`,
-    /// lowered by the task-level `parallelism` of `node` and of every task running in it.
-    fn cap(&self, workflow: usize, node: NodeId) -> usize {
-        let limit = |n: NodeId| match self.plan.nodes[n].kind {
+    /// The task-level `parallelism` of a task node.
+    fn limit(&self, node: NodeId) -> Option<usize> {
+        match self.plan.nodes[node].kind {
             NodeKind::Task { workflow, task } => self.wf(workflow).tasks[task].parallelism,
             NodeKind::Barrier { .. } => None,
-        };
-        let running = self.plan.task_nodes[workflow]
-            .iter()
-            .filter(|&&n| self.started[n].is_some() && self.finished[n].is_none())
-            .filter_map(|&n| limit(n));
-        running
-            .chain(limit(node))
-            .fold(self.wf(workflow).parallelism, usize::min)
+        }
     }
 
     fn start_task(&mut self, node: NodeId) {
@@ -452,7 +597,7 @@ impl<R: TaskRunner> Sched<R> {
         let wf = &plan.workflows[workflow];
         let spec = wf.tasks[task].clone();
         let (wname, tname) = (wf.name.clone(), spec.id.clone());
-        self.running[workflow] += 1;
+        self.lanes[workflow].started(spec.parallelism);
         self.running_total += 1;
         self.started[node] = Some(Instant::now());
         let resolved = self
@@ -520,17 +665,14 @@ impl<R: TaskRunner> Sched<R> {
         spec: &TaskSpec,
         secrets: Secrets,
     ) -> Result<serde_json::Value, String> {
-        let wf = self.wf(workflow);
         let lookup = |r: &Reference| -> Result<String, String> {
             match r {
                 Reference::Env(name) => self.opts.env.get(name).cloned().ok_or_else(|| {
                     format!("${{env.{name}}} is not set in the daemon's environment")
                 }),
                 Reference::Output { task, key } => {
-                    let t = wf
-                        .tasks
-                        .iter()
-                        .position(|t| t.id == *task)
+                    let t = *self.task_index[workflow]
+                        .get(task)
                         .ok_or_else(|| format!("unknown task `{task}`"))?;
                     let node = self.plan.task_nodes[workflow][t];
                     match &self.outcome[node] {
@@ -567,7 +709,7 @@ impl<R: TaskRunner> Sched<R> {
 
     fn start_rollbacks(&mut self) {
         for w in 0..self.plan.workflows.len() {
-            if !self.rollback_wanted[w] || self.rollback_started[w] || self.running[w] > 0 {
+            if !self.rollback_wanted[w] || self.rollback_started[w] || self.lanes[w].running > 0 {
                 continue;
             }
             self.rollback_started[w] = true;
@@ -685,7 +827,8 @@ impl<R: TaskRunner> Sched<R> {
                     self.on_cancel();
                 }
                 if let NodeKind::Task { workflow, .. } = self.plan.nodes[node].kind {
-                    self.running[workflow] -= 1;
+                    let limit = self.limit(node);
+                    self.lanes[workflow].ended(limit);
                     self.running_total -= 1;
                 }
                 self.attempts[node] = attempts;
@@ -700,7 +843,8 @@ impl<R: TaskRunner> Sched<R> {
                     (&outcome, &self.plan.nodes[node].kind)
                 {
                     let wf = self.wf(*workflow);
-                    match wf.failure_policy(&wf.tasks[*task]) {
+                    let halting_step = self.in_halting_step[*workflow][*task];
+                    match wf.policy_given(&wf.tasks[*task], halting_step) {
                         OnFailure::Continue => {}
                         OnFailure::Halt => halting = Some(*workflow),
                         OnFailure::Rollback => {
@@ -837,7 +981,10 @@ impl<R: TaskRunner> Sched<R> {
 
     fn admit(&mut self, node: NodeId) {
         match &self.plan.nodes[node].kind {
-            NodeKind::Task { .. } => self.ready.push((self.priority[node], Reverse(node))),
+            NodeKind::Task { workflow, .. } => {
+                let limit = self.limit(node);
+                self.lanes[*workflow].push((self.priority[node], Reverse(node)), limit);
+            }
             NodeKind::Barrier { name } => {
                 let name = name.clone();
                 let participants = self.plan.barrier_participants(node);
@@ -906,6 +1053,7 @@ impl<R: TaskRunner> Sched<R> {
     }
 
     fn report(&self) -> RunReport {
+        let rolled_back: HashSet<NodeId> = self.rolled_back.iter().copied().collect();
         let mut tasks = Vec::new();
         for (node, n) in self.plan.nodes.iter().enumerate() {
             if let NodeKind::Task { .. } = n.kind {
@@ -915,7 +1063,7 @@ impl<R: TaskRunner> Sched<R> {
                     task,
                     outcome: self.outcome[node].clone().unwrap_or(Outcome::Cancelled),
                     attempts: self.attempts[node],
-                    rolled_back: self.rolled_back.contains(&node),
+                    rolled_back: rolled_back.contains(&node),
                     started: self.started[node],
                     finished: self.finished[node],
                 });

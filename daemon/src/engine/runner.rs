@@ -187,9 +187,11 @@ impl<R: TaskRunner> TaskRunner for Arc<R> {
 pub trait History: Send + Sync {
     /// The current deployment of each task of `workflow`.
     fn deployed(&self, workflow: &str) -> BTreeMap<String, Deployed>;
-    /// Past durations of a task in seconds, to prefer long paths first.
-    fn typical_seconds(&self, _workflow: &str, _task: &str) -> Option<f64> {
-        None
+    /// Typical past durations in seconds of the tasks of `workflow`, by task id, to prefer
+    /// long paths first. Read once per workflow and run, so its cost must not grow with
+    /// the number of past runs.
+    fn typical_durations(&self, _workflow: &str) -> std::collections::HashMap<String, f64> {
+        std::collections::HashMap::new()
     }
 }
 

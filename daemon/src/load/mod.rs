@@ -56,8 +56,13 @@ impl Loader {
         } else {
             ComponentCache::disabled()
         };
-        let host = PluginHost::new(config.limits.clone(), config.wasm.pooling, cache)
-            .context("starting the Wasm engine")?;
+        let host = PluginHost::with_pool(
+            config.limits.clone(),
+            config.wasm.pooling,
+            config.wasm.instances,
+            cache,
+        )
+        .context("starting the Wasm engine")?;
         Ok(Loader {
             config_dir: config_dir.to_path_buf(),
             built_with: EngineSettings::of(&config),

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::workflow::{self, HookSpec, Workflow};
 use crate::config::{ConfigError, DaemonConfig};
 use crate::engine::plan::{self, PlanError};
-use crate::wasm::bindings::types::ValidateContext;
+use crate::wasm::bindings::types::{ValidateContext, ValidationIssue};
 use crate::wasm::{Registry, World};
 
 /// A configuration that passed validation.
@@ -73,47 +73,48 @@ async fn check_plugins(
         column: at.column,
         message,
     };
+    // Each task's source: checked first, then mounted for its plugin's verdict.
+    let mut sources = Vec::with_capacity(wf.tasks.len());
     for task in &wf.tasks {
-        match registry.task(&task.kind) {
+        let source = task.source_dir(config_dir);
+        match unsafe_source(config_dir, daemon_paths, task, &source) {
+            Some(problem) => {
+                errors.push(err(task.at, problem));
+                sources.push(Err(()));
+            }
+            None => sources.push(Ok(source.is_dir().then_some(source))),
+        }
+    }
+    let verdicts = validate_params(wf, &sources, registry).await;
+    for ((task, verdict), source) in wf.tasks.iter().zip(verdicts).zip(&sources) {
+        let Ok(source) = source else {
+            continue;
+        };
+        match verdict {
             None => errors.push(err(task.kind_at, format!(
                 "task `{}`: unknown kind `{}`; the loaded task kinds are {} (add a plugin to the plugin directory for others)",
                 task.id,
                 task.kind,
                 registry.kinds(World::Task).join(", ")
             ))),
-            Some(plugin) => {
-                let ctx = ValidateContext {
-                    kind: task.kind.clone(),
-                    params: serde_json::Value::Object(task.params.clone()).to_string(),
-                    source_dir: Some(crate::host::GUEST_SOURCE_DIR.into()),
-                };
-                let source = task.source_dir(config_dir);
-                if let Some(problem) = unsafe_source(config_dir, &daemon_paths, task, &source) {
-                    errors.push(err(task.at, problem));
-                    continue;
+            Some(Ok(issues)) => errors.extend(issues.into_iter().map(|i| {
+                let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
+                let message = format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message);
+                // An issue in one of the task's files points there.
+                if let (Some(loc), Some(dir)) = (&i.location, source) {
+                    return ConfigError {
+                        file: dir.join(&loc.file),
+                        line: loc.line as usize,
+                        column: loc.column as usize,
+                        message,
+                    };
                 }
-                let source = source.is_dir().then_some(source);
-                match plugin.validate(ctx, source.clone()).await {
-                    Ok(issues) => errors.extend(issues.into_iter().map(|i| {
-                        let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
-                        let message = format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message);
-                        // An issue in one of the task's files points there.
-                        if let (Some(loc), Some(dir)) = (&i.location, &source) {
-                            return ConfigError {
-                                file: dir.join(&loc.file),
-                                line: loc.line as usize,
-                                column: loc.column as usize,
-                                message,
-                            };
-                        }
-                        // A nested field (`a.b`) is located at its top-level key.
-                        let top = i.field.split(['.', '[']).next().unwrap_or_default();
-                        let at = task.param_at.get(top).copied().unwrap_or(task.at);
-                        err(at, message)
-                    })),
-                    Err(e) => errors.push(err(task.at, format!("task `{}`: the {} plugin could not validate it: {e}", task.id, task.kind))),
-                }
-            }
+                // A nested field (`a.b`) is located at its top-level key.
+                let top = i.field.split(['.', '[']).next().unwrap_or_default();
+                let at = task.param_at.get(top).copied().unwrap_or(task.at);
+                err(at, message)
+            })),
+            Some(Err(e)) => errors.push(err(task.at, format!("task `{}`: the {} plugin could not validate it: {e}", task.id, task.kind))),
         }
         for hook in task.hooks.all().chain(wf.hooks.all()) {
             if let Some(e) = check_hook(hook, registry).await {
@@ -122,6 +123,55 @@ async fn check_plugins(
         }
     }
     errors
+}
+
+type Verdict = Result<Vec<ValidationIssue>, crate::wasm::CallError>;
+
+/// Each task's plugin's verdict on its parameters (and files), in task order; None for a kind
+/// no plugin serves (or a source refused before). Every verdict is a call in a fresh
+/// instance, so with thousands of tasks they run side by side, as many at once as there are
+/// cores.
+async fn validate_params(
+    wf: &Workflow,
+    sources: &[Result<Option<std::path::PathBuf>, ()>],
+    registry: &Registry,
+) -> Vec<Option<Verdict>> {
+    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(wf.tasks.len());
+    let mut calls = tokio::task::JoinSet::new();
+    let mut next = 0;
+    loop {
+        while calls.len() < width && next < wf.tasks.len() {
+            let task = &wf.tasks[next];
+            verdicts.push(None);
+            if let (Some(plugin), Ok(source)) = (registry.task(&task.kind).cloned(), &sources[next])
+            {
+                // Stays if the call never reports back.
+                verdicts[next] = Some(Err(crate::wasm::CallError::Host {
+                    plugin: plugin.info.name.clone(),
+                    message: "the validation did not finish".into(),
+                }));
+                let ctx = ValidateContext {
+                    kind: task.kind.clone(),
+                    params: serde_json::Value::Object(task.params.clone()).to_string(),
+                    source_dir: source
+                        .as_ref()
+                        .map(|_| crate::host::GUEST_SOURCE_DIR.into()),
+                };
+                let source = source.clone();
+                let i = next;
+                calls.spawn(async move { (i, plugin.validate(ctx, source).await) });
+            }
+            next += 1;
+        }
+        match calls.join_next().await {
+            Some(Ok((i, verdict))) => verdicts[i] = Some(verdict),
+            Some(Err(e)) => tracing::error!(error = %e, "a parameter validation panicked"),
+            None if next >= wf.tasks.len() => break,
+            None => {}
+        }
+    }
+    verdicts
 }
 
 async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {

@@ -92,7 +92,7 @@ impl Daemon {
                 restart_needed: Vec::new(),
             }),
             reload_lock: tokio::sync::Mutex::new(()),
-            runs: Arc::new(runs::RunManager::new(store.clone(), state_dir)),
+            runs: Arc::new(runs::RunManager::new(store.clone(), state_dir)?),
             store,
             accepting: AtomicBool::new(true),
             access: RwLock::new(daemon_config.api.clone()),

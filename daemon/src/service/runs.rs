@@ -15,6 +15,7 @@ use crate::engine::run::{RunOptions, RunReport, execute};
 use crate::host::LogSink;
 use crate::store::Store;
 use crate::store::logs::FileLogs;
+use crate::store::writer::EventWriter;
 use crate::wasm::bindings::log::Level;
 use crate::wasm::task_runner::{LogFactory, PluginRunner};
 
@@ -79,31 +80,10 @@ pub struct RunManager {
     queue_changed: Notify,
     idle: Notify,
     feed: broadcast::Sender<Stored>,
+    /// Records each event off the scheduler's thread, then publishes it with its sequence
+    /// number (never before it is committed, so a stream resumed from the store agrees).
+    events: Arc<EventWriter>,
     pub metrics: Arc<Metrics>,
-}
-
-/// Records each event, then publishes it with its sequence number.
-struct Recorder {
-    store: Arc<Store>,
-    feed: broadcast::Sender<Stored>,
-}
-
-impl EventSink for Recorder {
-    fn emit(&self, event: Event) {
-        match self.store.record(&event) {
-            Ok(seq) => {
-                let last = matches!(event.kind, EventKind::RunFinished { .. });
-                let json = serde_json::to_string(&event).unwrap_or_default();
-                let _ = self.feed.send(Stored {
-                    seq,
-                    run: event.run.clone(),
-                    json,
-                    last,
-                });
-            }
-            Err(e) => tracing::error!(error = %e, run = %event.run, "could not record an event"),
-        }
-    }
 }
 
 /// Task logs to their files and, line by line, to live event streams.
@@ -158,9 +138,21 @@ impl LogSink for LiveSink {
 }
 
 impl RunManager {
-    pub fn new(store: Arc<Store>, state_dir: &Path) -> Self {
+    pub fn new(store: Arc<Store>, state_dir: &Path) -> std::io::Result<Self> {
         let (feed, _) = broadcast::channel(4096);
-        RunManager {
+        let publish = feed.clone();
+        let events = EventWriter::start(
+            store.clone(),
+            Box::new(move |event: &Event, seq: i64, json: &str| {
+                let _ = publish.send(Stored {
+                    seq,
+                    run: event.run.clone(),
+                    json: json.to_string(),
+                    last: matches!(event.kind, EventKind::RunFinished { .. }),
+                });
+            }),
+        )?;
+        Ok(RunManager {
             store,
             state_dir: state_dir.to_path_buf(),
             running: Mutex::new(HashMap::new()),
@@ -168,8 +160,9 @@ impl RunManager {
             queue_changed: Notify::new(),
             idle: Notify::new(),
             feed,
+            events: Arc::new(events),
             metrics: Arc::new(Metrics::default()),
-        }
+        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Stored> {
@@ -189,11 +182,8 @@ impl RunManager {
         self.queue.lock().map(|q| q.waiting.len()).unwrap_or(0)
     }
 
-    fn sink(&self) -> Arc<Recorder> {
-        Arc::new(Recorder {
-            store: self.store.clone(),
-            feed: self.feed.clone(),
-        })
+    fn sink(&self) -> Arc<EventWriter> {
+        self.events.clone()
     }
 
     /// Queues a run of `plan` and returns at once. It starts when no earlier run still holds
@@ -272,6 +262,8 @@ impl RunManager {
             } else {
                 manager.finish_unstarted(&id);
             }
+            // The run's events are in the store before anyone is told it has ended.
+            manager.events.flush().await;
             manager.release(&id, if claimed { &workflows } else { &[] });
         });
     }

@@ -52,9 +52,14 @@ impl LogSink for FileSink {
 impl LogFactory for FileLogs {
     fn for_task(&self, run: &str, workflow: &str, task: &str) -> Arc<dyn LogSink> {
         let path = self.path(run, workflow, task);
+        // The directory exists for every task but the first of a workflow; asking first
+        // avoids a mkdir that would lock the parent directory against the other tasks.
         let file = path
             .parent()
-            .map(std::fs::create_dir_all)
+            .map(|dir| match dir.is_dir() {
+                true => Ok(()),
+                false => std::fs::create_dir_all(dir),
+            })
             .and_then(Result::ok)
             .and_then(|()| {
                 OpenOptions::new()

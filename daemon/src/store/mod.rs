@@ -5,10 +5,12 @@
 
 pub mod logs;
 mod schema;
+pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,6 +39,10 @@ pub enum StoreError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// How many recent successful runs of a task its typical duration is the median of (the
+/// columns `s0`..`s8` of `task_durations`).
+const DURATION_SAMPLES: usize = 9;
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -80,11 +86,20 @@ pub struct Counts {
     pub tasks: Vec<(String, i64)>,
 }
 
-/// A sortable, unique run id: `r` + UTC timestamp + random suffix.
+/// A unique run id that sorts by creation time and reads as one:
+/// `r` + UTC time to the millisecond + `-` + a process-wide sequence number + random bits,
+/// e.g. `r20250314120501123-00002a-9f3c`.
+///
+/// Within a process two ids never collide: they differ in the sequence number unless 2^24 ids
+/// are made in one millisecond. The random suffix separates processes sharing a history (a
+/// daemon and a later `gantry run`). Ids made by one process sort in the order they were made
+/// (while the clock does not step back), and after ids of the earlier `r<seconds>-xxxx` form.
 pub fn new_run_id() -> String {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
+    let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let compact: String = stamp.chars().filter(char::is_ascii_digit).collect();
-    format!("r{compact}-{:04x}", fastrand::u16(..))
+    format!("r{compact}-{seq:06x}-{:04x}", fastrand::u16(..))
 }
 
 pub fn now_millis() -> i64 {
@@ -188,104 +203,30 @@ impl Store {
     /// Persists one event and the state change it stands for; returns its sequence number.
     pub fn record(&self, e: &Event) -> Result<i64, StoreError> {
         let body = serde_json::to_string(e).unwrap_or_default();
-        let at = millis(e.at);
-        let kind = serde_json::to_value(&e.kind)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
-            .unwrap_or_default();
-        let (wf, task) = (
-            e.workflow.as_deref().unwrap_or(""),
-            e.task.as_deref().unwrap_or(""),
-        );
         let mut conn = self
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO events (run_id, at, workflow, task, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.run, at, wf, task, kind, body],
-        )?;
-        let seq = tx.last_insert_rowid();
-        let task_state = |state: &str| -> rusqlite::Result<()> {
-            tx.execute(
-                "UPDATE tasks SET state = ?4, finished_at = ?5, error = COALESCE(NULLIF(?6, ''), error) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
-                params![e.run, wf, task, state, at, e.message],
-            )?;
-            Ok(())
-        };
-        match &e.kind {
-            EventKind::RunStarted => {
-                tx.execute(
-                    "UPDATE runs SET state = 'running' WHERE id = ?1",
-                    params![e.run],
-                )?;
-            }
-            EventKind::RunFinished { state } => {
-                tx.execute(
-                    "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
-                    params![e.run, state.as_str(), at],
-                )?;
-            }
-            EventKind::TaskQueued => {
-                tx.execute(
-                    "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state) VALUES (?1, ?2, ?3, 'queued')",
-                    params![e.run, wf, task],
-                )?;
-            }
-            EventKind::TaskStarted { attempt } => {
-                tx.execute(
-                    "UPDATE tasks SET state = 'running', attempts = ?4, started_at = COALESCE(started_at, ?5) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
-                    params![e.run, wf, task, attempt, at],
-                )?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO attempts (run_id, workflow, task, attempt, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![e.run, wf, task, attempt, at],
-                )?;
-            }
-            EventKind::TaskRetrying { attempt, .. } => {
-                tx.execute(
-                    "UPDATE attempts SET finished_at = ?5, error = ?6 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND attempt = ?4",
-                    params![e.run, wf, task, attempt - 1, at, e.message],
-                )?;
-            }
-            EventKind::TaskOutput { key, value, .. } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO outputs (run_id, workflow, task, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![e.run, wf, task, key, value],
-                )?;
-            }
-            EventKind::TaskSucceeded => task_state("succeeded")?,
-            EventKind::TaskFailed => {
-                task_state("failed")?;
-                tx.execute(
-                    "UPDATE attempts SET finished_at = ?4, error = ?5 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
-                    params![e.run, wf, task, at, e.message],
-                )?;
-            }
-            EventKind::TaskSkipped => task_state("skipped")?,
-            EventKind::TaskCancelled => task_state("cancelled")?,
-            EventKind::TaskRolledBack { now } => {
-                task_state("rolled_back")?;
-                match now {
-                    Some(d) => save_deployment(&tx, &e.run, wf, task, d)?,
-                    None => forget_deployment(&tx, wf, task)?,
-                }
-            }
-            EventKind::TaskDeployed { deployed } => {
-                save_deployment(&tx, &e.run, wf, task, deployed)?
-            }
-            EventKind::CleanupDestroyed => forget_deployment(&tx, wf, task)?,
-            _ => {}
-        }
-        if matches!(e.kind, EventKind::TaskSucceeded) {
-            tx.execute(
-                "UPDATE attempts SET finished_at = ?4 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
-                params![e.run, wf, task, at],
-            )?;
-        }
+        let seq = write_event(&tx, e, &body)?;
         tx.commit()?;
         Ok(seq)
+    }
+
+    /// Persists events, each with its JSON form, in one transaction (one commit however many
+    /// there are); returns their sequence numbers in order. All or none are stored.
+    pub fn record_all(&self, events: &[(Event, String)]) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction()?;
+        let seqs = events
+            .iter()
+            .map(|(e, body)| write_event(&tx, e, body))
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        tx.commit()?;
+        Ok(seqs)
     }
 
     /// Runs and tasks by state, for metrics.
@@ -347,12 +288,17 @@ impl Store {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            let position: HashMap<(String, String), usize> = tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| ((t.workflow.clone(), t.task.clone()), i))
+                .collect();
             let mut out = c.prepare("SELECT workflow, task, key, value FROM outputs WHERE run_id = ?1")?;
             let rows = out.query_map(params![run], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
             for row in rows {
                 let (w, t, k, v) = row?;
-                if let Some(task) = tasks.iter_mut().find(|x| x.workflow == w && x.task == t) {
-                    task.outputs.insert(k, v);
+                if let Some(&i) = position.get(&(w, t)) {
+                    tasks[i].outputs.insert(k, v);
                 }
             }
             Ok(tasks)
@@ -386,21 +332,119 @@ fn save_deployment(
     d: &Deployed,
 ) -> rusqlite::Result<()> {
     let record = serde_json::to_string(&d.record.storable()).unwrap_or_default();
-    c.execute(
+    // Once per succeeded task: the statement is cached on the connection.
+    c.prepare_cached(
         "INSERT INTO deployments (workflow, task, kind, params, record, run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (workflow, task) DO UPDATE SET kind = ?3, params = ?4, record = ?5, run_id = ?6, updated_at = ?7",
-        params![workflow, task, d.kind, d.params.to_string(), record, run, now_millis()],
-    )
+    )?
+    .execute(params![workflow, task, d.kind, d.params.to_string(), record, run, now_millis()])
     .map(drop)
 }
 
-/// The task has nothing deployed any more.
+/// The task has nothing deployed any more (nor a history of durations).
 fn forget_deployment(c: &Connection, workflow: &str, task: &str) -> rusqlite::Result<()> {
-    c.execute(
-        "DELETE FROM deployments WHERE workflow = ?1 AND task = ?2",
-        params![workflow, task],
-    )
-    .map(drop)
+    c.prepare_cached("DELETE FROM deployments WHERE workflow = ?1 AND task = ?2")?
+        .execute(params![workflow, task])?;
+    c.prepare_cached("DELETE FROM task_durations WHERE workflow = ?1 AND task = ?2")?
+        .execute(params![workflow, task])
+        .map(drop)
+}
+
+/// Inserts one event and applies the state change it stands for, inside the caller's
+/// transaction. Statements are cached on the connection: this runs for every event.
+fn write_event(c: &Connection, e: &Event, body: &str) -> rusqlite::Result<i64> {
+    let at = millis(e.at);
+    let kind = serde_json::to_value(&e.kind)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    let (wf, task) = (
+        e.workflow.as_deref().unwrap_or(""),
+        e.task.as_deref().unwrap_or(""),
+    );
+    let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<()> {
+        c.prepare_cached(sql)?.execute(params).map(drop)
+    };
+    exec(
+        "INSERT INTO events (run_id, at, workflow, task, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.run, at, wf, task, kind, body],
+    )?;
+    let seq = c.last_insert_rowid();
+    let task_state = |state: &str| -> rusqlite::Result<()> {
+        exec(
+            "UPDATE tasks SET state = ?4, finished_at = ?5, error = COALESCE(NULLIF(?6, ''), error) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
+            params![e.run, wf, task, state, at, e.message],
+        )
+    };
+    match &e.kind {
+        EventKind::RunStarted => exec(
+            "UPDATE runs SET state = 'running' WHERE id = ?1",
+            params![e.run],
+        )?,
+        EventKind::RunFinished { state } => exec(
+            "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+            params![e.run, state.as_str(), at],
+        )?,
+        EventKind::TaskQueued => exec(
+            "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state) VALUES (?1, ?2, ?3, 'queued')",
+            params![e.run, wf, task],
+        )?,
+        EventKind::TaskStarted { attempt } => {
+            exec(
+                "UPDATE tasks SET state = 'running', attempts = ?4, started_at = COALESCE(started_at, ?5) WHERE run_id = ?1 AND workflow = ?2 AND task = ?3",
+                params![e.run, wf, task, attempt, at],
+            )?;
+            exec(
+                "INSERT OR REPLACE INTO attempts (run_id, workflow, task, attempt, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![e.run, wf, task, attempt, at],
+            )?;
+        }
+        EventKind::TaskRetrying { attempt, .. } => exec(
+            "UPDATE attempts SET finished_at = ?5, error = ?6 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND attempt = ?4",
+            params![e.run, wf, task, attempt - 1, at, e.message],
+        )?,
+        EventKind::TaskOutput { key, value, .. } => exec(
+            "INSERT OR REPLACE INTO outputs (run_id, workflow, task, key, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.run, wf, task, key, value],
+        )?,
+        EventKind::TaskSucceeded => {
+            task_state("succeeded")?;
+            exec(
+                "UPDATE attempts SET finished_at = ?4 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                params![e.run, wf, task, at],
+            )?;
+            // The newest duration goes to s0 and the older ones move along (the right-hand
+            // sides read the row as it was).
+            exec(
+                "INSERT INTO task_durations (workflow, task, s0)
+                 SELECT workflow, task, ?4 - started_at FROM tasks
+                 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND started_at IS NOT NULL
+                 ON CONFLICT (workflow, task) DO UPDATE SET s8 = s7, s7 = s6, s6 = s5, s5 = s4, s4 = s3, s3 = s2, s2 = s1, s1 = s0, s0 = excluded.s0",
+                params![e.run, wf, task, at],
+            )?;
+        }
+        EventKind::TaskFailed => {
+            task_state("failed")?;
+            exec(
+                "UPDATE attempts SET finished_at = ?4, error = ?5 WHERE run_id = ?1 AND workflow = ?2 AND task = ?3 AND finished_at IS NULL",
+                params![e.run, wf, task, at, e.message],
+            )?;
+        }
+        EventKind::TaskSkipped => task_state("skipped")?,
+        EventKind::TaskCancelled => task_state("cancelled")?,
+        EventKind::TaskRolledBack { now } => {
+            task_state("rolled_back")?;
+            match now {
+                Some(d) => save_deployment(c, &e.run, wf, task, d)?,
+                None => forget_deployment(c, wf, task)?,
+            }
+        }
+        // History learns of deployments from these events only.
+        EventKind::TaskDeployed { deployed } => save_deployment(c, &e.run, wf, task, deployed)?,
+        EventKind::CleanupDestroyed => forget_deployment(c, wf, task)?,
+        _ => {}
+    }
+    Ok(seq)
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
@@ -460,17 +504,38 @@ impl History for Store {
         }
     }
 
-    fn typical_seconds(&self, workflow: &str, task: &str) -> Option<f64> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT finished_at - started_at FROM tasks WHERE workflow = ?1 AND task = ?2 AND state = 'succeeded'
-                 AND started_at IS NOT NULL ORDER BY rowid DESC LIMIT 9",
+    /// The median of each task's last [`DURATION_SAMPLES`] successful durations, kept per task
+    /// in `task_durations` as tasks succeed: one read of one row per task, however long the
+    /// workflow's history.
+    fn typical_durations(&self, workflow: &str) -> HashMap<String, f64> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT task, s0, s1, s2, s3, s4, s5, s6, s7, s8 FROM task_durations WHERE workflow = ?1",
             )?;
-            let mut d: Vec<i64> = stmt.query_map(params![workflow, task], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            d.sort_unstable();
-            Ok(d.get(d.len() / 2).map(|ms| *ms as f64 / 1000.0))
-        })
-        .ok()
-        .flatten()
+            let rows = stmt.query_map(params![workflow], |r| {
+                let mut samples = Vec::with_capacity(DURATION_SAMPLES);
+                for i in 1..=DURATION_SAMPLES {
+                    if let Some(ms) = r.get::<_, Option<i64>>(i)? {
+                        samples.push(ms);
+                    }
+                }
+                Ok((r.get::<_, String>(0)?, samples))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        });
+        match rows {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(task, mut samples)| {
+                    samples.sort_unstable();
+                    let median = *samples.get(samples.len() / 2)?;
+                    Some((task, median as f64 / 1000.0))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, workflow, "could not read past task durations");
+                HashMap::new()
+            }
+        }
     }
 }

@@ -7,7 +7,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry upgrades the schema by one version; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id TEXT PRIMARY KEY,
         workflows TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -63,7 +64,36 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         run_id TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (workflow, task)
-    );"];
+    );",
+    // The durations of each task's last nine successful runs, newest in s0: read once per
+    // workflow when a run starts, so that read follows the workflow's size and not the length
+    // of its history. Filled from the history kept so far.
+    "CREATE TABLE task_durations (
+        workflow TEXT NOT NULL,
+        task TEXT NOT NULL,
+        s0 INTEGER, s1 INTEGER, s2 INTEGER, s3 INTEGER, s4 INTEGER, s5 INTEGER, s6 INTEGER, s7 INTEGER, s8 INTEGER,
+        PRIMARY KEY (workflow, task)
+    );
+    INSERT INTO task_durations (workflow, task, s0, s1, s2, s3, s4, s5, s6, s7, s8)
+    SELECT workflow, task,
+        MAX(CASE WHEN n = 1 THEN d END),
+        MAX(CASE WHEN n = 2 THEN d END),
+        MAX(CASE WHEN n = 3 THEN d END),
+        MAX(CASE WHEN n = 4 THEN d END),
+        MAX(CASE WHEN n = 5 THEN d END),
+        MAX(CASE WHEN n = 6 THEN d END),
+        MAX(CASE WHEN n = 7 THEN d END),
+        MAX(CASE WHEN n = 8 THEN d END),
+        MAX(CASE WHEN n = 9 THEN d END)
+    FROM (
+        SELECT workflow, task, finished_at - started_at AS d,
+               ROW_NUMBER() OVER (PARTITION BY workflow, task ORDER BY rowid DESC) AS n
+        FROM tasks
+        WHERE state = 'succeeded' AND started_at IS NOT NULL AND finished_at IS NOT NULL
+    )
+    WHERE n <= 9
+    GROUP BY workflow, task;",
+];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -346,6 +346,17 @@ impl Plugin {
         function: &'static str,
         f: CallFn<Option<R>>,
     ) -> Result<Called<R>, CallError> {
+        // Wait for a free instance slot rather than fail for want of one; the permit is
+        // dropped after the store (declared later, dropped first), when the slot is free.
+        let _slot = match &self.slots {
+            Some(slots) => tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.ok(),
+                _ = opts.cancel.cancelled() => {
+                    return Err(CallError::Cancelled { plugin: self.name() });
+                }
+            },
+            None => None,
+        };
         let mut store = self.new_store(&opts, limits)?;
         let timeout = limits.call_timeout;
         let outcome = {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::limits::Limits;
@@ -13,22 +14,28 @@ use super::limits::Limits;
 /// its CPU budget is checked then, so this is the granularity of both.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// How many plugin instances may be alive at once with the pooling allocator.
-const POOLED_INSTANCES: u32 = 128;
+/// How many plugin instances may be alive at once with the pooling allocator, unless
+/// `[wasm] instances` says otherwise.
+pub const DEFAULT_INSTANCES: u32 = 1024;
 
 pub struct WasmEngine {
     engine: Engine,
     pooling: bool,
+    /// One permit per instance slot of the pool. Instantiating past the pool's size fails,
+    /// so a call waits here for a free slot instead. None without the pool (no fixed size).
+    slots: Option<Arc<Semaphore>>,
     ticker: EpochTicker,
 }
 
 impl WasmEngine {
     /// Builds the engine. With `pooling` it first tries the pooling allocator (instances are
     /// carved out of pre-reserved memory, so instantiation is cheap) and falls back to
-    /// on-demand allocation where the address space cannot be reserved.
-    pub fn new(limits: &Limits, pooling: bool) -> anyhow::Result<Self> {
+    /// on-demand allocation where the address space cannot be reserved. `instances` sizes
+    /// the pool: how many plugin calls may be alive at once (more wait for a slot).
+    pub fn new(limits: &Limits, pooling: bool, instances: u32) -> anyhow::Result<Self> {
+        let instances = instances.max(1);
         let (engine, pooling) = if pooling {
-            match Engine::new(&config(Some(limits))) {
+            match Engine::new(&config(Some((limits, instances)))) {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
@@ -39,9 +46,11 @@ impl WasmEngine {
             (Engine::new(&config(None))?, false)
         };
         let ticker = EpochTicker::start(engine.clone())?;
+        let slots = pooling.then(|| Arc::new(Semaphore::new(instances as usize)));
         Ok(WasmEngine {
             engine,
             pooling,
+            slots,
             ticker,
         })
     }
@@ -54,6 +63,11 @@ impl WasmEngine {
         self.pooling
     }
 
+    /// The pool's instance slots, which every call holds one of while its store lives.
+    pub fn slots(&self) -> Option<Arc<Semaphore>> {
+        self.slots.clone()
+    }
+
     /// Whether the epoch thread is still alive (a liveness signal for the watchdog).
     pub fn ticking(&self) -> bool {
         self.ticker
@@ -63,7 +77,7 @@ impl WasmEngine {
     }
 }
 
-fn config(pool: Option<&Limits>) -> Config {
+fn config(pool: Option<(&Limits, u32)>) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -72,15 +86,15 @@ fn config(pool: Option<&Limits>) -> Config {
         .max_wasm_stack(1 << 20)
         .async_stack_size(4 << 20)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
-    if let Some(limits) = pool {
+    if let Some((limits, instances)) = pool {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
-            .total_component_instances(POOLED_INSTANCES)
-            .total_core_instances(POOLED_INSTANCES * 8)
-            .total_memories(POOLED_INSTANCES * 2)
-            .total_tables(POOLED_INSTANCES * 8)
+            .total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(8))
             .max_memory_size(limits.memory_bytes())
-            .total_stacks(POOLED_INSTANCES);
+            .total_stacks(instances);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config

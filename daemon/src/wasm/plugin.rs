@@ -13,7 +13,7 @@ pub use super::bindings::World;
 use super::bindings::types::PluginInfo;
 use super::bindings::{Linkers, Pre};
 use super::cache::ComponentCache;
-use super::engine::WasmEngine;
+use super::engine::{DEFAULT_INSTANCES, WasmEngine};
 use super::grants::{Effective, Grant};
 use super::limits::Limits;
 use crate::host::capability::GrantRequest;
@@ -50,6 +50,8 @@ pub struct Plugin {
     /// Keeps the engine, and with it the epoch ticker that enforces CPU budgets and lets a
     /// spinning guest be cancelled, alive for as long as the plugin can be called.
     pub(crate) _engine: Arc<WasmEngine>,
+    /// The engine's instance slots; a call holds one while its store lives.
+    pub(crate) slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl fmt::Debug for Plugin {
@@ -100,7 +102,17 @@ pub struct PluginHost {
 
 impl PluginHost {
     pub fn new(limits: Limits, pooling: bool, cache: ComponentCache) -> anyhow::Result<Self> {
-        let engine = Arc::new(WasmEngine::new(&limits, pooling)?);
+        Self::with_pool(limits, pooling, DEFAULT_INSTANCES, cache)
+    }
+
+    /// Like [`PluginHost::new`], with a pool of `instances` slots (`[wasm] instances`).
+    pub fn with_pool(
+        limits: Limits,
+        pooling: bool,
+        instances: u32,
+        cache: ComponentCache,
+    ) -> anyhow::Result<Self> {
+        let engine = Arc::new(WasmEngine::new(&limits, pooling, instances)?);
         let linkers = Linkers::new(engine.engine())?;
         Ok(PluginHost {
             engine,
@@ -197,6 +209,7 @@ impl PluginHost {
             pre,
             limits,
             _engine: self.engine.clone(),
+            slots: self.engine.slots(),
         };
         let info = plugin.describe().await.map_err(|e| LoadError::Describe {
             plugin: source.clone(),
