@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 
-const BUILTIN: &[&str] = &["exec", "hooks", "manifest", "helm", "terraform"];
+const BUILTIN: &[&str] = &["exec", "hooks", "manifest", "helm", "terraform", "compose"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUILTIN=(exec hooks manifest helm terraform)
+BUILTIN=(exec hooks manifest helm terraform compose)
 FIXTURES=(hostile)
 
 scripts/setup-wasm-toolchain.sh >/dev/null
