@@ -11,8 +11,6 @@ use serde_json::Value;
 
 mod common;
 
-/// The helm binary the setup script installs; under CI=true its absence fails the test.
-
 /// Where a test file goes: gantry's own files at the config root, what tasks read under
 /// the default task source `files/`.
 fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
@@ -24,6 +22,7 @@ fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
     }
 }
 
+/// The helm binary the setup script installs; under CI=true its absence fails the test.
 fn helm_binary() -> Option<PathBuf> {
     let root = common::repo_root();
     let path = root.join("target/tools/helm");

@@ -8,8 +8,6 @@ use serde_json::Value;
 
 mod common;
 
-/// A simulator plus a configuration directory whose only cluster is that simulator.
-
 /// Where a test file goes: gantry's own files at the config root, what tasks read under
 /// the default task source `files/`.
 fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
@@ -21,6 +19,7 @@ fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
     }
 }
 
+/// A simulator plus a configuration directory whose only cluster is that simulator.
 struct Site {
     sim: kubesim::RunningSim,
     config: tempfile::TempDir,

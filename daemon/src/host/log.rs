@@ -182,8 +182,11 @@ impl LogSink for MemorySink {
 mod tests {
     use super::*;
 
+    /// A message and its fields, as the sink received them.
+    type Line = (String, Vec<(String, String)>);
+
     #[derive(Default)]
-    struct Raw(Mutex<Vec<(String, Vec<(String, String)>)>>);
+    struct Raw(Mutex<Vec<Line>>);
 
     impl LogSink for Raw {
         fn line(&self, _level: Level, message: &str, fields: &[(String, String)]) {
