@@ -18,6 +18,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// `[wasm] instances` says otherwise.
 pub const DEFAULT_INSTANCES: u32 = 1024;
 
+/// Bytes of each memory, table and stack slot kept resident (and zeroed) between calls.
+const KEEP_RESIDENT: usize = 256 << 10;
+
 pub struct WasmEngine {
     engine: Engine,
     pooling: bool,
@@ -94,7 +97,12 @@ fn config(pool: Option<(&Limits, u32)>) -> Config {
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(8))
             .max_memory_size(limits.memory_bytes())
-            .total_stacks(instances);
+            .total_stacks(instances)
+            // A call touches little memory and every task is a new instance: zeroing what a
+            // slot used beats handing the pages back and faulting them in again next time.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config
