@@ -9,6 +9,7 @@ scripts/setup-wasm-toolchain.sh
 scripts/setup-kube-tools.sh
 scripts/setup-kube-schemas.sh
 scripts/setup-terraform.sh
+scripts/setup-componentize-py.sh
 scripts/build-plugins.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -579,7 +579,9 @@ fn a_newer_change_supersedes_a_queued_auto_deploy() {
     let auto = |version: &str| {
         format!(
             "auto_deploy = true\n{}",
-            sleeper(2).replace("echo begin", &format!("echo begin {version}"))
+            // Long enough that the first run still holds the workflow while two more
+            // changes are picked up, even on a loaded machine.
+            sleeper(8).replace("echo begin", &format!("echo begin {version}"))
         )
     };
     let site = Site::new(EXEC_GRANT, &[("slow", &auto("v1"))]);
@@ -628,11 +630,11 @@ fn a_daemon_with_an_embedded_simulator_deploys_the_releasehub_example() {
         &read("gantry.toml"),
         &[("release", &read("workflows/release.toml"))],
     );
-    std::fs::create_dir_all(site.config.join("k8s")).unwrap();
+    std::fs::create_dir_all(site.config.join("files/k8s")).unwrap();
     for file in ["frontend.yaml", "migrate.yaml", "backend.yaml"] {
         std::fs::write(
-            site.config.join("k8s").join(file),
-            read(&format!("k8s/{file}")),
+            site.config.join("files/k8s").join(file),
+            read(&format!("files/k8s/{file}")),
         )
         .unwrap();
     }

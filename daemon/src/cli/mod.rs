@@ -5,6 +5,7 @@ mod local;
 mod plugins;
 pub mod progress;
 mod remote;
+mod scaffold;
 
 use std::path::PathBuf;
 
@@ -177,6 +178,18 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a plugin project (contract, SDK, a unit test, a build script) in a new directory.
+    New {
+        /// The plugin's name: its kind, its grant table `[plugins.NAME]` and its file name.
+        name: String,
+        #[arg(long, value_enum)]
+        kind: scaffold::Kind,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
+        /// Where to create it (default: ./NAME); it must not exist yet.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command; the exit code is the process's.
@@ -247,5 +260,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Plugin {
             command: PluginCommand::Check { file, json },
         } => plugins::check(&cli.config, &cli.state, &file, json).await,
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    kind,
+                    lang,
+                    dir,
+                },
+        } => scaffold::new_plugin(&name, kind, lang, dir.as_deref(), &cli.config),
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::load::Loader;
+use crate::logging::escape_control;
 use crate::wasm::{Plugin, PluginHost, PluginSource};
 
 /// What listings show of a plugin.
@@ -21,6 +22,19 @@ struct PluginView {
     requested: Vec<String>,
     granted: Vec<String>,
     refused: Vec<String>,
+    parameters: Vec<ParamView>,
+    /// `gantry.toml` lines under `[plugins.NAME]` that would grant all it requests.
+    suggested: Vec<String>,
+}
+
+/// One parameter a plugin declares, as `gantry plugin check` shows it.
+#[derive(Serialize)]
+struct ParamView {
+    name: String,
+    type_hint: String,
+    required: bool,
+    default: Option<String>,
+    description: String,
 }
 
 impl PluginView {
@@ -36,6 +50,19 @@ impl PluginView {
             requested: p.caps.requested.clone(),
             granted: p.caps.granted.clone(),
             refused: p.caps.refusals.clone(),
+            parameters: p
+                .info
+                .parameters
+                .iter()
+                .map(|s| ParamView {
+                    name: s.name.clone(),
+                    type_hint: s.type_hint.clone(),
+                    required: s.required,
+                    default: s.default_value.clone(),
+                    description: s.description.clone(),
+                })
+                .collect(),
+            suggested: p.caps.suggested.clone(),
         }
     }
 }
@@ -140,7 +167,11 @@ pub async fn check(
             view.name, view.version, view.world
         );
         println!("kinds:     {}", view.kinds.join(", "));
+        if !view.description.is_empty() {
+            println!("about:     {}", escape_control(&view.description));
+        }
         println!("digest:    sha256:{}", view.digest);
+        print_parameters(&view.parameters);
         println!("requests:  {}", or_dash(&view.requested));
         println!("granted:   {}", or_dash(&view.granted));
         for r in &view.refused {
@@ -152,6 +183,42 @@ pub async fn check(
         if clash.is_none() && view.refused.is_empty() {
             println!("ok: loads, and everything it requests is granted");
         }
+        if !view.suggested.is_empty() {
+            println!();
+            println!("gantry.toml lines that grant what it requests:");
+            println!();
+            println!("    [plugins.{}]", escape_control(&view.name));
+            for line in &view.suggested {
+                println!("    {}", escape_control(line));
+            }
+        }
     }
     Ok(if clash.is_some() { 1 } else { 0 })
+}
+
+/// The parameters a plugin declares, one per line, so an operator can write a task's table
+/// from `gantry plugin check` alone.
+fn print_parameters(params: &[ParamView]) {
+    if params.is_empty() {
+        println!("params:    -");
+        return;
+    }
+    println!("params:");
+    let width = params.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for p in params {
+        let mut facts = vec![p.type_hint.clone()];
+        if p.required {
+            facts.push("required".into());
+        }
+        if let Some(d) = &p.default {
+            facts.push(format!("default {d}"));
+        }
+        // What a plugin says about itself reaches the terminal as text, never as escapes.
+        println!(
+            "    {:<width$}  {} ({})",
+            escape_control(&p.name),
+            escape_control(&p.description),
+            escape_control(&facts.join(", "))
+        );
+    }
 }
