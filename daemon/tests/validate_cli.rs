@@ -73,7 +73,7 @@ fn every_kind_of_error_is_reported_at_its_place() {
         ("keys.toml:9:1:", "unknown step setting `halt_on_eror`"),
         (
             "kinds.toml:2:8:",
-            "unknown kind `helmm`; the loaded task kinds are exec",
+            "unknown kind `helmm`; the loaded task kinds are compose, exec, helm",
         ),
         (
             "kinds.toml:5:1:",
