@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 
 use gantry_kube_apply::engine::{self, Applied, Prepared, Previous, Settings};
+use gantry_kube_apply::params::{self, default_namespace, yes};
 use gantry_kube_apply::shape::label_value;
 use gantry_kube_apply::{Catalog, Manifest, ObjectKey, Origin, Strategy, kube};
 use gantry_sdk::host::{self, ObjectRef};
@@ -33,8 +34,6 @@ const DEFAULT_FILES: &[&str] = &[
     "docker-compose.yaml",
     "docker-compose.yml",
 ];
-
-const DEFAULT_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,26 +76,13 @@ struct Params {
     rollback_on_failure: bool,
 }
 
-fn default_namespace() -> String {
-    "default".into()
-}
-
 fn default_size() -> String {
     "1Gi".into()
 }
 
-fn yes() -> bool {
-    true
-}
-
 impl Params {
     fn timeout_ms(&self) -> Result<u64, TaskError> {
-        match &self.wait_timeout {
-            None => Ok(DEFAULT_TIMEOUT_MS),
-            Some(t) => parse_duration(t)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .map_err(TaskError::InvalidConfig),
-        }
+        params::wait_timeout_ms(self.wait_timeout.as_deref())
     }
 
     fn strategy(&self) -> Result<Strategy, (String, String)> {
@@ -648,10 +634,7 @@ impl gantry_sdk::Task for ComposeTask {
         let kube = kube::open(p.cluster.as_deref())?;
         let current = stage(ctx, &p, kube.as_ref(), &s)?.all().keys();
         engine::rollback(kube.as_ref(), &current, ctx.previous.as_ref(), &s)?;
-        Ok(RollbackOutcome::RolledBack(match &ctx.previous {
-            Some(d) => d.clone(),
-            None => Deployment::with_outputs(Vec::<(String, String)>::new()),
-        }))
+        Ok(params::rolled_back(ctx.previous.as_ref()))
     }
 
     fn destroy(ctx: &TaskContext) -> Result<(), TaskError> {

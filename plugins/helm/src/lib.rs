@@ -17,6 +17,7 @@ use std::path::Path;
 
 use gantry_kube_apply::engine::{self, Settings};
 use gantry_kube_apply::kube::{self, Kube};
+use gantry_kube_apply::params::{self, default_namespace, yes};
 use gantry_kube_apply::yaml::Manifest;
 use gantry_kube_apply::{ObjectKey, State, Strategy};
 use gantry_sdk::host;
@@ -94,24 +95,9 @@ pub struct Params {
     pub allow_unstable: bool,
 }
 
-fn default_namespace() -> String {
-    "default".into()
-}
-
-fn yes() -> bool {
-    true
-}
-
-const DEFAULT_TIMEOUT_MS: u64 = 5 * 60 * 1000;
-
 impl Params {
     fn timeout_ms(&self) -> Result<u64, TaskError> {
-        match &self.wait_timeout {
-            None => Ok(DEFAULT_TIMEOUT_MS),
-            Some(t) => parse_duration(t)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .map_err(TaskError::InvalidConfig),
-        }
+        params::wait_timeout_ms(self.wait_timeout.as_deref())
     }
 
     /// How long one helm command may take.
@@ -643,10 +629,7 @@ impl gantry_sdk::Task for HelmTask {
             }
         };
         engine::rollback(kube.as_ref(), &current, ctx.previous.as_ref(), &s)?;
-        Ok(RollbackOutcome::RolledBack(match &ctx.previous {
-            Some(d) => d.clone(),
-            None => Deployment::with_outputs(Vec::<(String, String)>::new()),
-        }))
+        Ok(params::rolled_back(ctx.previous.as_ref()))
     }
 
     fn destroy(ctx: &TaskContext) -> Result<(), TaskError> {

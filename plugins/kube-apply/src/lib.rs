@@ -10,6 +10,7 @@ pub mod engine;
 pub mod key;
 pub mod kinds;
 pub mod kube;
+pub mod params;
 pub mod shape;
 pub mod state;
 pub mod yaml;

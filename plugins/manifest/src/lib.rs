@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use gantry_kube_apply::engine::{self, Settings};
+use gantry_kube_apply::params::{self, default_namespace, yes};
 use gantry_kube_apply::{Catalog, ObjectKey, Strategy, kube};
 use gantry_sdk::{
     Capability, Deployment, ParamSpec, ParamsExt, PlannedChange, PluginInfo, RollbackOutcome,
@@ -59,24 +60,9 @@ struct Params {
     recreate_on_immutable: bool,
 }
 
-fn default_namespace() -> String {
-    "default".into()
-}
-
-fn yes() -> bool {
-    true
-}
-
-const DEFAULT_TIMEOUT_MS: u64 = 5 * 60 * 1000;
-
 impl Params {
     fn timeout_ms(&self) -> Result<u64, TaskError> {
-        match &self.wait_timeout {
-            None => Ok(DEFAULT_TIMEOUT_MS),
-            Some(t) => parse_duration(t)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .map_err(TaskError::InvalidConfig),
-        }
+        params::wait_timeout_ms(self.wait_timeout.as_deref())
     }
 
     fn strategy(&self) -> Result<Strategy, (String, String)> {
@@ -228,10 +214,7 @@ impl gantry_sdk::Task for ManifestTask {
         let kube = kube::open(p.cluster.as_deref())?;
         let current: Vec<ObjectKey> = load(ctx, &p, kube.as_ref(), &s)?.keys();
         engine::rollback(kube.as_ref(), &current, ctx.previous.as_ref(), &s)?;
-        Ok(RollbackOutcome::RolledBack(match &ctx.previous {
-            Some(d) => d.clone(),
-            None => Deployment::with_outputs(Vec::<(String, String)>::new()),
-        }))
+        Ok(params::rolled_back(ctx.previous.as_ref()))
     }
 
     fn destroy(ctx: &TaskContext) -> Result<(), TaskError> {
