@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILTIN=(exec hooks manifest helm terraform compose)
-FIXTURES=(hostile)
+FIXTURES=(hostile intruder)
 
 scripts/setup-wasm-toolchain.sh >/dev/null
 

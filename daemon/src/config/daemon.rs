@@ -148,6 +148,9 @@ pub struct Limits {
     pub max_inventory_bytes: usize,
     /// Bytes of stdout and of stderr kept from each program a plugin runs.
     pub max_process_output_bytes: usize,
+    /// Bytes the task's scratch directory may hold; no file a program writes may be larger,
+    /// and a program run that leaves more fails.
+    pub max_scratch_bytes: u64,
     /// Bytes the guest may pass to the host in one host call or in one result.
     pub hostcall_fuel: usize,
     /// Host resources (files, streams, sessions) a call may hold at once.
@@ -165,6 +168,7 @@ impl Default for Limits {
             max_state_bytes: 4 << 20,
             max_inventory_bytes: 1 << 20,
             max_process_output_bytes: 4 << 20,
+            max_scratch_bytes: 1 << 30,
             hostcall_fuel: 64 << 20,
             max_resources: 4096,
         }
@@ -198,6 +202,15 @@ impl Grant {
                 })
                 .collect(),
             Some(_) => Err(format!("`{key}` must be a list of strings")),
+        }
+    }
+
+    /// The boolean under `key`; false when absent.
+    pub fn flag(&self, key: &str) -> Result<bool, String> {
+        match self.0.get(key) {
+            None => Ok(false),
+            Some(toml::Value::Boolean(b)) => Ok(*b),
+            Some(_) => Err(format!("`{key}` must be true or false")),
         }
     }
 

@@ -38,6 +38,8 @@ pub struct GrantRequest<'a> {
     pub grant: &'a Grant,
     /// Programs named in grants are looked up on this PATH.
     pub search_path: &'a str,
+    /// The plugin is one of gantry's own, built into the binary.
+    pub builtin: bool,
 }
 
 /// One call's state as the capabilities assemble it.

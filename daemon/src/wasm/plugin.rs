@@ -229,6 +229,7 @@ impl PluginHost {
                     requested: &info.capabilities,
                     grant: &grant,
                     search_path: &self.search_path,
+                    builtin: matches!(source, PluginSource::Builtin(_)),
                 }),
             );
         }

@@ -51,6 +51,15 @@ impl Site {
     }
 
     pub fn start_with(&self, env: &[(&str, &str)]) -> Daemon {
+        self.start_daemon(&[], env)
+    }
+
+    /// The daemon with its Kubernetes API simulator (`--sim`) in place of the clusters.
+    pub fn start_sim(&self) -> Daemon {
+        self.start_daemon(&["--sim"], &[])
+    }
+
+    fn start_daemon(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = self.tmp.path().join("daemon.log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -58,7 +67,8 @@ impl Site {
             .open(&log)
             .expect("daemon log");
         let mut cmd = self.daemon_command(&[], &self.socket);
-        cmd.args(["--log-format", "json"])
+        cmd.args(args)
+            .args(["--log-format", "json"])
             .env("GANTRY_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")

@@ -111,3 +111,20 @@ pub fn gantry(config: &Path, state: &Path, args: &[&str]) -> (i32, String) {
         .expect("run gantry");
     daemon::code_and_text(&out)
 }
+
+/// Every task log under a state directory, concatenated.
+pub fn read_logs(state: &Path) -> String {
+    let mut text = String::new();
+    let mut pending = vec![state.join("logs")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(t) = std::fs::read_to_string(&path) {
+                text.push_str(&t);
+            }
+        }
+    }
+    text
+}

@@ -1,0 +1,380 @@
+//! Confinement of one program run. Everything that allocates or can fail for a reason worth
+//! reporting is prepared here, in the daemon; the child, between fork and exec, only makes
+//! system calls on what was prepared:
+//!
+//! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps);
+//! 2. it moves itself into its own cgroup (see `cgroup`), so nothing it starts survives it;
+//! 3. without `exec_network`, a new network namespace (inside a new user namespace when the
+//!    daemon is not root): no interface but a loopback that is down;
+//! 4. `PR_SET_NO_NEW_PRIVS`: no setuid, no file capabilities;
+//! 5. a Landlock domain: it reads only the system's shared libraries and certificates, its
+//!    granted programs and the task's directories, writes only the task's scratch and
+//!    workspace, executes only its granted programs (and their loaders), cannot connect or
+//!    bind TCP without `exec_network`, and cannot signal or ptrace anything outside it.
+//!
+//! A kernel without Landlock or namespaces gets what it supports; `probe` says what that is,
+//! and the daemon logs it once.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope,
+};
+
+use super::cgroup::ProgramGroup;
+use super::grant::ProgramGrant;
+use crate::host::TaskDirs;
+
+/// The Landlock ABI whose rights are asked for (files, TCP, scopes); an older kernel gets
+/// the subset it knows.
+const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// Read-only system files a program may need to start and do ordinary work: shared
+/// libraries, the loader cache, certificates, time zones, name resolution, user names.
+const SYSTEM_READ: &[&str] = &[
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/share/zoneinfo",
+    "/usr/share/ca-certificates",
+    "/etc/ssl",
+    "/etc/pki",
+    "/etc/ca-certificates",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/passwd",
+    "/etc/group",
+    // Runtimes read their own process's state and the machine's CPU and memory layout;
+    // other processes' memory and environment stay out of reach (Landlock refuses ptrace
+    // access to processes outside the domain).
+    "/proc",
+    "/sys/devices/system/cpu",
+    "/sys/fs/cgroup",
+    "/sys/kernel/mm/transparent_hugepage",
+];
+
+/// Device files programs may read and write.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
+
+/// The largest file a program may write, unless the scratch quota is smaller.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// What this kernel lets gantry confine programs with.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Support {
+    /// The kernel's Landlock ABI version; 0 without Landlock.
+    pub landlock_abi: i32,
+    /// Programs can be given their own network namespace.
+    pub network_namespaces: bool,
+    /// Programs get their own cgroup, killed as a whole.
+    pub cgroups: bool,
+}
+
+/// What this host supports, found once.
+pub fn probe() -> Support {
+    static SUPPORT: OnceLock<Support> = OnceLock::new();
+    *SUPPORT.get_or_init(|| Support {
+        landlock_abi: landlock_abi(),
+        network_namespaces: namespaces_work(),
+        cgroups: super::cgroup::available(),
+    })
+}
+
+impl Support {
+    /// One line for the log: what is enforced, and what is not and why it matters.
+    pub fn describe(&self) -> (bool, String) {
+        let mut missing = Vec::new();
+        if self.landlock_abi < 1 {
+            missing.push("Landlock (programs can read and run any file the daemon's user can)");
+        } else if self.landlock_abi < 4 {
+            missing.push("Landlock network rules (ABI 4)");
+        } else if self.landlock_abi < 6 {
+            missing.push("Landlock signal scoping (ABI 6)");
+        }
+        if !self.network_namespaces {
+            missing.push("network namespaces (programs without exec_network keep UDP)");
+        }
+        if !self.cgroups {
+            missing.push(
+                "a writable cgroup (a program's setsid children can outlive it; run with Delegate=yes)",
+            );
+        }
+        if missing.is_empty() {
+            (
+                true,
+                format!(
+                    "programs are confined: Landlock ABI {}, network namespaces, a cgroup each",
+                    self.landlock_abi
+                ),
+            )
+        } else {
+            (
+                false,
+                format!(
+                    "program confinement is partial on this host; missing: {}",
+                    missing.join("; ")
+                ),
+            )
+        }
+    }
+}
+
+fn landlock_abi() -> i32 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only returns
+    // the ABI version (or an error); it reads no memory.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    i32::try_from(version).unwrap_or(0).max(0)
+}
+
+/// Whether a child can enter a new network namespace, tried in a throwaway child.
+fn namespaces_work() -> bool {
+    let plan = NetNamespace::for_this_process();
+    // SAFETY: the forked child runs only async-signal-safe system calls (unshare, open,
+    // write, close, _exit) on memory prepared before the fork, then exits.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let code = if plan.enter().is_ok() { 0 } else { 1 };
+            libc::_exit(code);
+        }
+        if pid < 0 {
+            return false;
+        }
+        let mut status = 0;
+        if libc::waitpid(pid, &mut status, 0) != pid {
+            return false;
+        }
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+}
+
+/// How a child leaves the daemon's network.
+struct NetNamespace {
+    /// Also a user namespace (the daemon is not root), mapping the daemon's ids to themselves.
+    user: Option<IdMaps>,
+}
+
+struct IdMaps {
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+}
+
+impl NetNamespace {
+    fn for_this_process() -> Self {
+        // SAFETY: geteuid/getegid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        NetNamespace {
+            user: (uid != 0).then(|| IdMaps {
+                uid_map: format!("{uid} {uid} 1").into_bytes(),
+                gid_map: format!("{gid} {gid} 1").into_bytes(),
+            }),
+        }
+    }
+
+    /// Enters a new network namespace. Runs in the child between fork and exec: system
+    /// calls only.
+    fn enter(&self) -> std::io::Result<()> {
+        let flags = match self.user {
+            Some(_) => libc::CLONE_NEWUSER | libc::CLONE_NEWNET,
+            None => libc::CLONE_NEWNET,
+        };
+        // SAFETY: unshare(2) takes flags only.
+        if unsafe { libc::unshare(flags) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if let Some(maps) = &self.user {
+            write_proc(c"/proc/self/setgroups", b"deny")?;
+            write_proc(c"/proc/self/uid_map", &maps.uid_map)?;
+            write_proc(c"/proc/self/gid_map", &maps.gid_map)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: open/write/close on a NUL-terminated path and a live buffer; no allocation.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+        if usize::try_from(written).ok() != Some(data.len()) {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// One program run's confinement, prepared in the daemon.
+pub struct Confinement {
+    ruleset: Option<OwnedFd>,
+    network: Option<NetNamespace>,
+    /// A new network namespace is only a second layer: Landlock already refuses TCP.
+    network_required: bool,
+    cgroup: Option<(ProgramGroup, OwnedFd)>,
+    max_file_bytes: u64,
+}
+
+/// Why a program could not be confined; the program is not started.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("preparing the program's Landlock rules: {0}")]
+    Landlock(#[from] landlock::RulesetError),
+    #[error("creating the program's cgroup: {0}")]
+    Cgroup(std::io::Error),
+}
+
+impl Confinement {
+    pub fn prepare(
+        grant: &ProgramGrant,
+        dirs: &TaskDirs,
+        max_file_bytes: u64,
+    ) -> Result<Self, ConfineError> {
+        let support = probe();
+        let network = (!grant.network).then(NetNamespace::for_this_process);
+        Ok(Confinement {
+            ruleset: ruleset(grant, dirs)?,
+            network_required: !grant.network && support.landlock_abi < 4,
+            network: network.filter(|_| support.network_namespaces || support.landlock_abi < 4),
+            cgroup: ProgramGroup::create().map_err(ConfineError::Cgroup)?,
+            max_file_bytes,
+        })
+    }
+
+    /// Arranges for the child to confine itself before it executes the program; returns
+    /// the program's cgroup, to be ended when the program has.
+    pub fn apply(self, command: &mut tokio::process::Command) -> Option<ProgramGroup> {
+        let (group, procs) = match self.cgroup {
+            Some((group, procs)) => (Some(group), Some(procs)),
+            None => (None, None),
+        };
+        let ruleset = self.ruleset;
+        let network = self.network;
+        let network_required = self.network_required;
+        let max_file_bytes = self.max_file_bytes;
+        let child = move || -> std::io::Result<()> {
+            set_limit(libc::RLIMIT_FSIZE, max_file_bytes)?;
+            set_limit(libc::RLIMIT_CORE, 0)?;
+            if let Some(procs) = &procs {
+                // SAFETY: write(2) of a static buffer to a descriptor opened before the fork.
+                let written = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(network) = &network
+                && let Err(e) = network.enter()
+                && network_required
+            {
+                return Err(e);
+            }
+            // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integers only.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(ruleset) = &ruleset {
+                // SAFETY: landlock_restrict_self(2) on the ruleset descriptor made before
+                // the fork, with no flags.
+                let done = unsafe {
+                    libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32)
+                };
+                if done != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        };
+        // SAFETY: the closure makes only async-signal-safe system calls on values prepared
+        // before the fork (descriptors, byte buffers, integers); it allocates nothing.
+        unsafe {
+            command.pre_exec(child);
+        }
+        group
+    }
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: setrlimit(2) reads the struct passed by reference.
+    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The Landlock ruleset for a program of `grant` running for the task with `dirs`; `None`
+/// when the kernel has no Landlock.
+fn ruleset(grant: &ProgramGrant, dirs: &TaskDirs) -> Result<Option<OwnedFd>, ConfineError> {
+    let abi = LANDLOCK_ABI;
+    let all = AccessFs::from_all(abi);
+    let read: BitFlags<AccessFs> = AccessFs::ReadFile | AccessFs::ReadDir;
+    let run = read | AccessFs::Execute;
+    let write = all & !AccessFs::Execute;
+    let task_write = if grant.exec_in_task_dirs { all } else { write };
+    let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = Vec::new();
+    rules.extend(SYSTEM_READ.iter().map(|p| (PathBuf::from(p), read)));
+    rules.extend(
+        DEVICES
+            .iter()
+            .map(|p| (PathBuf::from(p), AccessFs::ReadFile | AccessFs::WriteFile)),
+    );
+    rules.extend(grant.runnable.iter().map(|p| (p.clone(), run)));
+    rules.push((dirs.source.clone(), read));
+    rules.extend(dirs.scratch.iter().map(|p| (p.clone(), task_write)));
+    rules.extend(dirs.workspace.iter().map(|p| (p.clone(), task_write)));
+
+    let mut ruleset = Ruleset::default().handle_access(all)?;
+    if !grant.network {
+        ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
+    }
+    let mut created = ruleset.scope(Scope::from_all(abi))?.create()?;
+    for (path, access) in rules {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let access = if meta.is_dir() {
+            access
+        } else {
+            access & AccessFs::from_file(abi)
+        };
+        let Ok(fd) = PathFd::new(&path) else {
+            continue;
+        };
+        created = created.add_rule(PathBeneath::new(fd, access))?;
+    }
+    Ok(created.into())
+}
