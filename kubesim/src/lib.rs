@@ -20,6 +20,7 @@ pub mod schema;
 pub mod selector;
 mod server;
 pub mod store;
+pub mod structural;
 mod table;
 pub mod validation;
 

@@ -78,8 +78,10 @@ fn decode_check(
     obj: &mut Value,
     opts: &WriteOptions,
 ) -> Result<Vec<FieldError>, ApiError> {
-    let Some(found) = schema::schemas().and_then(|s| s.check(t, obj)) else {
-        return Ok(Vec::new());
+    let found = match (schema::schemas().and_then(|s| s.check(t, obj)), &t.schema) {
+        (Some(found), _) => found,
+        (None, Some(structural)) => custom_resource_check(structural, obj),
+        (None, None) => return Ok(Vec::new()),
     };
     let cannot = |why: String| {
         ApiError::bad_request(format!(
@@ -113,6 +115,22 @@ fn decode_check(
         }
     }
     Ok(found.required)
+}
+
+/// A custom resource through its CustomResourceDefinition's structural schema, in the
+/// decoder's terms: unknown metadata fields first, then the pruned ones; the schema
+/// validator's errors join the required-field errors of the 422.
+fn custom_resource_check(structural: &Value, obj: &mut Value) -> schema::Findings {
+    let mut unknown = schema::schemas()
+        .map(|s| s.unknown_metadata(obj))
+        .unwrap_or_default();
+    let found = crate::structural::check(structural, obj);
+    unknown.extend(found.unknown);
+    schema::Findings {
+        unknown,
+        type_error: None,
+        required: found.errors,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -912,6 +930,12 @@ impl State {
             defaults::on_write(t, &mut new);
             validation::keep_allocated(t, old, &mut new);
             errs.extend(validation::on_update(t, old, &new));
+            if !errs.is_empty() {
+                return Err(validation::invalid(t, name, &errs));
+            }
+        } else if t.schema.is_some() {
+            // A custom resource's status is pruned and validated by the same schema.
+            let errs = decode_check(t, &mut new, opts)?;
             if !errs.is_empty() {
                 return Err(validation::invalid(t, name, &errs));
             }

@@ -868,3 +868,171 @@ async fn kubectl_scale_logs_auth_bare_pods_and_tables() {
         .await;
     assert_eq!(pruned.code, 0, "{}", pruned.stderr);
 }
+
+/// A CustomResourceDefinition with a structural schema: a required, bounded integer, an
+/// enum with a default, a defaulted object, a preserved free-form field, printer columns.
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      additionalPrinterColumns:
+        - {name: Size, type: integer, jsonPath: .spec.size}
+        - {name: Color, type: string, jsonPath: .spec.color}
+        - {name: Phase, type: string, jsonPath: .status.phase, priority: 1}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              required: [size]
+              properties:
+                size: {type: integer, minimum: 1}
+                color: {type: string, enum: [red, green, blue], default: red}
+                limits:
+                  type: object
+                  default: {}
+                  properties:
+                    cpu: {type: string, default: 100m}
+                config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+            status:
+              type: object
+              properties:
+                phase: {type: string}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources_follow_their_structural_schema() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let apply = async |file: &str, text: &str, extra: &[&str]| {
+        let path = c.write(file, text);
+        let mut args = vec!["apply", "-f", path.to_str().unwrap()];
+        args.extend(extra);
+        c.run(&kubectl, &args, None).await
+    };
+    apply("crd.yaml", WIDGET_CRD, &[]).await.ok();
+
+    // Defaults fill what is unset; a preserved field keeps whatever it holds.
+    apply(
+        "a.yaml",
+        &widget("a", "  size: 2\n  config: {anything: {goes: 1}}\n"),
+        &[],
+    )
+    .await
+    .ok();
+    let a = c
+        .object("example.com/v1", "widgets", "default", "a")
+        .unwrap();
+    assert_eq!(a["spec"]["color"], "red");
+    assert_eq!(a["spec"]["limits"], serde_json::json!({"cpu": "100m"}));
+    assert_eq!(a["spec"]["config"]["anything"]["goes"], 1);
+
+    // Unknown fields: refused under kubectl's default Strict, dropped with a warning under
+    // Warn, dropped silently under Ignore.
+    let unknown = widget("b", "  size: 1\n  foo: bar\n");
+    let strict = apply("b.yaml", &unknown, &[]).await;
+    assert_ne!(strict.code, 0);
+    assert!(
+        strict.stderr.contains(
+            "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.foo\""
+        ),
+        "{}",
+        strict.stderr
+    );
+    let warn = apply("b.yaml", &unknown, &["--validate=warn"]).await;
+    assert_eq!(warn.code, 0, "{}", warn.stderr);
+    assert!(
+        warn.stderr.contains("Warning: unknown field \"spec.foo\""),
+        "{}",
+        warn.stderr
+    );
+    let b = c
+        .object("example.com/v1", "widgets", "default", "b")
+        .unwrap();
+    assert!(b["spec"].get("foo").is_none(), "unknown fields are pruned");
+    let ignore = apply("b.yaml", &unknown, &["--validate=false"]).await;
+    assert_eq!(ignore.code, 0, "{}", ignore.stderr);
+    assert!(
+        !ignore.stderr.contains("unknown field"),
+        "{}",
+        ignore.stderr
+    );
+
+    // Types, enums, bounds and required fields: a 422 with one cause per field.
+    let bad = apply(
+        "bad.yaml",
+        &widget("bad", "  size: \"3\"\n  color: purple\n"),
+        &[],
+    )
+    .await;
+    assert_ne!(bad.code, 0);
+    for part in [
+        "The Widget \"bad\" is invalid",
+        "spec.color: Unsupported value: \"purple\": supported values: \"red\", \"green\", \"blue\"",
+        "spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"",
+    ] {
+        assert!(bad.stderr.contains(part), "{part} in {}", bad.stderr);
+    }
+    let small = apply("small.yaml", &widget("small", "  size: 0\n"), &[]).await;
+    assert!(
+        small.stderr.contains(
+            "The Widget \"small\" is invalid: spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+        ),
+        "{}",
+        small.stderr
+    );
+    let missing = apply("m.yaml", &widget("m", "  color: blue\n"), &[]).await;
+    assert!(
+        missing
+            .stderr
+            .contains("The Widget \"m\" is invalid: spec.size: Required value"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        c.object("example.com/v1", "widgets", "default", "bad")
+            .is_none()
+    );
+
+    // The status subresource is held to the same schema.
+    let status = c
+        .run(
+            &kubectl,
+            &[
+                "patch",
+                "widget",
+                "a",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"phase":5}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        status.stderr.contains(
+            "status.phase: Invalid value: \"integer\": status.phase in body must be of type string: \"integer\""
+        ),
+        "{}",
+        status.stderr
+    );
+}
