@@ -1036,10 +1036,13 @@ impl State {
         };
         let mut managers = read_managers(&old);
         let live_view = owned_view(&old);
-        let mut conflicts: Vec<(String, FieldSet)> = Vec::new();
-        for m in managers.iter().filter(|m| {
-            !(m.name == opts.manager && m.operation == "Apply") && m.subresource == opts.subresource
-        }) {
+        let is_self = |m: &Manager| m.name == opts.manager && m.operation == "Apply";
+        // Per manager (by position): the applied fields it owns whose value would change.
+        let mut clashes: Vec<(usize, FieldSet)> = Vec::new();
+        for (i, m) in managers.iter().enumerate() {
+            if is_self(m) || m.subresource != opts.subresource {
+                continue;
+            }
             let clash: FieldSet = m
                 .fields
                 .iter()
@@ -1050,25 +1053,27 @@ impl State {
                 .cloned()
                 .collect();
             if !clash.is_empty() {
-                conflicts.push((m.name.clone(), clash));
+                clashes.push((i, clash));
             }
         }
-        if !conflicts.is_empty() && !opts.force {
+        if !clashes.is_empty() && !opts.force {
+            let conflicts: Vec<(String, FieldSet)> = clashes
+                .into_iter()
+                .map(|(i, clash)| (managers[i].name.clone(), clash))
+                .collect();
             return Err(conflict_error(t, name, &conflicts));
+        }
+        // Forced, the conflicting fields move to the applier; fields it sets to the value
+        // they already have stay with their owners too, shared.
+        for (i, clash) in clashes {
+            managers[i].fields.retain(|p| !clash.contains(p));
         }
         let previous: FieldSet = managers
             .iter()
-            .find(|m| m.name == opts.manager && m.operation == "Apply")
+            .find(|m| is_self(m))
             .map(|m| m.fields.clone())
             .unwrap_or_default();
-        managers.retain(|m| !(m.name == opts.manager && m.operation == "Apply"));
-        if opts.force {
-            for m in managers.iter_mut() {
-                m.fields.retain(|p| !applied.contains(p));
-            }
-        } else {
-            // Agreeing values become shared ownership; nobody loses anything.
-        }
+        managers.retain(|m| !is_self(m));
         let mut new = old.clone();
         fields::merge_applied(&mut new, &body);
         for gone in previous.difference(&applied) {

@@ -1036,3 +1036,64 @@ async fn kubectl_custom_resources_follow_their_structural_schema() {
         status.stderr
     );
 }
+
+/// The fields of one manager's entry in `managedFields` under `f:data`.
+fn data_fields_of(obj: &Value, manager: &str) -> Vec<String> {
+    let mut keys: Vec<String> = obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["manager"] == manager)
+        .filter_map(|m| m["fieldsV1"]["f:data"].as_object())
+        .flat_map(|d| d.keys().cloned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_forced_server_side_apply_shares_fields_it_does_not_change() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let apply = async |manager: &str, data: &str| {
+        let path = c.write(
+            &format!("{manager}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: default}}\ndata: {{{data}}}\n"
+            ),
+        );
+        let manager = format!("--field-manager={manager}");
+        c.run(
+            &kubectl,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                &manager,
+                "-f",
+                path.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await
+        .ok()
+    };
+    apply("alice", "owner: alice, region: eu").await;
+    // bob takes `owner` (a different value) and sets `region` to the value it has.
+    apply("bob", "owner: bob, region: eu").await;
+    let cm = c.object("v1", "configmaps", "default", "shared").unwrap();
+    assert_eq!(data_fields_of(&cm, "alice"), ["f:region"], "{cm}");
+    assert_eq!(data_fields_of(&cm, "bob"), ["f:owner", "f:region"], "{cm}");
+    // Co-owned, `region` outlives bob dropping it from his configuration...
+    apply("bob", "owner: bob").await;
+    let cm = c.object("v1", "configmaps", "default", "shared").unwrap();
+    assert_eq!(cm["data"]["region"], "eu", "{cm}");
+    assert_eq!(data_fields_of(&cm, "bob"), ["f:owner"], "{cm}");
+    // ...and goes once its last owner drops it too.
+    apply("alice", "").await;
+    let cm = c.object("v1", "configmaps", "default", "shared").unwrap();
+    assert!(cm["data"].get("region").is_none(), "{cm}");
+    assert_eq!(cm["data"]["owner"], "bob");
+}
