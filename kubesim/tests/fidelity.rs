@@ -1097,3 +1097,63 @@ async fn kubectl_forced_server_side_apply_shares_fields_it_does_not_change() {
     assert!(cm["data"].get("region").is_none(), "{cm}");
     assert_eq!(cm["data"]["owner"], "bob");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_a_custom_resources_printer_columns() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let gadgets = WIDGET_CRD
+        .replace("widgets", "gadgets")
+        .replace("widget", "gadget")
+        .replace("Widget", "Gadget")
+        .replace("shortNames: [wd]", "shortNames: [gd]");
+    // Gadgets declare one column and no Age: the server adds none.
+    let (head, tail) = gadgets
+        .split_once("      additionalPrinterColumns:\n")
+        .unwrap();
+    let (_, rest) = tail.split_once("      schema:\n").unwrap();
+    let gadgets = format!(
+        "{head}      additionalPrinterColumns:\n        - {{name: Color, type: string, jsonPath: .spec.color}}\n      schema:\n{rest}"
+    );
+    for (file, text) in [
+        ("crd.yaml", WIDGET_CRD.to_string()),
+        ("gcrd.yaml", gadgets),
+        ("w.yaml", widget("a", "  size: 2\n")),
+        (
+            "g.yaml",
+            "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: default}\nspec: {size: 1, color: blue}\n".to_string(),
+        ),
+    ] {
+        let path = c.write(file, &text);
+        c.run(&kubectl, &["apply", "-f", path.to_str().unwrap()], None)
+            .await
+            .ok();
+    }
+    let header = |table: &str| -> Vec<String> {
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let table = c.ok(&kubectl, "get widgets").await;
+    assert_eq!(header(&table), ["NAME", "SIZE", "COLOR", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["a", "2", "red"], "{table}");
+    // A priority-1 column shows with -o wide; a missing value is an empty cell.
+    let wide = c.ok(&kubectl, "get wd -o wide").await;
+    assert_eq!(
+        header(&wide),
+        ["NAME", "SIZE", "COLOR", "PHASE", "AGE"],
+        "{wide}"
+    );
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row.len(), 4, "{wide}");
+    let table = c.ok(&kubectl, "get gadgets").await;
+    assert_eq!(header(&table), ["NAME", "COLOR"], "{table}");
+    assert!(table.contains("blue"), "{table}");
+}
