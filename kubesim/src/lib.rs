@@ -14,6 +14,7 @@ pub mod faults;
 pub mod fields;
 mod patch;
 mod proto;
+mod proto_kinds;
 pub mod resources;
 mod rollout;
 pub mod schema;

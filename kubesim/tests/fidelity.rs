@@ -1157,3 +1157,240 @@ async fn kubectl_get_prints_a_custom_resources_printer_columns() {
     assert_eq!(header(&table), ["NAME", "COLOR"], "{table}");
     assert!(table.contains("blue"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_for_every_built_in_kind_it_makes() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    for (args, created) in [
+        (
+            vec!["create", "namespace", "typed"],
+            "namespace/typed created",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+                "--port=80",
+            ],
+            "deployment.apps/web created",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "idle",
+                "--image=nginx",
+                "--replicas=0",
+            ],
+            "deployment.apps/idle created",
+        ),
+        (
+            vec![
+                "create",
+                "job",
+                "once",
+                "--image=busybox",
+                "--",
+                "echo",
+                "hi",
+            ],
+            "job.batch/once created",
+        ),
+        (
+            vec![
+                "create",
+                "cronjob",
+                "nightly",
+                "--image=busybox",
+                "--schedule=0 3 * * *",
+            ],
+            "cronjob.batch/nightly created",
+        ),
+        (
+            vec!["create", "job", "manual", "--from=cronjob/nightly"],
+            "job.batch/manual created",
+        ),
+        (
+            vec!["create", "service", "clusterip", "api", "--tcp=80:8080"],
+            "service/api created",
+        ),
+        (
+            vec!["create", "service", "nodeport", "np", "--tcp=80:8080"],
+            "service/np created",
+        ),
+        (
+            vec![
+                "create",
+                "service",
+                "externalname",
+                "ext",
+                "--external-name=example.com",
+            ],
+            "service/ext created",
+        ),
+        (
+            vec!["expose", "deployment", "web", "--port=80", "--name=web"],
+            "service/web exposed",
+        ),
+        (
+            vec![
+                "create",
+                "ingress",
+                "web",
+                "--class=nginx",
+                "--rule=shop.example/=web:80",
+                "--rule=api.example/v1*=api:http,tls=api-cert",
+            ],
+            "ingress.networking.k8s.io/web created",
+        ),
+        (
+            vec!["create", "configmap", "cfg", "--from-literal=a=b"],
+            "configmap/cfg created",
+        ),
+        (
+            vec!["create", "secret", "generic", "s", "--from-literal=a=b"],
+            "secret/s created",
+        ),
+        (
+            vec!["create", "serviceaccount", "robot"],
+            "serviceaccount/robot created",
+        ),
+        (
+            vec![
+                "create",
+                "role",
+                "reader",
+                "--verb=get,list",
+                "--resource=pods",
+            ],
+            "role.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            vec![
+                "create",
+                "rolebinding",
+                "reader",
+                "--role=reader",
+                "--serviceaccount=default:robot",
+            ],
+            "rolebinding.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrole",
+                "viewer",
+                "--verb=get",
+                "--resource=nodes",
+            ],
+            "clusterrole.rbac.authorization.k8s.io/viewer created",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrolebinding",
+                "viewer",
+                "--clusterrole=viewer",
+                "--group=ops",
+            ],
+            "clusterrolebinding.rbac.authorization.k8s.io/viewer created",
+        ),
+        (
+            vec![
+                "create",
+                "poddisruptionbudget",
+                "web",
+                "--selector=app=web",
+                "--min-available=1",
+            ],
+            "poddisruptionbudget.policy/web created",
+        ),
+        (
+            vec![
+                "create",
+                "priorityclass",
+                "high",
+                "--value=1000",
+                "--description=urgent",
+            ],
+            "priorityclass.scheduling.k8s.io/high created",
+        ),
+        (
+            vec!["create", "quota", "small", "--hard=pods=10,cpu=2"],
+            "resourcequota/small created",
+        ),
+    ] {
+        let out = c.run(&kubectl, &args, None).await.ok();
+        assert!(out.contains(created), "{args:?}: {out}");
+    }
+
+    // What arrived is what was meant, explicit zeros included.
+    let d = c
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert!(
+        d["spec"]["template"]["metadata"].get("name").is_none(),
+        "{d}"
+    );
+    let idle = c
+        .object("apps/v1", "deployments", "default", "idle")
+        .unwrap();
+    assert_eq!(idle["spec"]["replicas"], 0);
+    c.ok(&kubectl, "rollout status deployment/web --timeout=30s")
+        .await;
+    let job = c.object("batch/v1", "jobs", "default", "once").unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    let cron = c
+        .object("batch/v1", "cronjobs", "default", "nightly")
+        .unwrap();
+    assert_eq!(cron["spec"]["schedule"], "0 3 * * *");
+    let svc = c.object("v1", "services", "default", "api").unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let ext = c.object("v1", "services", "default", "ext").unwrap();
+    assert_eq!(ext["spec"]["externalName"], "example.com");
+    let ing = c
+        .object("networking.k8s.io/v1", "ingresses", "default", "web")
+        .unwrap();
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    assert_eq!(
+        ing["spec"]["rules"][1]["http"]["paths"][0],
+        serde_json::json!({"path": "/v1", "pathType": "Prefix",
+            "backend": {"service": {"name": "api", "port": {"name": "http"}}}})
+    );
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "api-cert");
+    let rb = c
+        .object(
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            "default",
+            "reader",
+        )
+        .unwrap();
+    assert_eq!(rb["subjects"][0]["name"], "robot");
+    assert_eq!(rb["roleRef"]["name"], "reader");
+    let pdb = c
+        .object("policy/v1", "poddisruptionbudgets", "default", "web")
+        .unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let pc = c
+        .object("scheduling.k8s.io/v1", "priorityclasses", "", "high")
+        .unwrap();
+    assert_eq!(pc["value"], 1000);
+    let quota = c
+        .object("v1", "resourcequotas", "default", "small")
+        .unwrap();
+    assert_eq!(quota["spec"]["hard"]["cpu"], "2");
+}
