@@ -14,12 +14,14 @@ pub mod faults;
 pub mod fields;
 mod patch;
 mod proto;
+mod proto_kinds;
 pub mod resources;
 mod rollout;
 pub mod schema;
 pub mod selector;
 mod server;
 pub mod store;
+pub mod structural;
 mod table;
 pub mod validation;
 

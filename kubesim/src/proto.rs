@@ -2,8 +2,9 @@
 //!
 //! Typed clients (kubectl's `create namespace`, helm's release storage) send built-in objects
 //! as protobuf and the API server has no JSON fallback for writes, so the simulator decodes
-//! the kinds such clients write: Namespace, Secret, ConfigMap and DeleteOptions. Responses
-//! are always JSON, which every client accepts.
+//! the kinds such clients write: Namespace, Secret, ConfigMap and DeleteOptions here, the
+//! workloads, Services, Ingresses, RBAC and the rest through [`crate::proto_kinds`].
+//! Responses are always JSON, which every client accepts.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -12,13 +13,13 @@ use serde_json::{Map, Value, json};
 const MAGIC: &[u8] = b"k8s\0";
 
 #[derive(Debug, PartialEq)]
-enum Field<'a> {
+pub(crate) enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
 
 /// The fields of one message, in order, as (number, value).
-fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, String> {
+pub(crate) fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, String> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         let key = varint(&mut buf)?;
@@ -116,15 +117,24 @@ fn push(obj: &mut Value, key: &str, v: Value) {
     }
 }
 
-fn object_meta(buf: &[u8]) -> Result<Value, String> {
+pub(crate) fn object_meta(buf: &[u8]) -> Result<Value, String> {
     let mut m = json!({});
     for (n, f) in fields(buf)? {
         match n {
-            1 => m["name"] = json!(text(&f)?),
-            2 => m["generateName"] = json!(text(&f)?),
-            3 => m["namespace"] = json!(text(&f)?),
-            5 => m["uid"] = json!(text(&f)?),
-            6 => m["resourceVersion"] = json!(text(&f)?),
+            // Go writes empty strings too; JSON would leave them out.
+            1 | 2 | 3 | 5 | 6 => {
+                let value = text(&f)?;
+                if !value.is_empty() {
+                    let key = match n {
+                        1 => "name",
+                        2 => "generateName",
+                        3 => "namespace",
+                        5 => "uid",
+                        _ => "resourceVersion",
+                    };
+                    m[key] = json!(value);
+                }
+            }
             11 => insert_entry(&mut m, "labels", &f, false)?,
             12 => insert_entry(&mut m, "annotations", &f, false)?,
             13 => {
@@ -171,6 +181,12 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         }
     }
     let mut obj = json!({"apiVersion": api_version, "kind": kind});
+    if crate::proto_kinds::known(&kind) {
+        if let Value::Object(m) = &mut obj {
+            m.extend(crate::proto_kinds::decode(&kind, raw)?);
+        }
+        return Ok(obj);
+    }
     for (n, f) in fields(raw)? {
         match (kind.as_str(), n) {
             ("Namespace" | "Secret" | "ConfigMap", 1) => obj["metadata"] = object_meta(bytes(&f))?,
@@ -241,14 +257,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        let type_meta = [field(1, b"apps/v1"), field(2, b"Deployment")].concat();
+        let type_meta = [field(1, b"apps/v1"), field(2, b"StatefulSet")].concat();
         let body = [
             MAGIC.to_vec(),
             field(1, &type_meta),
             field(2, &field(1, b"")),
         ]
         .concat();
-        assert!(decode(&body).unwrap_err().contains("Deployment"));
+        assert!(decode(&body).unwrap_err().contains("StatefulSet"));
         assert!(decode(b"{}").is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! The resource types the simulator serves: the built-in groups kubectl and helm expect, plus
 //! whatever CustomResourceDefinitions register at run time.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 /// One served resource type at one group/version.
@@ -20,6 +22,9 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     /// A custom resource's `additionalPrinterColumns`, for `kubectl get`.
     pub printer_columns: Vec<Value>,
+    /// A custom resource version's `openAPIV3Schema`, which its objects are pruned,
+    /// defaulted and validated against; shared, as registries are cloned per request.
+    pub schema: Option<Arc<Value>>,
 }
 
 impl ResourceType {
@@ -118,6 +123,7 @@ fn builtin(
             Vec::new()
         },
         printer_columns: Vec::new(),
+        schema: None,
     }
 }
 
@@ -522,6 +528,10 @@ impl Registry {
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default(),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .filter(|s| s.is_object())
+                    .map(|s| Arc::new(s.clone())),
             });
         }
         Ok(())

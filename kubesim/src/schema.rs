@@ -86,7 +86,8 @@ pub struct Findings {
     pub unknown: Vec<String>,
     /// The decoder's complaint about the first value of the wrong type.
     pub type_error: Option<String>,
-    /// Fields the schema requires that are missing.
+    /// Fields the schema requires that are missing; for a custom resource, every error
+    /// its structural schema's validator finds.
     pub required: Vec<FieldError>,
 }
 
@@ -332,6 +333,25 @@ impl Schemas {
         };
         self.walk(obj, schema, &at, &mut f);
         Some(f)
+    }
+
+    /// The fields of a custom resource's `metadata` that `ObjectMeta` does not have, as
+    /// `metadata.x` paths; they are removed. Custom resources decode their metadata as the
+    /// built-in kinds do, whatever their own schema says.
+    pub fn unknown_metadata(&self, obj: &mut Value) -> Vec<String> {
+        const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+        let (Some(schema), Some(md)) = (self.defs.get(OBJECT_META), obj.get_mut("metadata")) else {
+            return Vec::new();
+        };
+        let mut f = Findings::default();
+        let at = At {
+            path: "metadata".to_string(),
+            go_path: "metadata".to_string(),
+            go_struct: "ObjectMeta",
+            in_status: false,
+        };
+        self.walk(md, schema, &at, &mut f);
+        f.unknown
     }
 
     /// The schema of one kind with every reference it makes, for the OpenAPI documents.

@@ -78,8 +78,10 @@ fn decode_check(
     obj: &mut Value,
     opts: &WriteOptions,
 ) -> Result<Vec<FieldError>, ApiError> {
-    let Some(found) = schema::schemas().and_then(|s| s.check(t, obj)) else {
-        return Ok(Vec::new());
+    let found = match (schema::schemas().and_then(|s| s.check(t, obj)), &t.schema) {
+        (Some(found), _) => found,
+        (None, Some(structural)) => custom_resource_check(structural, obj),
+        (None, None) => return Ok(Vec::new()),
     };
     let cannot = |why: String| {
         ApiError::bad_request(format!(
@@ -113,6 +115,22 @@ fn decode_check(
         }
     }
     Ok(found.required)
+}
+
+/// A custom resource through its CustomResourceDefinition's structural schema, in the
+/// decoder's terms: unknown metadata fields first, then the pruned ones; the schema
+/// validator's errors join the required-field errors of the 422.
+fn custom_resource_check(structural: &Value, obj: &mut Value) -> schema::Findings {
+    let mut unknown = schema::schemas()
+        .map(|s| s.unknown_metadata(obj))
+        .unwrap_or_default();
+    let found = crate::structural::check(structural, obj);
+    unknown.extend(found.unknown);
+    schema::Findings {
+        unknown,
+        type_error: None,
+        required: found.errors,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -915,6 +933,12 @@ impl State {
             if !errs.is_empty() {
                 return Err(validation::invalid(t, name, &errs));
             }
+        } else if t.schema.is_some() {
+            // A custom resource's status is pruned and validated by the same schema.
+            let errs = decode_check(t, &mut new, opts)?;
+            if !errs.is_empty() {
+                return Err(validation::invalid(t, name, &errs));
+            }
         }
         if spec_view(old) != spec_view(&new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -1012,10 +1036,13 @@ impl State {
         };
         let mut managers = read_managers(&old);
         let live_view = owned_view(&old);
-        let mut conflicts: Vec<(String, FieldSet)> = Vec::new();
-        for m in managers.iter().filter(|m| {
-            !(m.name == opts.manager && m.operation == "Apply") && m.subresource == opts.subresource
-        }) {
+        let is_self = |m: &Manager| m.name == opts.manager && m.operation == "Apply";
+        // Per manager (by position): the applied fields it owns whose value would change.
+        let mut clashes: Vec<(usize, FieldSet)> = Vec::new();
+        for (i, m) in managers.iter().enumerate() {
+            if is_self(m) || m.subresource != opts.subresource {
+                continue;
+            }
             let clash: FieldSet = m
                 .fields
                 .iter()
@@ -1026,25 +1053,27 @@ impl State {
                 .cloned()
                 .collect();
             if !clash.is_empty() {
-                conflicts.push((m.name.clone(), clash));
+                clashes.push((i, clash));
             }
         }
-        if !conflicts.is_empty() && !opts.force {
+        if !clashes.is_empty() && !opts.force {
+            let conflicts: Vec<(String, FieldSet)> = clashes
+                .into_iter()
+                .map(|(i, clash)| (managers[i].name.clone(), clash))
+                .collect();
             return Err(conflict_error(t, name, &conflicts));
+        }
+        // Forced, the conflicting fields move to the applier; fields it sets to the value
+        // they already have stay with their owners too, shared.
+        for (i, clash) in clashes {
+            managers[i].fields.retain(|p| !clash.contains(p));
         }
         let previous: FieldSet = managers
             .iter()
-            .find(|m| m.name == opts.manager && m.operation == "Apply")
+            .find(|m| is_self(m))
             .map(|m| m.fields.clone())
             .unwrap_or_default();
-        managers.retain(|m| !(m.name == opts.manager && m.operation == "Apply"));
-        if opts.force {
-            for m in managers.iter_mut() {
-                m.fields.retain(|p| !applied.contains(p));
-            }
-        } else {
-            // Agreeing values become shared ownership; nobody loses anything.
-        }
+        managers.retain(|m| !is_self(m));
         let mut new = old.clone();
         fields::merge_applied(&mut new, &body);
         for gone in previous.difference(&applied) {

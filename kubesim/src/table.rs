@@ -3,26 +3,35 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::ResourceType;
+use crate::resources::{Registry, ResourceType};
 
-/// One column: its name, type, priority (1 shows with `-o wide` only) and how a cell reads.
+/// One column: its name, type, priority (above 0 shows with `-o wide` only) and how a cell
+/// reads; a custom resource's columns also carry their format and description.
 struct Column {
     name: String,
     ty: &'static str,
-    priority: u8,
+    priority: i64,
+    format: String,
+    description: Option<String>,
     cell: Box<dyn Fn(&Value) -> Value>,
 }
 
 fn col(
     name: &str,
     ty: &'static str,
-    priority: u8,
+    priority: i64,
     f: impl Fn(&Value) -> Value + 'static,
 ) -> Column {
     Column {
         name: name.to_string(),
         ty,
         priority,
+        format: if name == "Name" {
+            "name".into()
+        } else {
+            String::new()
+        },
+        description: None,
         cell: Box::new(f),
     }
 }
@@ -391,34 +400,8 @@ fn columns(t: &ResourceType, items: &[Value]) -> Vec<Column> {
                 col("Message", "string", 0, |e| json!(text(e, "/message"))),
             ];
         }
-        _ if !t.printer_columns.is_empty() => {
-            let mut has_age = false;
-            for c in &t.printer_columns {
-                let path = c["jsonPath"].as_str().unwrap_or_default().to_string();
-                let ty: &'static str = match c["type"].as_str().unwrap_or("string") {
-                    "integer" => "integer",
-                    "number" => "number",
-                    "boolean" => "boolean",
-                    "date" => "date",
-                    _ => "string",
-                };
-                let cname = c["name"].as_str().unwrap_or_default().to_string();
-                has_age |= cname == "Age";
-                let priority = c["priority"].as_u64().unwrap_or(0).min(1) as u8;
-                cols.push(col(
-                    &cname,
-                    if ty == "date" { "string" } else { ty },
-                    priority,
-                    move |o| match json_path(o, &path) {
-                        None | Some(Value::Null) => json!(""),
-                        Some(Value::String(s)) if ty == "date" => json!(age(s)),
-                        Some(v) => v.clone(),
-                    },
-                ));
-            }
-            if !has_age {
-                cols.push(age_col());
-            }
+        _ if !Registry::is_builtin_group(&t.group) => {
+            cols.extend(custom_columns(&t.printer_columns));
             return cols;
         }
         _ => {
@@ -433,15 +416,78 @@ fn columns(t: &ResourceType, items: &[Value]) -> Vec<Column> {
     cols
 }
 
+/// A custom resource's columns after Name: its version's `additionalPrinterColumns` as
+/// declared (no Age is added to them), or Age alone when it declares none. A cell whose
+/// path is missing, or holds a value of another type, is null (an empty cell).
+fn custom_columns(declared: &[Value]) -> Vec<Column> {
+    let age_only = [
+        json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
+        "description": "CreationTimestamp is a timestamp representing the server time when this object was created."}),
+    ];
+    let declared = if declared.is_empty() {
+        &age_only[..]
+    } else {
+        declared
+    };
+    declared
+        .iter()
+        .map(|c| {
+            let path = c["jsonPath"].as_str().unwrap_or_default().to_string();
+            let ty: &'static str = match c["type"].as_str().unwrap_or("string") {
+                "integer" => "integer",
+                "number" => "number",
+                "boolean" => "boolean",
+                "date" => "date",
+                _ => "string",
+            };
+            let mut column = col(
+                c["name"].as_str().unwrap_or_default(),
+                ty,
+                c["priority"].as_i64().unwrap_or(0),
+                move |o| json_path(o, &path).map_or(Value::Null, |v| custom_cell(ty, v)),
+            );
+            column.format = c["format"].as_str().unwrap_or_default().to_string();
+            column.description = Some(match c["description"].as_str() {
+                Some(d) if !d.is_empty() => d.to_string(),
+                _ => format!(
+                    "Custom resource definition column (in JSONPath format): {}",
+                    c["jsonPath"].as_str().unwrap_or_default()
+                ),
+            });
+            column
+        })
+        .collect()
+}
+
+/// One custom column's cell, converted as the API server converts it by the column type.
+fn custom_cell(ty: &str, v: &Value) -> Value {
+    match (ty, v) {
+        (_, Value::Null) => Value::Null,
+        ("string", Value::String(_)) => v.clone(),
+        ("string", other) => json!(other.to_string()),
+        ("integer", Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map_or(Value::Null, |i| json!(i)),
+        ("number", Value::Number(n)) => n.as_f64().map_or(Value::Null, |f| json!(f)),
+        ("boolean", Value::Bool(_)) => v.clone(),
+        ("date", Value::String(s)) => match humantime::parse_rfc3339(s) {
+            Ok(_) => json!(age(s)),
+            Err(_) => json!("<invalid>"),
+        },
+        _ => Value::Null,
+    }
+}
+
 /// The `meta.k8s.io/v1` Table for a list (or one object) of one type.
 pub fn table(t: &ResourceType, items: &[Value], rv: u64) -> Value {
     let cols = columns(t, items);
     let defs: Vec<Value> = cols
         .iter()
         .map(|c| {
-            json!({"name": c.name, "type": c.ty,
-                   "format": if c.name == "Name" { "name" } else { "" },
-                   "description": c.name, "priority": c.priority})
+            json!({"name": c.name, "type": c.ty, "format": c.format,
+                   "description": c.description.as_deref().unwrap_or(&c.name),
+                   "priority": c.priority})
         })
         .collect();
     let rows: Vec<Value> = items

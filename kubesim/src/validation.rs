@@ -17,6 +17,9 @@ pub enum ErrorType {
     Forbidden,
     NotSupported,
     TooLong,
+    /// A value of the wrong JSON type where a schema says which (custom resources).
+    TypeInvalid,
+    TooMany,
 }
 
 impl ErrorType {
@@ -27,6 +30,8 @@ impl ErrorType {
             ErrorType::Forbidden => "Forbidden",
             ErrorType::NotSupported => "Unsupported value",
             ErrorType::TooLong => "Too long",
+            ErrorType::TypeInvalid => "Invalid value",
+            ErrorType::TooMany => "Too many",
         }
     }
 
@@ -38,6 +43,8 @@ impl ErrorType {
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::NotSupported => "FieldValueNotSupported",
             ErrorType::TooLong => "FieldValueTooLong",
+            ErrorType::TypeInvalid => "FieldValueTypeInvalid",
+            ErrorType::TooMany => "FieldValueTooMany",
         }
     }
 }

@@ -868,3 +868,529 @@ async fn kubectl_scale_logs_auth_bare_pods_and_tables() {
         .await;
     assert_eq!(pruned.code, 0, "{}", pruned.stderr);
 }
+
+/// A CustomResourceDefinition with a structural schema: a required, bounded integer, an
+/// enum with a default, a defaulted object, a preserved free-form field, printer columns.
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      additionalPrinterColumns:
+        - {name: Size, type: integer, jsonPath: .spec.size}
+        - {name: Color, type: string, jsonPath: .spec.color}
+        - {name: Phase, type: string, jsonPath: .status.phase, priority: 1}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              required: [size]
+              properties:
+                size: {type: integer, minimum: 1}
+                color: {type: string, enum: [red, green, blue], default: red}
+                limits:
+                  type: object
+                  default: {}
+                  properties:
+                    cpu: {type: string, default: 100m}
+                config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+            status:
+              type: object
+              properties:
+                phase: {type: string}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources_follow_their_structural_schema() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let apply = async |file: &str, text: &str, extra: &[&str]| {
+        let path = c.write(file, text);
+        let mut args = vec!["apply", "-f", path.to_str().unwrap()];
+        args.extend(extra);
+        c.run(&kubectl, &args, None).await
+    };
+    apply("crd.yaml", WIDGET_CRD, &[]).await.ok();
+
+    // Defaults fill what is unset; a preserved field keeps whatever it holds.
+    apply(
+        "a.yaml",
+        &widget("a", "  size: 2\n  config: {anything: {goes: 1}}\n"),
+        &[],
+    )
+    .await
+    .ok();
+    let a = c
+        .object("example.com/v1", "widgets", "default", "a")
+        .unwrap();
+    assert_eq!(a["spec"]["color"], "red");
+    assert_eq!(a["spec"]["limits"], serde_json::json!({"cpu": "100m"}));
+    assert_eq!(a["spec"]["config"]["anything"]["goes"], 1);
+
+    // Unknown fields: refused under kubectl's default Strict, dropped with a warning under
+    // Warn, dropped silently under Ignore.
+    let unknown = widget("b", "  size: 1\n  foo: bar\n");
+    let strict = apply("b.yaml", &unknown, &[]).await;
+    assert_ne!(strict.code, 0);
+    assert!(
+        strict.stderr.contains(
+            "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.foo\""
+        ),
+        "{}",
+        strict.stderr
+    );
+    let warn = apply("b.yaml", &unknown, &["--validate=warn"]).await;
+    assert_eq!(warn.code, 0, "{}", warn.stderr);
+    assert!(
+        warn.stderr.contains("Warning: unknown field \"spec.foo\""),
+        "{}",
+        warn.stderr
+    );
+    let b = c
+        .object("example.com/v1", "widgets", "default", "b")
+        .unwrap();
+    assert!(b["spec"].get("foo").is_none(), "unknown fields are pruned");
+    let ignore = apply("b.yaml", &unknown, &["--validate=false"]).await;
+    assert_eq!(ignore.code, 0, "{}", ignore.stderr);
+    assert!(
+        !ignore.stderr.contains("unknown field"),
+        "{}",
+        ignore.stderr
+    );
+
+    // Types, enums, bounds and required fields: a 422 with one cause per field.
+    let bad = apply(
+        "bad.yaml",
+        &widget("bad", "  size: \"3\"\n  color: purple\n"),
+        &[],
+    )
+    .await;
+    assert_ne!(bad.code, 0);
+    for part in [
+        "The Widget \"bad\" is invalid",
+        "spec.color: Unsupported value: \"purple\": supported values: \"red\", \"green\", \"blue\"",
+        "spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"",
+    ] {
+        assert!(bad.stderr.contains(part), "{part} in {}", bad.stderr);
+    }
+    let small = apply("small.yaml", &widget("small", "  size: 0\n"), &[]).await;
+    assert!(
+        small.stderr.contains(
+            "The Widget \"small\" is invalid: spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+        ),
+        "{}",
+        small.stderr
+    );
+    let missing = apply("m.yaml", &widget("m", "  color: blue\n"), &[]).await;
+    assert!(
+        missing
+            .stderr
+            .contains("The Widget \"m\" is invalid: spec.size: Required value"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        c.object("example.com/v1", "widgets", "default", "bad")
+            .is_none()
+    );
+
+    // The status subresource is held to the same schema.
+    let status = c
+        .run(
+            &kubectl,
+            &[
+                "patch",
+                "widget",
+                "a",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"phase":5}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        status.stderr.contains(
+            "status.phase: Invalid value: \"integer\": status.phase in body must be of type string: \"integer\""
+        ),
+        "{}",
+        status.stderr
+    );
+}
+
+/// The fields of one manager's entry in `managedFields` under `f:data`.
+fn data_fields_of(obj: &Value, manager: &str) -> Vec<String> {
+    let mut keys: Vec<String> = obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["manager"] == manager)
+        .filter_map(|m| m["fieldsV1"]["f:data"].as_object())
+        .flat_map(|d| d.keys().cloned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_forced_server_side_apply_shares_fields_it_does_not_change() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let apply = async |manager: &str, data: &str| {
+        let path = c.write(
+            &format!("{manager}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: default}}\ndata: {{{data}}}\n"
+            ),
+        );
+        let manager = format!("--field-manager={manager}");
+        c.run(
+            &kubectl,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                &manager,
+                "-f",
+                path.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await
+        .ok()
+    };
+    apply("alice", "owner: alice, region: eu").await;
+    // bob takes `owner` (a different value) and sets `region` to the value it has.
+    apply("bob", "owner: bob, region: eu").await;
+    let cm = c.object("v1", "configmaps", "default", "shared").unwrap();
+    assert_eq!(data_fields_of(&cm, "alice"), ["f:region"], "{cm}");
+    assert_eq!(data_fields_of(&cm, "bob"), ["f:owner", "f:region"], "{cm}");
+    // Co-owned, `region` outlives bob dropping it from his configuration...
+    apply("bob", "owner: bob").await;
+    let cm = c.object("v1", "configmaps", "default", "shared").unwrap();
+    assert_eq!(cm["data"]["region"], "eu", "{cm}");
+    assert_eq!(data_fields_of(&cm, "bob"), ["f:owner"], "{cm}");
+    // ...and goes once its last owner drops it too.
+    apply("alice", "").await;
+    let cm = c.object("v1", "configmaps", "default", "shared").unwrap();
+    assert!(cm["data"].get("region").is_none(), "{cm}");
+    assert_eq!(cm["data"]["owner"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_a_custom_resources_printer_columns() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    let gadgets = WIDGET_CRD
+        .replace("widgets", "gadgets")
+        .replace("widget", "gadget")
+        .replace("Widget", "Gadget")
+        .replace("shortNames: [wd]", "shortNames: [gd]");
+    // Gadgets declare one column and no Age: the server adds none.
+    let (head, tail) = gadgets
+        .split_once("      additionalPrinterColumns:\n")
+        .unwrap();
+    let (_, rest) = tail.split_once("      schema:\n").unwrap();
+    let gadgets = format!(
+        "{head}      additionalPrinterColumns:\n        - {{name: Color, type: string, jsonPath: .spec.color}}\n      schema:\n{rest}"
+    );
+    for (file, text) in [
+        ("crd.yaml", WIDGET_CRD.to_string()),
+        ("gcrd.yaml", gadgets),
+        ("w.yaml", widget("a", "  size: 2\n")),
+        (
+            "g.yaml",
+            "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: default}\nspec: {size: 1, color: blue}\n".to_string(),
+        ),
+    ] {
+        let path = c.write(file, &text);
+        c.run(&kubectl, &["apply", "-f", path.to_str().unwrap()], None)
+            .await
+            .ok();
+    }
+    let header = |table: &str| -> Vec<String> {
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let table = c.ok(&kubectl, "get widgets").await;
+    assert_eq!(header(&table), ["NAME", "SIZE", "COLOR", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["a", "2", "red"], "{table}");
+    // A priority-1 column shows with -o wide; a missing value is an empty cell.
+    let wide = c.ok(&kubectl, "get wd -o wide").await;
+    assert_eq!(
+        header(&wide),
+        ["NAME", "SIZE", "COLOR", "PHASE", "AGE"],
+        "{wide}"
+    );
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row.len(), 4, "{wide}");
+    let table = c.ok(&kubectl, "get gadgets").await;
+    assert_eq!(header(&table), ["NAME", "COLOR"], "{table}");
+    assert!(table.contains("blue"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_for_every_built_in_kind_it_makes() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let c = Cluster::start().await;
+    for (args, created) in [
+        (
+            vec!["create", "namespace", "typed"],
+            "namespace/typed created",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+                "--port=80",
+            ],
+            "deployment.apps/web created",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "idle",
+                "--image=nginx",
+                "--replicas=0",
+            ],
+            "deployment.apps/idle created",
+        ),
+        (
+            vec![
+                "create",
+                "job",
+                "once",
+                "--image=busybox",
+                "--",
+                "echo",
+                "hi",
+            ],
+            "job.batch/once created",
+        ),
+        (
+            vec![
+                "create",
+                "cronjob",
+                "nightly",
+                "--image=busybox",
+                "--schedule=0 3 * * *",
+            ],
+            "cronjob.batch/nightly created",
+        ),
+        (
+            vec!["create", "job", "manual", "--from=cronjob/nightly"],
+            "job.batch/manual created",
+        ),
+        (
+            vec!["create", "service", "clusterip", "api", "--tcp=80:8080"],
+            "service/api created",
+        ),
+        (
+            vec!["create", "service", "nodeport", "np", "--tcp=80:8080"],
+            "service/np created",
+        ),
+        (
+            vec![
+                "create",
+                "service",
+                "externalname",
+                "ext",
+                "--external-name=example.com",
+            ],
+            "service/ext created",
+        ),
+        (
+            vec!["expose", "deployment", "web", "--port=80", "--name=web"],
+            "service/web exposed",
+        ),
+        (
+            vec![
+                "create",
+                "ingress",
+                "web",
+                "--class=nginx",
+                "--rule=shop.example/=web:80",
+                "--rule=api.example/v1*=api:http,tls=api-cert",
+            ],
+            "ingress.networking.k8s.io/web created",
+        ),
+        (
+            vec!["create", "configmap", "cfg", "--from-literal=a=b"],
+            "configmap/cfg created",
+        ),
+        (
+            vec!["create", "secret", "generic", "s", "--from-literal=a=b"],
+            "secret/s created",
+        ),
+        (
+            vec!["create", "serviceaccount", "robot"],
+            "serviceaccount/robot created",
+        ),
+        (
+            vec![
+                "create",
+                "role",
+                "reader",
+                "--verb=get,list",
+                "--resource=pods",
+            ],
+            "role.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            vec![
+                "create",
+                "rolebinding",
+                "reader",
+                "--role=reader",
+                "--serviceaccount=default:robot",
+            ],
+            "rolebinding.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrole",
+                "viewer",
+                "--verb=get",
+                "--resource=nodes",
+            ],
+            "clusterrole.rbac.authorization.k8s.io/viewer created",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrolebinding",
+                "viewer",
+                "--clusterrole=viewer",
+                "--group=ops",
+            ],
+            "clusterrolebinding.rbac.authorization.k8s.io/viewer created",
+        ),
+        (
+            vec![
+                "create",
+                "poddisruptionbudget",
+                "web",
+                "--selector=app=web",
+                "--min-available=1",
+            ],
+            "poddisruptionbudget.policy/web created",
+        ),
+        (
+            vec![
+                "create",
+                "priorityclass",
+                "high",
+                "--value=1000",
+                "--description=urgent",
+            ],
+            "priorityclass.scheduling.k8s.io/high created",
+        ),
+        (
+            vec!["create", "quota", "small", "--hard=pods=10,cpu=2"],
+            "resourcequota/small created",
+        ),
+    ] {
+        let out = c.run(&kubectl, &args, None).await.ok();
+        assert!(out.contains(created), "{args:?}: {out}");
+    }
+
+    // What arrived is what was meant, explicit zeros included.
+    let d = c
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert!(
+        d["spec"]["template"]["metadata"].get("name").is_none(),
+        "{d}"
+    );
+    let idle = c
+        .object("apps/v1", "deployments", "default", "idle")
+        .unwrap();
+    assert_eq!(idle["spec"]["replicas"], 0);
+    c.ok(&kubectl, "rollout status deployment/web --timeout=30s")
+        .await;
+    let job = c.object("batch/v1", "jobs", "default", "once").unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    let cron = c
+        .object("batch/v1", "cronjobs", "default", "nightly")
+        .unwrap();
+    assert_eq!(cron["spec"]["schedule"], "0 3 * * *");
+    let svc = c.object("v1", "services", "default", "api").unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let ext = c.object("v1", "services", "default", "ext").unwrap();
+    assert_eq!(ext["spec"]["externalName"], "example.com");
+    let ing = c
+        .object("networking.k8s.io/v1", "ingresses", "default", "web")
+        .unwrap();
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    assert_eq!(
+        ing["spec"]["rules"][1]["http"]["paths"][0],
+        serde_json::json!({"path": "/v1", "pathType": "Prefix",
+            "backend": {"service": {"name": "api", "port": {"name": "http"}}}})
+    );
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "api-cert");
+    let rb = c
+        .object(
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            "default",
+            "reader",
+        )
+        .unwrap();
+    assert_eq!(rb["subjects"][0]["name"], "robot");
+    assert_eq!(rb["roleRef"]["name"], "reader");
+    let pdb = c
+        .object("policy/v1", "poddisruptionbudgets", "default", "web")
+        .unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let pc = c
+        .object("scheduling.k8s.io/v1", "priorityclasses", "", "high")
+        .unwrap();
+    assert_eq!(pc["value"], 1000);
+    let quota = c
+        .object("v1", "resourcequotas", "default", "small")
+        .unwrap();
+    assert_eq!(quota["spec"]["hard"]["cpu"], "2");
+}
