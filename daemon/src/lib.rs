@@ -14,6 +14,7 @@ pub mod host;
 pub mod load;
 pub mod logging;
 pub mod protocol;
+pub mod secrets;
 pub mod service;
 pub mod sim;
 pub mod store;

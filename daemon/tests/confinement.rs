@@ -58,11 +58,11 @@ fn nothing_a_program_starts_outlives_it() {
     // setsid leaves the process group; only the program's cgroup still holds it.
     let tmp = site(
         "[plugins.exec]\nexec = [\"sh\", \"setsid\", \"sleep\"]\n",
-        &one_task(r#"["sh", "-c", "setsid sleep 3071 & sleep 3072 & echo started"]"#),
+        &one_task(r#"["sh", "-c", "setsid sleep 4071 & sleep 4072 & echo started"]"#),
     );
     let (code, out) = run(tmp.path());
     assert_eq!(code, 0, "{out}");
-    let left = running("sleep 307");
+    let left = running("sleep 407");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -70,11 +70,11 @@ fn nothing_a_program_starts_outlives_it() {
 fn nothing_a_timed_out_program_starts_outlives_it() {
     let tmp = site(
         "[plugins.exec]\nexec = [\"sh\", \"setsid\", \"sleep\"]\n",
-        "[jobs.t]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"setsid sleep 3073 & sleep 3074\"]\ntimeout = \"1s\"\n\n[[steps]]\nname = \"s\"\ntasks = [\"jobs.t\"]\n",
+        "[jobs.t]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"setsid sleep 5073 & sleep 5074\"]\ntimeout = \"1s\"\n\n[[steps]]\nname = \"s\"\ntasks = [\"jobs.t\"]\n",
     );
     let (code, out) = run(tmp.path());
     assert_ne!(code, 0, "{out}");
-    let left = running("sleep 307");
+    let left = running("sleep 507");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 

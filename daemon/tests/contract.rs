@@ -115,7 +115,7 @@ fn call(
 #[tokio::test]
 async fn a_1_0_plugin_runs_next_to_2_0_plugins() {
     let host = host(Limits::default());
-    let grants = grants(&[("legacy", &["echo"]), ("exec", &["sh"])]);
+    let grants = grants(&[("legacy", &["echo"]), ("exec", common::SHELL)]);
     let legacy = host
         .load(
             PluginSource::File("v1-plugin.wasm".into()),
@@ -305,7 +305,7 @@ async fn a_workspace_persists_per_task_until_it_is_destroyed() {
 #[tokio::test]
 async fn program_output_reaches_the_log_while_the_program_runs() {
     let host = host(Limits::default());
-    let registry = registry(&host, &grants(&[("exec", &["sh"])])).await;
+    let registry = registry(&host, &grants(&[("exec", common::SHELL)])).await;
     let state = tempfile::tempdir().unwrap();
     let source = tempfile::tempdir().unwrap();
     let logs = Arc::new(Captured::default());
@@ -342,7 +342,7 @@ async fn program_output_reaches_the_log_while_the_program_runs() {
 #[tokio::test]
 async fn a_sensitive_output_reaches_a_later_task_and_no_log() {
     let host = host(Limits::default());
-    let registry = registry(&host, &grants(&[("exec", &["sh"])])).await;
+    let registry = registry(&host, &grants(&[("exec", common::SHELL)])).await;
     let state = tempfile::tempdir().unwrap();
     let source = tempfile::tempdir().unwrap();
     let logs = Arc::new(Captured::default());

@@ -72,7 +72,7 @@ impl Site {
         std::fs::write(
             config.path().join("gantry.toml"),
             format!(
-                "[clusters.test]\nkubeconfig = \"kubeconfig\"\n\n[plugins.exec]\nexec = [\"sh\"]\n\n[plugins.helm]\nexec = [{:?}]\nkube_namespaces = [{}]\n\n[plugins.manifest]\nkube_namespaces = [{}]\n",
+                "[clusters.test]\nkubeconfig = \"kubeconfig\"\n\n[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n\n[plugins.helm]\nexec = [{:?}]\n# Charts come from a repository on loopback in one test.\nexec_network = true\nkube_namespaces = [{}]\n\n[plugins.manifest]\nkube_namespaces = [{}]\n",
                 helm.display().to_string(),
                 ns.join(", "),
                 ns.join(", ")

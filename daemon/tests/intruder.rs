@@ -238,3 +238,29 @@ fn a_plugin_granted_kubectl_gets_nothing_more_under_the_daemon() {
     attack.check(&printed, &intrude_log);
     drop(daemon);
 }
+
+/// A program run for a task runs as the daemon's user, which the API otherwise trusts: it
+/// must still not be able to drive the daemon (start runs, read history).
+#[test]
+fn a_tasks_program_cannot_use_the_daemons_api() {
+    let gantry = env!("CARGO_BIN_EXE_gantry");
+    let site = Site::new(&format!("[plugins.exec]\nexec = [{gantry:?}]\n"), &[]);
+    let socket = site.socket.display().to_string();
+    site.write_workflow(
+        "inside",
+        &format!(
+            "[jobs.call]\nkind = \"exec\"\ncommand = [{gantry:?}, \"runs\"]\nenv = {{ GANTRY_SOCKET = {socket:?} }}\n\n\
+             [[steps]]\nname = \"s\"\ntasks = [\"jobs.call\"]\n"
+        ),
+    );
+    let daemon = site.start();
+    let run = daemon.trigger(&["inside"]);
+    daemon.wait_run(&run);
+    let (_, logs) = site.cli(&["logs", &run]);
+    assert!(
+        logs.contains("may not use its API"),
+        "the task's program reached the API:\n{logs}"
+    );
+    let (code, _) = site.cli(&["runs"]);
+    assert_eq!(code, 0, "the operator still can");
+}

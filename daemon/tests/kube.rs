@@ -31,7 +31,7 @@ const GANTRY_TOML: &str = r#"
 kubeconfig = "kubeconfig"
 
 [plugins.exec]
-exec = ["sh"]
+exec = ["sh", "sleep", "cat", "env", "id", "setsid", "timeout", "touch", "rm", "mkdir", "date", "sha256sum", "ln", "mkfifo"]
 
 [plugins.manifest]
 kube_namespaces = ["shop"]

@@ -50,7 +50,7 @@ fn a_halting_failure_rolls_back_and_hooks_decide() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("config");
     std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
     std::fs::write(
         cfg.join("workflows/app.toml"),
         r#"
@@ -131,7 +131,7 @@ fn a_sensitive_output_is_used_downstream_and_shown_nowhere() {
         common::built_plugin("fixtures/hostile.wasm"),
     )
     .unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
     std::fs::write(
         cfg.join("workflows/app.toml"),
         r#"
@@ -231,7 +231,7 @@ fn a_local_run_keeps_its_state_private_and_a_fifo_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("config");
     std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
     std::fs::write(
         cfg.join("workflows/app.toml"),
         "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo hi\"]\n",

@@ -33,8 +33,12 @@ struct Harness {
 
 async fn harness(grant_sh_to_hostile: bool) -> Harness {
     let host = host(test_limits());
-    let hostile_grant: &[&str] = if grant_sh_to_hostile { &["sh"] } else { &[] };
-    let g = grants(&[("hostile", hostile_grant), ("exec", &["sh"])]);
+    let hostile_grant: &[&str] = if grant_sh_to_hostile {
+        &["sh", "sleep"]
+    } else {
+        &[]
+    };
+    let g = grants(&[("hostile", hostile_grant), ("exec", common::SHELL)]);
     let hostile = load(&host, "fixtures/hostile.wasm", &g).await;
     let exec = load(&host, "exec.wasm", &g).await;
     Harness {
@@ -273,7 +277,7 @@ async fn calls_beyond_the_pool_wait_for_a_slot() {
         eprintln!("pooling allocator unavailable here; nothing to check");
         return;
     }
-    let exec = load(&host, "exec.wasm", &grants(&[("exec", &["sh"])])).await;
+    let exec = load(&host, "exec.wasm", &grants(&[("exec", common::SHELL)])).await;
     let dirs = task_dirs();
     let started = std::time::Instant::now();
     let calls: Vec<_> = (0..6)

@@ -60,8 +60,9 @@ impl Site {
         std::fs::write(
             config.join("gantry.toml"),
             format!(
-                "[plugins.exec]\nexec = [\"sh\"]\n\n[plugins.terraform]\nexec = [\"{}\"]\n",
-                terraform.display()
+                "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n\n[plugins.terraform]\nexec = [\"{}\", \"sh\", \"sleep\"]\nexec_paths = [\"{}\"]\n",
+                terraform.display(),
+                mirror.display()
             ),
         )
         .expect("gantry.toml");

@@ -18,7 +18,7 @@ fn every_kind_of_error_is_reported_at_its_place() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("config");
     std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
     write(&cfg, "syntax.toml", "[services.a]\nkind = \"exec\n");
     write(
         &cfg,
@@ -137,7 +137,7 @@ fn a_grant_no_capability_reads_is_an_error_at_its_line() {
     std::fs::create_dir_all(cfg.join("workflows")).unwrap();
     std::fs::write(
         cfg.join("gantry.toml"),
-        "[limits]\ncpu_time = \"5s\"\n\n[plugins.exec]\nexec = [\"sh\"]\n  exce = [\"bash\"]\n",
+        "[limits]\ncpu_time = \"5s\"\n\n[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n  exce = [\"bash\"]\n",
     )
     .unwrap();
     let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
@@ -161,7 +161,7 @@ fn a_task_source_may_not_expose_gantrys_configuration_or_credentials() {
     std::fs::write(cfg.join("files/creds/admin.kubeconfig"), "apiVersion: v1\n").unwrap();
     std::fs::write(
         cfg.join("gantry.toml"),
-        "[plugins.exec]\nexec = [\"sh\"]\n[clusters.prod]\nkubeconfig = \"files/creds/admin.kubeconfig\"\n",
+        "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n[clusters.prod]\nkubeconfig = \"files/creds/admin.kubeconfig\"\n",
     )
     .unwrap();
     std::fs::write(

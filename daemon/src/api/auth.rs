@@ -1,6 +1,7 @@
 //! Who is calling: the peer's credentials from the Unix socket (SO_PEERCRED) and its
 //! supplementary groups, checked against `[api]` in gantry.toml, where users and groups may be
-//! named or numbered. Root and the daemon's own user are always allowed.
+//! named or numbered. Root and the daemon's own user are always allowed, except a program the
+//! daemon started for a task: it runs as the daemon's user, and must not drive the daemon.
 
 use std::ffi::CString;
 
@@ -15,6 +16,8 @@ pub struct Peer {
     pub gid: Option<u32>,
     /// Supplementary groups of the connecting process.
     pub groups: Vec<u32>,
+    /// The peer is a program the daemon runs for a task, or something it started.
+    pub task_program: bool,
 }
 
 impl Peer {
@@ -25,10 +28,44 @@ impl Peer {
                 uid: Some(cred.uid()),
                 gid: Some(cred.gid()),
                 groups: cred.pid().map(supplementary_groups).unwrap_or_default(),
+                task_program: cred.pid().is_some_and(started_for_a_task),
             },
             Err(_) => Peer::default(),
         }
     }
+}
+
+/// Whether process `pid` descends from this daemon or sits in a task program's cgroup (where
+/// a child that double-forked away from the daemon still is).
+fn started_for_a_task(pid: i32) -> bool {
+    /// Ancestors walked before giving up; process trees are far shallower.
+    const MAX_DEPTH: usize = 256;
+    if crate::host::process::in_program_cgroup(pid) {
+        return true;
+    }
+    let me = std::process::id();
+    let mut current = pid;
+    for _ in 0..MAX_DEPTH {
+        let Some(parent) = parent_of(current) else {
+            return false;
+        };
+        if u32::try_from(parent).ok() == Some(me) {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        current = parent;
+    }
+    false
+}
+
+/// The parent of process `pid`, from `/proc/PID/stat` (after the command name, which may hold
+/// spaces and parentheses).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The supplementary groups of process `pid`, from `/proc/PID/status`.
@@ -55,6 +92,9 @@ impl Access {
         let Some(uid) = peer.uid else {
             return false;
         };
+        if peer.task_program {
+            return false;
+        }
         if uid == 0 || uid == me {
             return true;
         }
@@ -145,6 +185,7 @@ mod tests {
             uid: Some(uid),
             gid: Some(gid),
             groups: groups.to_vec(),
+            task_program: false,
         };
         let nobody = lookup("nobody", Kind::User).expect("nobody exists");
         assert!(access.allows(&peer(nobody, 65534, &[])), "by user name");
@@ -156,5 +197,25 @@ mod tests {
         assert!(!access.allows(&peer(5000, 5000, &[7])));
         assert!(!access.allows(&Peer::default()));
         assert_eq!(lookup("no-such-user-xyz", Kind::User), None);
+        let task = Peer {
+            uid: Some(0),
+            task_program: true,
+            ..Peer::default()
+        };
+        assert!(!access.allows(&task), "a task's program as root");
+    }
+
+    #[test]
+    fn children_of_the_daemon_are_task_programs() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        assert!(started_for_a_task(pid));
+        let _ = child.kill();
+        let _ = child.wait();
+        let parent = i32::try_from(std::os::unix::process::parent_id()).unwrap();
+        assert!(!started_for_a_task(parent));
     }
 }

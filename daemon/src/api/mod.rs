@@ -61,6 +61,14 @@ async fn authorise(
     next: Next,
 ) -> Response {
     let allowed = d.access.read().map(|a| a.allows(&peer)).unwrap_or(false);
+    if peer.task_program {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "programs gantry runs for tasks may not use its API",
+        )
+        .into_response();
+    }
     if !allowed {
         return ApiError::new(
             StatusCode::FORBIDDEN,

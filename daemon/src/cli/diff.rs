@@ -79,6 +79,9 @@ pub async fn diff(
         clusters,
     );
     let env: BTreeMap<String, String> = std::env::vars().collect();
+    let secrets =
+        crate::secrets::SecretStore::new(config_dir, valid.daemon.daemon.secrets_dir.as_deref());
+    let redactor = Arc::new(crate::engine::redact::Redactor::default());
     let mut report = Vec::new();
     let mut failed = false;
     for task in &wf.tasks {
@@ -89,6 +92,11 @@ pub async fn diff(
                     .get(name)
                     .cloned()
                     .ok_or_else(|| format!("${{env.{name}}} is not set")),
+                Reference::Secret(name) => {
+                    let value = secrets.get(name).map_err(|e| e.to_string())?;
+                    redactor.add(&value);
+                    Ok(value)
+                }
                 Reference::Output { task, key } => deployed
                     .get(task)
                     .and_then(|rec| rec.outputs.get(key))
@@ -112,7 +120,7 @@ pub async fn diff(
             previous: deployed.get(&task.id).cloned(),
             source_dir: Some(task.source_dir(config_dir)).filter(|d| d.is_dir()),
             cancel: CancellationToken::new(),
-            redactor: Default::default(),
+            redactor: redactor.clone(),
         };
         match runner.plan(call).await {
             Ok(changes) => {
@@ -138,6 +146,10 @@ pub async fn diff(
             report.push(json!({"task": task, "kind": "removed", "changes": changes}));
         }
     }
+    // Planned changes may show a secret's value (a Secret object's data): masked like logs.
+    let report: Vec<serde_json::Value> =
+        serde_json::from_str(&redactor.apply(&serde_json::Value::Array(report).to_string()))
+            .unwrap_or_default();
     if as_json {
         println!("{}", json!({"workflow": workflow, "tasks": report}));
     } else {

@@ -111,9 +111,7 @@ pub async fn run(
     let progress = Arc::new(Progress::new());
     let writer = Arc::new(EventWriter::start(store.clone(), Box::new(|_, _, _| {}))?);
     let sink = Arc::new(Tee(vec![writer.clone(), progress.clone()]));
-    let mut opts = RunOptions::new(run_id.clone());
-    opts.config_dir = Some(config_dir.to_path_buf());
-    opts.env = std::env::vars().collect();
+    let opts = RunOptions::for_config(run_id.clone(), config_dir, &valid.daemon.daemon);
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {

@@ -44,6 +44,9 @@ pub struct DaemonSettings {
     /// Quiet period after a change in the config directory before it is reloaded.
     #[serde(deserialize_with = "super::duration::deserialize")]
     pub watch_debounce: std::time::Duration,
+    /// A directory only the daemon's user can read, one file per `${secrets.NAME}`
+    /// (relative to the config directory); systemd credentials are read first.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Default for DaemonSettings {
@@ -51,6 +54,7 @@ impl Default for DaemonSettings {
         DaemonSettings {
             shutdown_grace: std::time::Duration::from_secs(300),
             watch_debounce: std::time::Duration::from_millis(300),
+            secrets_dir: None,
         }
     }
 }

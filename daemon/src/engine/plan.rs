@@ -48,11 +48,17 @@ pub struct PlanError {
     pub message: String,
 }
 
-/// `${tasks.GROUP.NAME.outputs.KEY}` and `${env.NAME}` references in parameters.
+/// `${tasks.GROUP.NAME.outputs.KEY}`, `${env.NAME}` and `${secrets.NAME}` references in
+/// parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
-    Output { task: String, key: String },
+    Output {
+        task: String,
+        key: String,
+    },
     Env(String),
+    /// A secret the daemon reads when the task runs (`crate::secrets`).
+    Secret(String),
 }
 
 /// Every `${...}` in `text`, or the first malformed one.
@@ -76,9 +82,10 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
                 }
             }
             ["env", name] if !name.is_empty() => Reference::Env((*name).to_string()),
+            ["secrets", name] if !name.is_empty() => Reference::Secret((*name).to_string()),
             _ => {
                 return Err(format!(
-                    "`${{{inner}}}` is not a reference; use ${{tasks.GROUP.NAME.outputs.KEY}} or ${{env.NAME}}"
+                    "`${{{inner}}}` is not a reference; use ${{tasks.GROUP.NAME.outputs.KEY}}, ${{env.NAME}} or ${{secrets.NAME}}"
                 ));
             }
         };
@@ -254,7 +261,7 @@ pub fn compile(workflows: Vec<Workflow>) -> Result<Plan, Vec<PlanError>> {
                                         task.id
                                     ),
                                 ),
-                                Reference::Env(_) => {}
+                                Reference::Env(_) | Reference::Secret(_) => {}
                                 Reference::Output { task: source, .. } => match index
                                     .get(source.as_str())
                                 {

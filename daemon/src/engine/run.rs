@@ -27,6 +27,7 @@ use super::runner::{
     TaskFailure, TaskRunner,
 };
 use crate::config::workflow::{HookSpec, OnFailure, Retries, TaskSpec, Workflow};
+use crate::secrets::SecretStore;
 
 /// Settings of one run.
 #[derive(Clone)]
@@ -44,6 +45,8 @@ pub struct RunOptions {
     /// Masks the run's secrets in events and task logs; sensitive outputs join it as tasks
     /// produce them.
     pub redactor: Arc<Redactor>,
+    /// Where `${secrets.NAME}` values come from.
+    pub secrets: Arc<SecretStore>,
 }
 
 impl RunOptions {
@@ -55,7 +58,33 @@ impl RunOptions {
             env: BTreeMap::new(),
             config_dir: None,
             redactor: Arc::new(Redactor::default()),
+            secrets: Arc::new(SecretStore::default()),
         }
+    }
+
+    /// A run of the configuration in `config_dir`: its task sources, the process's
+    /// environment for `${env.NAME}` and the configured secrets.
+    pub fn for_config(
+        run: impl Into<String>,
+        config_dir: &std::path::Path,
+        settings: &crate::config::daemon::DaemonSettings,
+    ) -> Self {
+        RunOptions {
+            config_dir: Some(config_dir.to_path_buf()),
+            env: std::env::vars().collect(),
+            secrets: Arc::new(SecretStore::new(
+                config_dir,
+                settings.secrets_dir.as_deref(),
+            )),
+            ..RunOptions::new(run)
+        }
+    }
+
+    /// A secret's value, masked from now on wherever the run's redactor reaches.
+    fn secret(&self, name: &str) -> Result<String, String> {
+        let value = self.secrets.get(name).map_err(|e| e.to_string())?;
+        self.redactor.add(&value);
+        Ok(value)
     }
 }
 
@@ -670,6 +699,10 @@ impl<R: TaskRunner> Sched<R> {
                 Reference::Env(name) => self.opts.env.get(name).cloned().ok_or_else(|| {
                     format!("${{env.{name}}} is not set in the daemon's environment")
                 }),
+                Reference::Secret(name) if secrets == Secrets::References => {
+                    Ok(format!("${{secrets.{name}}}"))
+                }
+                Reference::Secret(name) => self.opts.secret(name),
                 Reference::Output { task, key } => {
                     let t = *self.task_index[workflow]
                         .get(task)
@@ -784,7 +817,32 @@ impl<R: TaskRunner> Sched<R> {
         }
     }
 
-    fn start_cleanup(&mut self, w: usize, task: String, deployed: Deployed) {
+    fn start_cleanup(&mut self, w: usize, task: String, mut deployed: Deployed) {
+        // History keeps secrets as references; the destroy gets their values.
+        let mut params = std::mem::take(&mut deployed.params);
+        let resolved = substitute(&mut params, &|r| match r {
+            Reference::Secret(name) => self.opts.secret(name),
+            Reference::Env(name) => Ok(format!("${{env.{name}}}")),
+            Reference::Output { task, key } => Ok(format!("${{tasks.{task}.outputs.{key}}}")),
+        });
+        if let Err(e) = resolved {
+            let workflow = self.wf(w).name.clone();
+            self.emit.emit(
+                Some(&workflow),
+                Some(&task),
+                EventKind::CleanupFailed,
+                format!("kept: cannot destroy it: {e}"),
+            );
+            self.jobs.spawn(async move {
+                Done::Cleanup {
+                    workflow,
+                    task,
+                    result: Err(e),
+                }
+            });
+            return;
+        }
+        deployed.params = params;
         let call = TaskCall {
             run: self.opts.run.clone(),
             workflow: self.wf(w).name.clone(),
@@ -1395,6 +1453,7 @@ mod tests {
             Ok(match r {
                 Reference::Output { key, .. } => key.to_uppercase(),
                 Reference::Env(n) => format!("env-{n}"),
+                Reference::Secret(n) => format!("secret-{n}"),
             })
         })
         .unwrap();

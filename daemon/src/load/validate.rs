@@ -200,14 +200,21 @@ async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {
     }
 }
 
-/// What no plugin may read: gantry's own configuration, its plugins and the clusters'
-/// credentials.
+/// What no plugin may read: gantry's own configuration, its plugins, the clusters'
+/// credentials and the secrets directory.
 fn protected_paths(config_dir: &Path, daemon: &DaemonConfig) -> Vec<std::path::PathBuf> {
     let mut paths = vec![
         config_dir.join(crate::config::daemon::FILE_NAME),
         config_dir.join("workflows"),
     ];
     paths.extend(daemon.plugin_dirs(config_dir));
+    paths.extend(
+        daemon
+            .daemon
+            .secrets_dir
+            .as_ref()
+            .map(|d| config_dir.join(d)),
+    );
     paths.extend(
         daemon
             .clusters
@@ -253,7 +260,7 @@ fn unsafe_source(
         .find(|p| p.starts_with(&real))
         .map(|p| {
             format!(
-                "task `{}`: source `{what}` contains {}, which no plugin may read; keep gantry's configuration, plugins and kubeconfigs outside task sources",
+                "task `{}`: source `{what}` contains {}, which no plugin may read; keep gantry's configuration, plugins, kubeconfigs and secrets outside task sources",
                 task.id,
                 p.display()
             )

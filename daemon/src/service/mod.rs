@@ -235,9 +235,11 @@ impl Daemon {
         })?;
         let id = crate::store::new_run_id();
         self.store.create_run(&id, names, trigger)?;
-        let mut opts = crate::engine::run::RunOptions::new(id.clone());
-        opts.config_dir = Some(self.config_dir.clone());
-        opts.env = std::env::vars().collect();
+        let opts = crate::engine::run::RunOptions::for_config(
+            id.clone(),
+            &self.config_dir,
+            &active.config.daemon.daemon,
+        );
         self.runs.start(
             id.clone(),
             plan,

@@ -184,7 +184,9 @@ fn same_program(a: &str, b: &str) -> bool {
     a == b || program_name(a) == program_name(b)
 }
 
-fn resolve_program(program: &str, search_path: &str) -> Option<PathBuf> {
+/// The absolute path of a granted program: as written when absolute, else found on
+/// `search_path`.
+pub fn resolve_program(program: &str, search_path: &str) -> Option<PathBuf> {
     let candidate = Path::new(program);
     if candidate.is_absolute() {
         return is_executable(candidate).then(|| candidate.to_path_buf());

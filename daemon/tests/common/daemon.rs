@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const EXEC_GRANT: &str = "[plugins.exec]\nexec = [\"sh\"]\n";
+pub const EXEC_GRANT: &str = "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n";
 
 /// A config directory with `gantry.toml` and `workflows/NAME.toml` files, and a state dir.
 pub struct Site {

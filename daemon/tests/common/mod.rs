@@ -57,6 +57,24 @@ pub async fn load(
     Arc::new(plugin)
 }
 
+/// The programs the tests' shell tasks use, granted to the exec kind with `sh`.
+pub const SHELL: &[&str] = &[
+    "sh",
+    "sleep",
+    "cat",
+    "env",
+    "id",
+    "setsid",
+    "timeout",
+    "touch",
+    "rm",
+    "mkdir",
+    "date",
+    "sha256sum",
+    "ln",
+    "mkfifo",
+];
+
 pub fn grants(entries: &[(&str, &[&str])]) -> BTreeMap<String, Grant> {
     entries
         .iter()

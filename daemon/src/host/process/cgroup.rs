@@ -40,6 +40,17 @@ pub fn available() -> bool {
     parent().is_some()
 }
 
+/// Whether process `pid` is in a program's cgroup (of this daemon or another).
+pub fn in_program_cgroup(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+        c.lines().filter_map(|l| l.strip_prefix("0::")).any(|path| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|leaf| leaf.starts_with(PREFIX))
+        })
+    })
+}
+
 /// The cgroup v2 directory this process is in.
 fn own_cgroup() -> Option<PathBuf> {
     let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;

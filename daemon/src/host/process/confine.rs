@@ -92,13 +92,20 @@ pub struct Support {
     pub cgroups: bool,
 }
 
-/// What this host supports, found once.
+/// What this host supports, found (and logged) once.
 pub fn probe() -> Support {
     static SUPPORT: OnceLock<Support> = OnceLock::new();
-    *SUPPORT.get_or_init(|| Support {
-        landlock_abi: landlock_abi(),
-        network_namespaces: namespaces_work(),
-        cgroups: super::cgroup::available(),
+    *SUPPORT.get_or_init(|| {
+        let support = Support {
+            landlock_abi: landlock_abi(),
+            network_namespaces: namespaces_work(),
+            cgroups: super::cgroup::available(),
+        };
+        match support.describe() {
+            (true, line) => tracing::info!("{line}"),
+            (false, line) => tracing::warn!("{line}"),
+        }
+        support
     })
 }
 

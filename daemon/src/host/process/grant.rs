@@ -3,8 +3,9 @@
 //! - `exec = ["kubectl", ...]`: the programs it may run (resolved to absolute paths at load);
 //! - `exec_env = ["NAME", "PREFIX_*"]`: the environment variables it may set for them;
 //! - `exec_network = true`: its programs may use the network (they get none otherwise);
-//! - `exec_paths = ["/opt/mirror"]`: trees its programs may read and run files from, beyond
-//!   their own files and the task's directories;
+//! - `exec_paths = ["/opt/mirror", "${env.TF_MIRROR}"]`: trees its programs may read and run
+//!   files from, beyond their own files and the task's directories (a leading `${env.NAME}`
+//!   is the daemon's variable; unset, the entry grants nothing);
 //! - `exec_workspace = true`: its programs may run files in the task's workspace and scratch
 //!   directories (what `terraform init` downloads, for example).
 
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 
 use super::startup;
 use crate::wasm::bindings::types::TaskError;
-use crate::wasm::grants::{Grant, Programs};
+use crate::wasm::grants::{Grant, Programs, resolve_program};
 
 /// The grant keys this module reads.
 pub const KEYS: &[&str] = &[
@@ -42,6 +43,7 @@ impl ProgramGrant {
         plugin: &str,
         programs: Programs,
         grant: &Grant,
+        search_path: &str,
         builtin: bool,
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
@@ -75,11 +77,19 @@ impl ProgramGrant {
             false
         });
         let mut runnable = Vec::new();
-        for path in grant.strings("exec_paths").unwrap_or_else(|e| {
+        for entry in grant.strings("exec_paths").unwrap_or_else(|e| {
             problem(e);
             Vec::new()
         }) {
-            let path = PathBuf::from(path);
+            let path = match expand_env(&entry) {
+                Ok(Some(path)) => PathBuf::from(path),
+                // An entry naming an unset variable grants nothing.
+                Ok(None) => continue,
+                Err(e) => {
+                    problem(format!("exec_paths entry `{entry}`: {e}"));
+                    continue;
+                }
+            };
             if !path.is_absolute() {
                 problem(format!(
                     "exec_paths entry `{}` must be an absolute path",
@@ -92,8 +102,12 @@ impl ProgramGrant {
                 Err(e) => problem(format!("exec_paths entry `{}`: {e}", path.display())),
             }
         }
-        for (_, program) in programs.named() {
-            runnable.extend(startup::files_to_start(program));
+        // Every granted program, requested by the plugin or not: a granted shell may run
+        // the others.
+        for program in grant.strings("exec").unwrap_or_default() {
+            if let Some(path) = resolve_program(&program, search_path) {
+                runnable.extend(startup::files_to_start(&path));
+            }
         }
         runnable.sort();
         runnable.dedup();
@@ -108,6 +122,25 @@ impl ProgramGrant {
             exec_in_task_dirs,
         })
     }
+}
+
+/// `entry` with a leading `${env.NAME}` replaced by the daemon's variable; `None` when the
+/// variable is unset.
+fn expand_env(entry: &str) -> Result<Option<String>, String> {
+    let Some(rest) = entry.strip_prefix("${env.") else {
+        return if entry.contains("${") {
+            Err("only a leading ${env.NAME} is expanded".into())
+        } else {
+            Ok(Some(entry.to_string()))
+        };
+    };
+    let (name, tail) = rest
+        .split_once('}')
+        .ok_or_else(|| "unterminated ${env.".to_string())?;
+    Ok(std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("{v}{tail}")))
 }
 
 /// Which environment variables a plugin may set for its programs. The program's base
@@ -220,6 +253,18 @@ mod tests {
             let all = EnvPolicy::Listed(vec![always.to_string()]);
             assert!(all.check("p", always).is_err(), "{always}");
         }
+    }
+
+    #[test]
+    fn exec_paths_expand_a_leading_variable() {
+        assert_eq!(expand_env("/opt/x").unwrap(), Some("/opt/x".into()));
+        assert_eq!(expand_env("${env.GANTRY_TEST_UNSET_VAR}/x").unwrap(), None);
+        let home = std::env::var("PATH").unwrap();
+        assert_eq!(
+            expand_env("${env.PATH}/x").unwrap(),
+            Some(format!("{home}/x"))
+        );
+        assert!(expand_env("/opt/${env.PATH}").is_err());
     }
 
     #[test]

@@ -32,6 +32,8 @@ use crate::wasm::bindings::{Linkers, v1, v2};
 use crate::wasm::grants::Programs;
 use grant::ProgramGrant;
 
+pub use cgroup::in_program_cgroup;
+
 /// The capability's name, under which its grant is filed.
 pub const NAME: &str = "exec";
 
@@ -84,14 +86,19 @@ impl Capability for ProcessCapability {
             &granted,
             request.search_path,
         );
-        let grant =
-            match ProgramGrant::read(request.plugin, programs, request.grant, request.builtin) {
-                Ok(grant) => Some(grant),
-                Err(errors) => {
-                    refusals.extend(errors);
-                    None
-                }
-            };
+        let grant = match ProgramGrant::read(
+            request.plugin,
+            programs,
+            request.grant,
+            request.search_path,
+            request.builtin,
+        ) {
+            Ok(grant) => Some(grant),
+            Err(errors) => {
+                refusals.extend(errors);
+                None
+            }
+        };
         let named: Vec<&str> = requested
             .iter()
             .map(String::as_str)
