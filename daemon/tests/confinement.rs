@@ -132,3 +132,32 @@ fn a_program_cannot_read_outside_the_task_and_its_installation() {
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("Permission denied"), "{out}");
 }
+
+/// No file a program writes grows past the scratch quota, and a run that leaves more than
+/// the quota in scratch fails.
+#[test]
+fn the_scratch_quota_bounds_what_programs_write() {
+    let grant =
+        "[limits]\nmax_scratch_bytes = 100000\n\n[plugins.exec]\nexec = [\"sh\", \"head\"]\n";
+    let tmp = site(
+        grant,
+        &one_task(r#"["sh", "-c", "head -c 5000000 /dev/zero > big; echo wrote=$?"]"#),
+    );
+    let (_, out) = run(tmp.path());
+    let log = common::read_logs(&tmp.path().join("state"));
+    assert!(log.contains("wrote="), "{out}\n{log}");
+    assert!(
+        !log.contains("wrote=0"),
+        "one file grew past the quota: {log}"
+    );
+
+    let tmp = site(
+        grant,
+        &one_task(
+            r#"["sh", "-c", "head -c 80000 /dev/zero > a; head -c 80000 /dev/zero > b; echo ok"]"#,
+        ),
+    );
+    let (code, out) = run(tmp.path());
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("max_scratch_bytes"), "{out}");
+}
