@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn site(grant: &str, workflow: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -86,21 +83,13 @@ fn the_network_takes_exec_network() {
         kubectl.is_file(),
         "kubectl is installed by scripts/setup-kube-tools.sh"
     );
-    let socket = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = format!("http://{}", socket.local_addr().expect("addr"));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for stream in socket.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
+    let listener = common::LoopbackListener::start();
+    let addr = listener.url.clone();
     let command = format!(
         r#"["kubectl", "get", "namespaces", "--server", "{addr}", "--token", "x", "--request-timeout", "5s"]"#
     );
     for (network, expect_reached) in [(false, false), (true, true)] {
-        let before = accepted.load(Ordering::SeqCst);
+        let before = listener.accepted();
         let tmp = site(
             &format!(
                 "[plugins.exec]\nexec = [{:?}]\nexec_network = {network}\n",
@@ -111,7 +100,7 @@ fn the_network_takes_exec_network() {
         let (code, out) = run(tmp.path());
         // The listener is no API server: kubectl fails either way.
         assert_ne!(code, 0, "{out}");
-        let reached = accepted.load(Ordering::SeqCst) > before;
+        let reached = listener.accepted() > before;
         assert_eq!(reached, expect_reached, "exec_network = {network}: {out}");
     }
 }

@@ -587,7 +587,7 @@ fn a_newer_change_supersedes_a_queued_auto_deploy() {
     let site = Site::new(EXEC_GRANT, &[("slow", &auto("v1"))]);
     let daemon = site.start();
     let runs = |n: usize| {
-        daemon.poll("/v1/runs", Duration::from_secs(30), move |r| {
+        daemon.poll("/v1/runs", Duration::from_secs(90), move |r| {
             r["runs"].as_array().unwrap().len() >= n
         })["runs"]
             .as_array()

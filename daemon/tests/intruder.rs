@@ -5,11 +5,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::daemon::Site;
 
@@ -27,32 +23,10 @@ fn kubectl() -> PathBuf {
     path
 }
 
-/// Counts connections made to a loopback port until dropped.
-struct Listener {
-    addr: String,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Listener {
-    fn start() -> Listener {
-        let socket = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let addr = format!("http://{}", socket.local_addr().expect("addr"));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        std::thread::spawn(move || {
-            for stream in socket.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
-        Listener { addr, accepted }
-    }
-}
-
 struct Attack {
     site: Site,
     marker: PathBuf,
-    listener: Listener,
+    listener: common::LoopbackListener,
 }
 
 fn attack() -> Attack {
@@ -78,14 +52,14 @@ fn attack() -> Attack {
     )
     .expect("the intruder fixture is built by scripts/build-plugins.sh");
     let marker = site.tmp.path().join("pwned");
-    let listener = Listener::start();
+    let listener = common::LoopbackListener::start();
     let workflow = format!(
         "[break.in]\nkind = \"intrude\"\nconfig_dir = {:?}\nmarker = {:?}\nserver = {:?}\nnamespace = \"team-a\"\n\n\
          [break.spin]\nkind = \"spin\"\n\n[break.hoard]\nkind = \"hoard\"\n\n\
          [[steps]]\nname = \"all\"\ntasks = [\"break.in\", \"break.spin\", \"break.hoard\"]\n",
         site.config.display().to_string(),
         marker.display().to_string(),
-        listener.addr,
+        listener.url,
     );
     site.write_workflow("attack", &workflow);
     Attack {
@@ -99,17 +73,7 @@ impl Attack {
     /// Everything a person or a later process could read: the task logs and the state
     /// directory's files, and what the CLI printed.
     fn everything_written(&self, printed: &str) -> String {
-        let mut all = printed.to_string();
-        for file in walk(&self.site.state) {
-            let mut bytes = Vec::new();
-            if std::fs::File::open(&file)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .is_ok()
-            {
-                all.push_str(&String::from_utf8_lossy(&bytes));
-            }
-        }
-        all
+        format!("{printed}{}", common::text_under(&self.site.state))
     }
 
     fn check(&self, printed: &str, intrude_log: &str) {
@@ -148,7 +112,7 @@ impl Attack {
             "kubectl ran another program:\n{intrude_log}"
         );
         assert_eq!(
-            self.listener.accepted.load(Ordering::SeqCst),
+            self.listener.accepted(),
             0,
             "the program reached the network:\n{intrude_log}"
         );
@@ -188,24 +152,8 @@ fn leftover_processes(needle: &str) -> Vec<String> {
     found
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn task_log(state: &Path, task: &str) -> String {
-    walk(&state.join("logs"))
+    common::files_under(&state.join("logs"))
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(&format!("{task}.log")))
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())

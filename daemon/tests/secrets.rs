@@ -4,25 +4,9 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const SECRET: &str = "pa55-w0rd-9c1e";
-
-fn everything_under(dir: &Path) -> String {
-    let mut all = String::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                all.push_str(&String::from_utf8_lossy(&bytes));
-            }
-        }
-    }
-    all
-}
 
 struct Site {
     tmp: tempfile::TempDir,
@@ -85,7 +69,7 @@ fn a_secret_reaches_the_task_and_nothing_a_person_or_the_state_directory_keeps()
     assert!(logs.contains("connecting with ***"), "{logs}");
     assert!(logs.contains("token-present"), "{logs}");
     let (_, shown) = common::gantry(&site.config(), &site.state(), &["runs"]);
-    let kept = format!("{printed}\n{shown}\n{}", everything_under(&site.state()));
+    let kept = format!("{printed}\n{shown}\n{}", common::text_under(&site.state()));
     assert!(
         !kept.contains(SECRET),
         "the secret was written or shown:\n{kept}"
@@ -95,7 +79,7 @@ fn a_secret_reaches_the_task_and_nothing_a_person_or_the_state_directory_keeps()
         "the credential leaked"
     );
     assert!(
-        everything_under(&site.state()).contains("${secrets.db-password}"),
+        common::text_under(&site.state()).contains("${secrets.db-password}"),
         "history should record the reference"
     );
 }

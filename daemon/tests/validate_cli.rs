@@ -144,7 +144,7 @@ fn a_grant_no_capability_reads_is_an_error_at_its_line() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
-            "gantry.toml:6:3: [plugins.exec]: unknown key `exce`; grants are exec, kube_namespaces"
+            "gantry.toml:6:3: [plugins.exec]: unknown key `exce`; grants are exec, exec_env, exec_network, exec_paths, exec_workspace, kube_namespaces"
         ),
         "{out}"
     );

@@ -130,19 +130,60 @@ pub fn gantry(config: &Path, state: &Path, args: &[&str]) -> (i32, String) {
     daemon::code_and_text(&out)
 }
 
-/// Every task log under a state directory, concatenated.
-pub fn read_logs(state: &Path) -> String {
-    let mut text = String::new();
-    let mut pending = vec![state.join("logs")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if let Ok(t) = std::fs::read_to_string(&path) {
-                text.push_str(&t);
+            } else {
+                files.push(path);
             }
         }
     }
-    text
+    files
+}
+
+/// The text of every file under `dir`, concatenated (bytes that are not UTF-8 replaced).
+pub fn text_under(dir: &Path) -> String {
+    files_under(dir)
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
+}
+
+/// Every task log under a state directory, concatenated.
+pub fn read_logs(state: &Path) -> String {
+    text_under(&state.join("logs"))
+}
+
+/// A loopback TCP port that counts the connections made to it, for tests that programs
+/// cannot reach the network.
+pub struct LoopbackListener {
+    pub url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LoopbackListener {
+    pub fn start() -> LoopbackListener {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}", socket.local_addr().expect("local addr"));
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in socket.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        LoopbackListener { url, accepted }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

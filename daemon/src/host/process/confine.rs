@@ -4,8 +4,8 @@
 //!
 //! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps);
 //! 2. it moves itself into its own cgroup (see `cgroup`), so nothing it starts survives it;
-//! 3. without `exec_network`, a new network namespace (inside a new user namespace when the
-//!    daemon is not root): no interface but a loopback that is down;
+//! 3. without `exec_network`, it joins an empty network namespace (inside a user namespace
+//!    when the daemon is not root), made once: no interface but a loopback that is down;
 //! 4. `PR_SET_NO_NEW_PRIVS`: no setuid, no file capabilities;
 //! 5. a Landlock domain: it reads only the system's shared libraries and certificates, its
 //!    granted programs and the task's directories, writes only the task's scratch and
@@ -98,7 +98,7 @@ pub fn probe() -> Support {
     *SUPPORT.get_or_init(|| {
         let support = Support {
             landlock_abi: landlock_abi(),
-            network_namespaces: namespaces_work(),
+            network_namespaces: shared_net().is_some(),
             cgroups: super::cgroup::available(),
         };
         match support.describe() {
@@ -162,66 +162,124 @@ fn landlock_abi() -> i32 {
     i32::try_from(version).unwrap_or(0).max(0)
 }
 
-/// Whether a child can enter a new network namespace, tried in a throwaway child.
-fn namespaces_work() -> bool {
-    let plan = NetNamespace::for_this_process();
-    // SAFETY: the forked child runs only async-signal-safe system calls (unshare, open,
-    // write, close, _exit) on memory prepared before the fork, then exits.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            let code = if plan.enter().is_ok() { 0 } else { 1 };
-            libc::_exit(code);
-        }
-        if pid < 0 {
-            return false;
-        }
-        let mut status = 0;
-        if libc::waitpid(pid, &mut status, 0) != pid {
-            return false;
-        }
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+/// One empty network namespace (inside a user namespace when the daemon is not root), made
+/// once and joined by every program without `exec_network`: joining is one system call,
+/// where making and tearing down a namespace for each program would cost milliseconds.
+/// Programs in it cannot reach each other: its loopback is down, and Landlock keeps each
+/// from the others' abstract sockets.
+struct SharedNet {
+    user: Option<OwnedFd>,
+    net: OwnedFd,
+}
+
+fn shared_net() -> Option<&'static SharedNet> {
+    static NET: OnceLock<Option<SharedNet>> = OnceLock::new();
+    NET.get_or_init(make_shared_net).as_ref()
+}
+
+/// A child enters new namespaces and waits; the daemon keeps them open by their files in
+/// `/proc/PID/ns` and lets the child go.
+fn make_shared_net() -> Option<SharedNet> {
+    // SAFETY: geteuid/getegid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let maps = (uid != 0).then(|| {
+        (
+            format!("{uid} {uid} 1").into_bytes(),
+            format!("{gid} {gid} 1").into_bytes(),
+        )
+    });
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors of the array it is given.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
     }
-}
-
-/// How a child leaves the daemon's network.
-struct NetNamespace {
-    /// Also a user namespace (the daemon is not root), mapping the daemon's ids to themselves.
-    user: Option<IdMaps>,
-}
-
-struct IdMaps {
-    uid_map: Vec<u8>,
-    gid_map: Vec<u8>,
-}
-
-impl NetNamespace {
-    fn for_this_process() -> Self {
-        // SAFETY: geteuid/getegid cannot fail and touch no memory.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        NetNamespace {
-            user: (uid != 0).then(|| IdMaps {
-                uid_map: format!("{uid} {uid} 1").into_bytes(),
-                gid_map: format!("{gid} {gid} 1").into_bytes(),
-            }),
+    let (read_end, write_end) = (ends[0], ends[1]);
+    // SAFETY: the forked child makes only async-signal-safe system calls (unshare, open,
+    // write, close, pause) on memory prepared before the fork, and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let entered = enter_new(maps.as_ref()).is_ok();
+        // SAFETY: as above.
+        unsafe {
+            let byte: &[u8; 1] = if entered { b"1" } else { b"0" };
+            libc::write(write_end, byte.as_ptr().cast(), 1);
+            loop {
+                libc::pause();
+            }
         }
     }
-
-    /// Enters a new network namespace. Runs in the child between fork and exec: system
-    /// calls only.
-    fn enter(&self) -> std::io::Result<()> {
-        let flags = match self.user {
-            Some(_) => libc::CLONE_NEWUSER | libc::CLONE_NEWNET,
-            None => libc::CLONE_NEWNET,
+    // SAFETY: closing the daemon's copy of the child's end.
+    unsafe { libc::close(write_end) };
+    let mut byte = [0u8; 1];
+    // SAFETY: read(2) into a one-byte buffer, then close(2) of our end.
+    let read = unsafe {
+        let n = if pid > 0 {
+            libc::read(read_end, byte.as_mut_ptr().cast(), 1)
+        } else {
+            -1
         };
-        // SAFETY: unshare(2) takes flags only.
-        if unsafe { libc::unshare(flags) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        libc::close(read_end);
+        n
+    };
+    let open = |kind: &str| {
+        std::fs::File::open(format!("/proc/{pid}/ns/{kind}"))
+            .ok()
+            .map(OwnedFd::from)
+    };
+    let shared = if read == 1 && byte[0] == b'1' {
+        match (open("net"), maps.is_some()) {
+            (Some(net), true) => open("user").map(|user| SharedNet {
+                user: Some(user),
+                net,
+            }),
+            (Some(net), false) => Some(SharedNet { user: None, net }),
+            (None, _) => None,
         }
-        if let Some(maps) = &self.user {
-            write_proc(c"/proc/self/setgroups", b"deny")?;
-            write_proc(c"/proc/self/uid_map", &maps.uid_map)?;
-            write_proc(c"/proc/self/gid_map", &maps.gid_map)?;
+    } else {
+        None
+    };
+    if pid > 0 {
+        // SAFETY: the child is ours; kill and reap it.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    shared
+}
+
+/// Enters a new network namespace, in a new user namespace mapping the daemon's ids to
+/// themselves when `maps` are given. Runs in a forked child: system calls only.
+fn enter_new(maps: Option<&(Vec<u8>, Vec<u8>)>) -> std::io::Result<()> {
+    let flags = match maps {
+        Some(_) => libc::CLONE_NEWUSER | libc::CLONE_NEWNET,
+        None => libc::CLONE_NEWNET,
+    };
+    // SAFETY: unshare(2) takes flags only.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if let Some((uid_map, gid_map)) = maps {
+        write_proc(c"/proc/self/setgroups", b"deny")?;
+        write_proc(c"/proc/self/uid_map", uid_map)?;
+        write_proc(c"/proc/self/gid_map", gid_map)?;
+    }
+    Ok(())
+}
+
+impl SharedNet {
+    /// Joins the namespaces. Runs in the child between fork and exec: system calls only.
+    fn join(&self) -> std::io::Result<()> {
+        for (fd, kind) in [
+            (self.user.as_ref(), libc::CLONE_NEWUSER),
+            (Some(&self.net), libc::CLONE_NEWNET),
+        ] {
+            let Some(fd) = fd else { continue };
+            // SAFETY: setns(2) on a namespace descriptor opened before the fork.
+            if unsafe { libc::setns(fd.as_raw_fd(), kind) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         Ok(())
     }
@@ -246,9 +304,8 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
 /// One program run's confinement, prepared in the daemon.
 pub struct Confinement {
     ruleset: Option<OwnedFd>,
-    network: Option<NetNamespace>,
-    /// A new network namespace is only a second layer: Landlock already refuses TCP.
-    network_required: bool,
+    /// The namespace to join, unless the grant gives the daemon's network.
+    network: Option<&'static SharedNet>,
     cgroup: Option<(ProgramGroup, OwnedFd)>,
     max_file_bytes: u64,
 }
@@ -260,6 +317,10 @@ pub enum ConfineError {
     Landlock(#[from] landlock::RulesetError),
     #[error("creating the program's cgroup: {0}")]
     Cgroup(std::io::Error),
+    #[error(
+        "this host can keep programs off the network neither with a network namespace nor with Landlock ABI 4; grant exec_network = true to run them with the daemon's network"
+    )]
+    NoNetworkIsolation,
 }
 
 impl Confinement {
@@ -269,11 +330,16 @@ impl Confinement {
         max_file_bytes: u64,
     ) -> Result<Self, ConfineError> {
         let support = probe();
-        let network = (!grant.network).then(NetNamespace::for_this_process);
+        let network = match (grant.network, shared_net()) {
+            (true, _) => None,
+            (false, Some(shared)) => Some(shared),
+            // Landlock alone refuses TCP; UDP stays open (SANDBOX.md says so).
+            (false, None) if support.landlock_abi >= 4 => None,
+            (false, None) => return Err(ConfineError::NoNetworkIsolation),
+        };
         Ok(Confinement {
             ruleset: ruleset(grant, dirs)?,
-            network_required: !grant.network && support.landlock_abi < 4,
-            network: network.filter(|_| support.network_namespaces || support.landlock_abi < 4),
+            network,
             cgroup: ProgramGroup::create().map_err(ConfineError::Cgroup)?,
             max_file_bytes,
         })
@@ -288,7 +354,6 @@ impl Confinement {
         };
         let ruleset = self.ruleset;
         let network = self.network;
-        let network_required = self.network_required;
         let max_file_bytes = self.max_file_bytes;
         let child = move || -> std::io::Result<()> {
             set_limit(libc::RLIMIT_FSIZE, max_file_bytes)?;
@@ -300,11 +365,8 @@ impl Confinement {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            if let Some(network) = &network
-                && let Err(e) = network.enter()
-                && network_required
-            {
-                return Err(e);
+            if let Some(network) = network {
+                network.join()?;
             }
             // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integers only.
             if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

@@ -267,17 +267,9 @@ impl ProcessHost {
         )
         .map_err(|e| TaskError::Internal(format!("{}: {e}", cmd.program)))?;
         let cgroup = confinement.apply(&mut child);
-        let mut child = child.spawn().map_err(|e| {
-            TaskError::Internal(format!(
-                "starting {}: {e}{}",
-                program.display(),
-                if self.grant.network {
-                    ""
-                } else {
-                    " (programs without `exec_network` need a network namespace or Landlock ABI 4 on this host)"
-                }
-            ))
-        })?;
+        let mut child = child
+            .spawn()
+            .map_err(|e| TaskError::Internal(format!("starting {}: {e}", program.display())))?;
         // Whatever happens next, nothing the program started outlives this call.
         let group = GroupKiller(child.id());
         let ended = Ended { cgroup };
