@@ -108,6 +108,7 @@ pub async fn run(
         }),
         clusters,
     ));
+    let started = std::time::Instant::now();
     let progress = Arc::new(Progress::new());
     let writer = Arc::new(EventWriter::start(store.clone(), Box::new(|_, _, _| {}))?);
     let sink = Arc::new(Tee(vec![writer.clone(), progress.clone()]));
@@ -128,7 +129,7 @@ pub async fn run(
     println!(
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),
-        progress.started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
         state_dir.join("logs").join(&run_id).display()
     );
     Ok(match report.state {

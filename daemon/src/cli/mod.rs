@@ -134,6 +134,8 @@ pub enum Command {
     /// Print a run's task logs, or follow its progress with -f.
     Logs {
         run: String,
+        /// Only this task's log, as WORKFLOW.TASK (e.g. `release.services.api`).
+        task: Option<String>,
         /// Follow the run's events and log lines until it ends.
         #[arg(short, long)]
         follow: bool,
@@ -242,7 +244,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             remote::runs(&cli.socket, &query, json).await
         }
         Command::Show { run, json } => remote::show(&cli.socket, &run, json).await,
-        Command::Logs { run, follow, json } => remote::logs(&cli.socket, &run, follow, json).await,
+        Command::Logs {
+            run,
+            task,
+            follow,
+            json,
+        } => remote::logs(&cli.socket, &run, task.as_deref(), follow, json).await,
         Command::Cancel { run } => remote::cancel(&cli.socket, &run).await,
         Command::Plan { workflow, json } => {
             remote::graph(&cli.socket, &workflow, "text", json).await

@@ -47,14 +47,9 @@ pub async fn deploy(
     if !json_out {
         println!("run {id}: {}", workflows.join(", "));
     }
-    follow_run(&client, &id, &Progress::new(), json_out).await?;
-    let shown = client
-        .json(Method::GET, &format!("/v1/runs/{id}"), None)
-        .await?;
-    let state = shown["run"]["state"]
-        .as_str()
-        .unwrap_or("unknown")
-        .to_string();
+    let Some(state) = follow_run(&client, &id, &Progress::new(), json_out, None).await? else {
+        return Ok(INTERRUPTED);
+    };
     if !json_out {
         println!("run {id} {state}");
     }
@@ -119,6 +114,18 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
             secs,
             t["attempts"]
         );
+        for h in t["hooks"].as_array().into_iter().flatten() {
+            let reason = h["message"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            println!(
+                "      {} hook `{}`: {}{reason}",
+                h["phase"].as_str().unwrap_or(""),
+                h["hook"].as_str().unwrap_or(""),
+                h["decision"].as_str().unwrap_or("")
+            );
+        }
         for (k, val) in t["outputs"].as_object().into_iter().flatten() {
             println!("      {k} = {}", val.as_str().unwrap_or(""));
         }
@@ -126,44 +133,117 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
     Ok(0)
 }
 
-/// Prints a run's events until it ends: as NDJSON with `json_out`, else as progress lines.
+/// The exit code after Ctrl-C stopped the CLI following a run (128 + SIGINT, as shells do).
+const INTERRUPTED: i32 = 130;
+
+/// Prints a run's events until it ends (NDJSON with `json_out`, else progress lines), only
+/// those of `only` (workflow, task) when given; the run's final state, or `None` when Ctrl-C
+/// stopped the following (the run itself goes on in the daemon, and the message says how
+/// to cancel it).
 async fn follow_run(
     client: &Client,
     id: &str,
     progress: &Progress,
     json_out: bool,
-) -> anyhow::Result<()> {
-    client
-        .lines(&format!("/v1/runs/{id}/events"), |e| {
-            if json_out {
-                println!("{e}")
-            } else {
-                progress.show(&e)
-            }
-        })
+    only: Option<(&str, &str)>,
+) -> anyhow::Result<Option<String>> {
+    let mut finished = None;
+    let path = format!("/v1/runs/{id}/events");
+    let stream = client.lines(&path, |e| {
+        if let Some((wf, task)) = only
+            && (e["workflow"] != wf || e["task"] != task)
+            && e["type"] != "run_finished"
+        {
+            return;
+        }
+        if e["type"] == "run_finished" {
+            finished = e["state"].as_str().map(str::to_string);
+        }
+        if json_out {
+            println!("{e}")
+        } else {
+            progress.show(&e)
+        }
+    });
+    tokio::select! {
+        result = stream => result?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "\nstopped following run {id}; it goes on in the daemon. Follow it again with `gantry logs -f {id}`, cancel it with `gantry cancel {id}`."
+            );
+            return Ok(None);
+        }
+    }
+    // A stream cut short (the daemon stopped) has no `run_finished`: ask for the state.
+    Ok(Some(match finished {
+        Some(state) => state,
+        None => run_state(client, id).await?,
+    }))
+}
+
+async fn run_state(client: &Client, id: &str) -> anyhow::Result<String> {
+    let shown = client
+        .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
-    Ok(())
+    Ok(shown["run"]["state"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string())
 }
 
 /// With `follow`, the run's events and its tasks' log lines as they happen (NDJSON with
-/// `json`), until the run ends; otherwise each task's log so far.
-pub async fn logs(socket: &Path, id: &str, follow: bool, json_out: bool) -> anyhow::Result<i32> {
+/// `json`), until the run ends, exiting with the run's result; otherwise each task's log so
+/// far. `task` (`WORKFLOW.TASK`) keeps to one task.
+pub async fn logs(
+    socket: &Path,
+    id: &str,
+    task: Option<&str>,
+    follow: bool,
+    json_out: bool,
+) -> anyhow::Result<i32> {
     let client = Client::new(socket);
-    if follow {
-        let mut progress = Progress::new();
-        progress.logs = true;
-        follow_run(&client, id, &progress, json_out).await?;
-        return Ok(0);
-    }
     let v = client
         .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
-    let mut all = Vec::new();
-    for t in v["tasks"].as_array().into_iter().flatten() {
-        let (wf, task) = (
-            t["workflow"].as_str().unwrap_or(""),
-            t["task"].as_str().unwrap_or(""),
+    let tasks: Vec<(String, String)> = v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["workflow"].as_str().unwrap_or("").to_string(),
+                t["task"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let only = match task {
+        None => None,
+        Some(name) => match tasks.iter().find(|(wf, t)| format!("{wf}.{t}") == name) {
+            Some((wf, t)) => Some((wf.as_str(), t.as_str())),
+            None => {
+                let known: Vec<String> = tasks.iter().map(|(wf, t)| format!("{wf}.{t}")).collect();
+                anyhow::bail!(
+                    "run `{id}` has no task `{name}` (WORKFLOW.TASK); its tasks: {}",
+                    known.join(", ")
+                );
+            }
+        },
+    };
+    if follow {
+        let mut progress = Progress::new();
+        progress.logs = true;
+        return Ok(
+            match follow_run(&client, id, &progress, json_out, only).await? {
+                Some(state) => exit_code(&state),
+                None => INTERRUPTED,
+            },
         );
+    }
+    let mut all = Vec::new();
+    for (wf, task) in &tasks {
+        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
+            continue;
+        }
         let Ok(text) = client
             .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
             .await
@@ -172,6 +252,8 @@ pub async fn logs(socket: &Path, id: &str, follow: bool, json_out: bool) -> anyh
         };
         if json_out {
             all.push(json!({ "workflow": wf, "task": task, "log": text }));
+        } else if only.is_some() {
+            print!("{text}");
         } else {
             println!("==> {wf}/{task} <==");
             print!("{text}");

@@ -112,6 +112,8 @@ pub enum EventKind {
     BarrierBroken {
         barrier: String,
     },
+    /// A task removed from its workflow is being destroyed (beside the deploy).
+    CleanupStarted,
     CleanupDestroyed,
     CleanupFailed,
 }

@@ -1265,6 +1265,12 @@ impl<R: TaskRunner> TaskJob<R> {
     /// Destroys a task removed from its workflow, after the workflow's `pre_destroy` hooks.
     async fn cleanup(self, limit: Duration) -> Done {
         let (workflow, task) = (self.call.workflow.clone(), self.call.task.clone());
+        self.emit.emit(
+            Some(&workflow),
+            Some(&task),
+            EventKind::CleanupStarted,
+            "removed from the workflow; destroying it",
+        );
         let mut result = Ok(());
         for hook in &self.hooks.pre_destroy {
             match self

@@ -70,6 +70,19 @@ pub struct TaskRow {
     pub finished_at: Option<i64>,
     pub error: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    /// What the task's hooks decided, in order; kept from the run's events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRow>,
+}
+
+/// One hook's decision about a task.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct HookRow {
+    pub phase: String,
+    pub hook: String,
+    pub decision: String,
+    #[serde(default, rename = "message", skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// Which runs to list; `None` matches everything.
@@ -163,7 +176,7 @@ impl Store {
             params![now],
         )?;
         conn.execute(
-            "UPDATE tasks SET state = 'interrupted', finished_at = ?1 WHERE state IN ('queued', 'running')",
+            "UPDATE tasks SET state = 'interrupted', finished_at = ?1 WHERE state IN ('queued', 'running', 'cleaning_up')",
             params![now],
         )?;
         Ok(Store {
@@ -285,6 +298,7 @@ impl Store {
                         finished_at: r.get(5)?,
                         error: r.get(6)?,
                         outputs: BTreeMap::new(),
+                        hooks: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
@@ -299,6 +313,20 @@ impl Store {
                 let (w, t, k, v) = row?;
                 if let Some(&i) = position.get(&(w, t)) {
                     tasks[i].outputs.insert(k, v);
+                }
+            }
+            let mut hooks = c.prepare(
+                "SELECT workflow, task, body FROM events WHERE run_id = ?1 AND kind = 'hook_decision' ORDER BY seq",
+            )?;
+            let rows = hooks.query_map(params![run], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
+            for row in rows {
+                let (w, t, body) = row?;
+                if let (Some(&i), Ok(hook)) =
+                    (position.get(&(w, t)), serde_json::from_str::<HookRow>(&body))
+                {
+                    tasks[i].hooks.push(hook);
                 }
             }
             Ok(tasks)
@@ -441,7 +469,16 @@ fn write_event(c: &Connection, e: &Event, body: &str) -> rusqlite::Result<i64> {
         }
         // History learns of deployments from these events only.
         EventKind::TaskDeployed { deployed } => save_deployment(c, &e.run, wf, task, deployed)?,
-        EventKind::CleanupDestroyed => forget_deployment(c, wf, task)?,
+        // A removed task shows in the run beside its tasks, with its own log.
+        EventKind::CleanupStarted => exec(
+            "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state, attempts, started_at) VALUES (?1, ?2, ?3, 'cleaning_up', 1, ?4)",
+            params![e.run, wf, task, at],
+        )?,
+        EventKind::CleanupDestroyed => {
+            task_state("destroyed")?;
+            forget_deployment(c, wf, task)?
+        }
+        EventKind::CleanupFailed => task_state("cleanup_failed")?,
         _ => {}
     }
     Ok(seq)
