@@ -1,11 +1,13 @@
 //! The `gantry` command line.
 
 mod diff;
+pub mod exit;
 mod local;
 mod plugins;
 pub mod progress;
 mod remote;
 mod scaffold;
+mod unified;
 
 use std::path::PathBuf;
 
@@ -78,6 +80,8 @@ pub enum Command {
     },
     /// What deploying a workflow would change, as its plugins plan it (server-side dry runs
     /// for manifests), without changing anything.
+    ///
+    /// Exit code: 0 no changes, 1 changes, another code when the diff could not be made.
     Diff {
         workflow: String,
         /// Plan against an empty Kubernetes API simulator instead of the configured clusters.
