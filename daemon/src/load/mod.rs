@@ -127,7 +127,10 @@ impl Loader {
 
     /// The whole configuration, validated against its plugins; every problem at once.
     pub async fn load(&self) -> Result<Loaded, Vec<String>> {
-        let (config, registry) = self.plugins().await.map_err(|e| vec![e.to_string()])?;
+        let (config, registry) = match self.plugins().await {
+            Ok(loaded) => loaded,
+            Err(first) => return Err(self.gantry_toml_errors(first)),
+        };
         let mut errors: Vec<String> = registry
             .problems
             .iter()
@@ -143,6 +146,21 @@ impl Loader {
                 errors.extend(errs.iter().map(ToString::to_string));
                 Err(errors)
             }
+        }
+    }
+
+    /// Every error of a `gantry.toml` that does not load, not only the first one.
+    fn gantry_toml_errors(&self, first: ConfigError) -> Vec<String> {
+        let path = self.config_dir.join(crate::config::daemon::FILE_NAME);
+        let all = match crate::config::read_file(&path) {
+            Ok(Some(source)) => {
+                crate::config::every_error::every_error::<DaemonConfig>(&path, &source)
+            }
+            _ => Vec::new(),
+        };
+        match all.is_empty() {
+            true => vec![first.to_string()],
+            false => all.iter().map(ToString::to_string).collect(),
         }
     }
 
