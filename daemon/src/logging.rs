@@ -10,7 +10,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// journald under systemd, text otherwise.
+    // journald under systemd, text otherwise (the option's help says so).
     Auto,
     Text,
     Json,

@@ -120,11 +120,8 @@ async fn show_run(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let run = d
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    let tasks = d.store.tasks(&id)?;
+    let run = find_run(&d, &id)?;
+    let tasks = d.store.tasks(&run.id)?;
     Ok(Json(json!({ "run": run, "tasks": tasks })))
 }
 
@@ -142,16 +139,29 @@ async fn events(
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let run = d
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let run = find_run(&d, &id)?;
     let follow = q.follow.unwrap_or(true)
         && !matches!(
             run.state.as_str(),
             "succeeded" | "succeeded_with_errors" | "failed" | "cancelled" | "interrupted"
         );
-    stream_events(&d, Some(id), q.since.unwrap_or(0), follow)
+    stream_events(&d, Some(run.id), q.since.unwrap_or(0), follow)
+}
+
+/// The run a path names: its whole id, a prefix of exactly one run's id, or `latest`.
+fn find_run(d: &Daemon, name: &str) -> Result<crate::store::RunRow, ApiError> {
+    let ids = d.store.runs_named(name)?;
+    match ids.as_slice() {
+        [id] => d
+            .store
+            .run(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no run `{name}`"))),
+        [] => Err(ApiError::not_found(format!("no run `{name}`"))),
+        _ => Err(ApiError::bad_request(format!(
+            "`{name}` is the start of several runs' ids ({}, ...); give more of it",
+            ids.join(", ")
+        ))),
+    }
 }
 
 /// NDJSON of every run's events: those after `since` if given, then live ones for as long as
@@ -253,6 +263,7 @@ async fn task_log(
             "run, workflow and task must be plain names",
         ));
     }
+    let id = find_run(&d, &id)?.id;
     let path = d
         .state_dir
         .join("logs")
@@ -268,10 +279,8 @@ async fn cancel(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = d
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let run = find_run(&d, &id)?;
+    let id = run.id.clone();
     if d.runs.cancel(&id) {
         Ok((
             StatusCode::ACCEPTED,

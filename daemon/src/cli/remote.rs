@@ -5,6 +5,8 @@ use std::path::Path;
 use hyper::Method;
 use serde_json::{Value, json};
 
+use super::exit;
+use super::output::{self, Output};
 use super::progress::Progress;
 use crate::client::Client;
 use crate::protocol::{Status, TriggerRequest, TriggerResponse};
@@ -56,40 +58,72 @@ pub async fn deploy(
     Ok(exit_code(&state))
 }
 
-pub async fn runs(socket: &Path, query: &str, json_out: bool) -> anyhow::Result<i32> {
+pub async fn runs(socket: &Path, query: &str, out: &Output) -> anyhow::Result<i32> {
     let v = Client::new(socket)
         .json(Method::GET, &format!("/v1/runs?{query}"), None)
         .await?;
-    if json_out {
-        print_json(&v);
-        return Ok(0);
+    if out.structured(&v) {
+        return Ok(exit::OK);
     }
-    println!("{:<24} {:<22} {:<8} WORKFLOWS", "RUN", "STATE", "TRIGGER");
-    for r in v["runs"].as_array().into_iter().flatten() {
-        let wfs: Vec<&str> = r["workflows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        println!(
-            "{:<24} {:<22} {:<8} {}",
-            r["id"].as_str().unwrap_or(""),
-            r["state"].as_str().unwrap_or(""),
-            r["trigger"].as_str().unwrap_or(""),
-            wfs.join(",")
-        );
-    }
-    Ok(0)
+    let now = crate::store::now_millis();
+    let rows: Vec<Vec<String>> = v["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let wfs: Vec<&str> = r["workflows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let created = r["created_at"].as_i64().unwrap_or(0);
+            // A run still going shows how long it has been going.
+            let took = r["finished_at"].as_i64().unwrap_or(now) - created;
+            let mut row = vec![
+                r["id"].as_str().unwrap_or("").to_string(),
+                r["state"].as_str().unwrap_or("").to_string(),
+                output::moment(created),
+                output::duration(took),
+                r["trigger"].as_str().unwrap_or("").to_string(),
+            ];
+            if out.wide() {
+                row.push(r["finished_at"].as_i64().map_or("-".into(), output::moment));
+            }
+            row.push(wfs.join(","));
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "RUN",
+            "STATE",
+            "STARTED",
+            "DURATION",
+            "TRIGGER",
+            "FINISHED",
+            "WORKFLOWS",
+        ]
+    } else {
+        &[
+            "RUN",
+            "STATE",
+            "STARTED",
+            "DURATION",
+            "TRIGGER",
+            "WORKFLOWS",
+        ]
+    };
+    print!("{}", output::table(header, &rows));
+    Ok(exit::OK)
 }
 
-pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32> {
+pub async fn show(socket: &Path, id: &str, out: &Output) -> anyhow::Result<i32> {
     let v = Client::new(socket)
         .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
-    if json_out {
-        print_json(&v);
-        return Ok(0);
+    if out.structured(&v) {
+        return Ok(exit::OK);
     }
     println!(
         "run {} {} ({})",
@@ -97,22 +131,41 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
         v["run"]["state"].as_str().unwrap_or(""),
         v["run"]["trigger"].as_str().unwrap_or("")
     );
-    for t in v["tasks"].as_array().into_iter().flatten() {
-        let secs = match (t["started_at"].as_i64(), t["finished_at"].as_i64()) {
-            (Some(s), Some(f)) => format!("{:.1}s", (f - s) as f64 / 1000.0),
-            _ => "-".into(),
-        };
-        let err = t["error"]
-            .as_str()
-            .map(|e| format!("  {e}"))
-            .unwrap_or_default();
-        println!(
-            "  {:<10} {:<28} {:<12} {:>7} attempts={}{err}",
+    let tasks: Vec<&Value> = v["tasks"].as_array().into_iter().flatten().collect();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let took = match (t["started_at"].as_i64(), t["finished_at"].as_i64()) {
+                (Some(s), Some(f)) => output::duration(f - s),
+                _ => "-".into(),
+            };
+            let mut row = vec![
+                t["workflow"].as_str().unwrap_or("").to_string(),
+                t["task"].as_str().unwrap_or("").to_string(),
+                t["state"].as_str().unwrap_or("").to_string(),
+                took,
+                t["attempts"].to_string(),
+            ];
+            if out.wide() {
+                row.push(t["started_at"].as_i64().map_or("-".into(), output::moment));
+            }
+            row.push(t["error"].as_str().unwrap_or("").to_string());
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "WORKFLOW", "TASK", "STATE", "DURATION", "ATTEMPTS", "STARTED", "ERROR",
+        ]
+    } else {
+        &["WORKFLOW", "TASK", "STATE", "DURATION", "ATTEMPTS", "ERROR"]
+    };
+    print!("{}", output::table(header, &rows));
+    for t in tasks {
+        let name = format!(
+            "{}.{}",
             t["workflow"].as_str().unwrap_or(""),
-            t["task"].as_str().unwrap_or(""),
-            t["state"].as_str().unwrap_or(""),
-            secs,
-            t["attempts"]
+            t["task"].as_str().unwrap_or("")
         );
         for h in t["hooks"].as_array().into_iter().flatten() {
             let reason = h["message"]
@@ -120,17 +173,17 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default();
             println!(
-                "      {} hook `{}`: {}{reason}",
+                "{name}: {} hook `{}`: {}{reason}",
                 h["phase"].as_str().unwrap_or(""),
                 h["hook"].as_str().unwrap_or(""),
                 h["decision"].as_str().unwrap_or("")
             );
         }
         for (k, val) in t["outputs"].as_object().into_iter().flatten() {
-            println!("      {k} = {}", val.as_str().unwrap_or(""));
+            println!("{name}: output {k} = {}", val.as_str().unwrap_or(""));
         }
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// The exit code after Ctrl-C stopped the CLI following a run (128 + SIGINT, as shells do).
@@ -199,12 +252,15 @@ pub async fn logs(
     id: &str,
     task: Option<&str>,
     follow: bool,
-    json_out: bool,
+    out: &Output,
 ) -> anyhow::Result<i32> {
+    let json_out = out.format() == output::Format::Json;
     let client = Client::new(socket);
     let v = client
         .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
+    // `latest` or a prefix, resolved once so every later request is about the same run.
+    let id = v["run"]["id"].as_str().unwrap_or(id);
     let tasks: Vec<(String, String)> = v["tasks"]
         .as_array()
         .into_iter()
@@ -222,10 +278,11 @@ pub async fn logs(
             Some((wf, t)) => Some((wf.as_str(), t.as_str())),
             None => {
                 let known: Vec<String> = tasks.iter().map(|(wf, t)| format!("{wf}.{t}")).collect();
-                anyhow::bail!(
+                return Err(super::exit::NotFound(format!(
                     "run `{id}` has no task `{name}` (WORKFLOW.TASK); its tasks: {}",
                     known.join(", ")
-                );
+                ))
+                .into());
             }
         },
     };
@@ -250,7 +307,7 @@ pub async fn logs(
         else {
             continue;
         };
-        if json_out {
+        if json_out || out.format() == output::Format::Yaml {
             all.push(json!({ "workflow": wf, "task": task, "log": text }));
         } else if only.is_some() {
             print!("{text}");
@@ -259,41 +316,45 @@ pub async fn logs(
             print!("{text}");
         }
     }
-    if json_out {
-        print_json(&json!({ "run": id, "tasks": all }));
-    }
-    Ok(0)
+    out.structured(&json!({ "run": id, "tasks": all }));
+    Ok(exit::OK)
 }
 
 pub async fn cancel(socket: &Path, id: &str) -> anyhow::Result<i32> {
-    Client::new(socket)
+    let v = Client::new(socket)
         .json(Method::POST, &format!("/v1/runs/{id}/cancel"), None)
         .await?;
-    println!("cancelling {id}");
+    println!("cancelling {}", v["id"].as_str().unwrap_or(id));
     Ok(0)
 }
 
-pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
+pub async fn status(socket: &Path, out: &Output) -> anyhow::Result<i32> {
     let status: Status = Client::new(socket)
         .typed(Method::GET, "/v1/status", None::<&()>)
         .await?;
-    if json_out {
-        print_json(&serde_json::to_value(&status)?);
-        return Ok(0);
+    if out.structured(&serde_json::to_value(&status)?) {
+        return Ok(exit::OK);
     }
     let reload = &status.last_reload;
     println!(
-        "gantry {} · configuration generation {} · {} runs running, {} queued",
+        "gantry {} · configuration generation {} · {} running, {} queued",
         status.version,
         status.generation,
         status.running_runs.len(),
         status.queued_runs
     );
-    if !reload.ok {
+    for id in &status.running_runs {
+        println!("  running {id}");
+    }
+    if !reload.ok && status.generation == 0 {
+        println!(
+            "NO CONFIGURATION IS ACTIVE: it did not load when the daemon started, so nothing can be deployed until it is fixed:"
+        );
+    } else if !reload.ok {
         println!("last reload FAILED; the previous configuration is active:");
-        for e in &reload.errors {
-            println!("  {e}");
-        }
+    }
+    for e in reload.errors.iter().filter(|_| !reload.ok) {
+        println!("  {e}");
     }
     if !reload.restart_needed.is_empty() {
         println!("settings waiting for a restart:");
@@ -301,7 +362,87 @@ pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
             println!("  {p}");
         }
     }
-    Ok(0)
+    Ok(exit::OK)
+}
+
+/// `gantry workflows`: what the daemon has active.
+pub async fn workflows(socket: &Path, out: &Output) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::GET, "/v1/workflows", None)
+        .await?;
+    if out.structured(&v) {
+        return Ok(exit::OK);
+    }
+    let count = |x: &Value| x.as_array().map_or(0, Vec::len).to_string();
+    let rows: Vec<Vec<String>> = v["workflows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let mut row = vec![
+                w["name"].as_str().unwrap_or("").to_string(),
+                count(&w["tasks"]),
+                count(&w["steps"]),
+                if w["auto_deploy"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+            ];
+            if out.wide() {
+                row.push(w["file"].as_str().unwrap_or("").to_string());
+                row.push(
+                    w["digest"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(12)
+                        .collect(),
+                );
+            }
+            row.push(w["description"].as_str().unwrap_or("").to_string());
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "WORKFLOW",
+            "TASKS",
+            "STEPS",
+            "AUTO_DEPLOY",
+            "FILE",
+            "DIGEST",
+            "DESCRIPTION",
+        ]
+    } else {
+        &["WORKFLOW", "TASKS", "STEPS", "AUTO_DEPLOY", "DESCRIPTION"]
+    };
+    print!("{}", output::table(header, &rows));
+    Ok(exit::OK)
+}
+
+/// `gantry version`: this CLI's version, and the daemon's when one answers.
+pub async fn version(socket: &Path, out: &Output) -> anyhow::Result<i32> {
+    let client = env!("CARGO_PKG_VERSION");
+    let daemon = Client::new(socket)
+        .typed::<Status>(Method::GET, "/v1/status", None::<&()>)
+        .await
+        .map(|s| s.version);
+    let v = json!({
+        "client": client,
+        "daemon": daemon.as_ref().ok(),
+        "contract_majors": crate::wasm::bindings::CONTRACTS,
+    });
+    if out.structured(&v) {
+        return Ok(exit::OK);
+    }
+    println!("gantry {client}");
+    match daemon {
+        Ok(version) => println!("daemon {version}"),
+        Err(e) => println!("daemon: {e}"),
+    }
+    Ok(exit::OK)
 }
 
 pub async fn reload(socket: &Path) -> anyhow::Result<i32> {
@@ -318,88 +459,4 @@ pub async fn reload(socket: &Path) -> anyhow::Result<i32> {
         }
         Ok(1)
     }
-}
-
-/// `plan` and `graph`: the compiled DAG of a workflow.
-pub async fn graph(
-    socket: &Path,
-    workflow: &str,
-    format: &str,
-    json_out: bool,
-) -> anyhow::Result<i32> {
-    let v = Client::new(socket)
-        .json(Method::GET, &format!("/v1/workflows/{workflow}/plan"), None)
-        .await?;
-    if json_out {
-        print_json(&v);
-        return Ok(0);
-    }
-    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
-    let id = |name: &str| name.replace(['/', '.', '-', ' ', '`'], "_");
-    // Per format: a node line, and an edge line for "must succeed" and for "runs after".
-    let diagram = |node: &dyn Fn(&str, &str) -> String,
-                   edge: &dyn Fn(&str, &str, bool) -> String| {
-        for n in &nodes {
-            let name = n["node"].as_str().unwrap_or("");
-            println!("{}", node(&id(name), &name.replace('"', "'")));
-            for d in n["after"].as_array().into_iter().flatten() {
-                let from = id(d["node"].as_str().unwrap_or(""));
-                let required = d["requires_success"].as_bool() == Some(true);
-                println!("{}", edge(&from, &id(name), required));
-            }
-        }
-    };
-    match format {
-        "dot" => {
-            println!("digraph \"{workflow}\" {{\n  rankdir=LR;");
-            diagram(
-                &|id, label| format!("  {id} [label=\"{label}\"];"),
-                &|from, to, required| {
-                    let style = if required { "solid" } else { "dashed" };
-                    format!("  {from} -> {to} [style={style}];")
-                },
-            );
-            println!("}}");
-        }
-        "mermaid" => {
-            println!("flowchart LR");
-            diagram(
-                &|id, label| format!("  {id}[\"{label}\"]"),
-                &|from, to, required| {
-                    let arrow = if required { "-->" } else { "-.->" };
-                    format!("  {from} {arrow} {to}")
-                },
-            );
-        }
-        _ => {
-            for n in &nodes {
-                let after: Vec<String> = n["after"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| {
-                        format!(
-                            "{}{}",
-                            d["node"].as_str().unwrap_or(""),
-                            if d["requires_success"].as_bool() == Some(true) {
-                                " (must succeed)"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                    .collect();
-                println!(
-                    "{}{}",
-                    n["node"].as_str().unwrap_or(""),
-                    if after.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  after {}", after.join(", "))
-                    }
-                );
-            }
-        }
-    }
-    Ok(0)
 }

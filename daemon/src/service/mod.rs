@@ -24,6 +24,12 @@ pub enum StartError {
     NoWorkflows,
     #[error("no workflow `{name}` (workflows: {known})")]
     UnknownWorkflow { name: String, known: String },
+    /// The configuration has not loaded since the daemon started: nothing can run until it
+    /// is fixed (and reloaded, which a change to the files does by itself).
+    #[error(
+        "no configuration is active: the one in {dir} did not load when the daemon started; fix it (`gantry validate` lists what is wrong): {errors}"
+    )]
+    NoConfiguration { dir: String, errors: String },
     #[error("{0}")]
     Plan(String),
     #[error(transparent)]
@@ -211,6 +217,12 @@ impl Daemon {
             return Err(StartError::NoWorkflows);
         }
         let active = self.active();
+        if active.generation == 0 {
+            return Err(StartError::NoConfiguration {
+                dir: self.config_dir.display().to_string(),
+                errors: self.last_reload().errors.join("; "),
+            });
+        }
         let mut selected = Vec::new();
         for name in names {
             match active.config.workflows.get(name) {

@@ -169,12 +169,25 @@ impl RunManager {
         self.feed.subscribe()
     }
 
-    /// Runs not yet finished: running or waiting for their workflows.
+    /// Runs executing now; those waiting for their workflows are [`Self::queued`].
     pub fn running(&self) -> Vec<String> {
-        self.running
+        let waiting: HashSet<String> = self
+            .queue
             .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default()
+            .map(|q| q.waiting.iter().map(|w| w.id.clone()).collect())
+            .unwrap_or_default();
+        let mut ids: Vec<String> = self
+            .running
+            .lock()
+            .map(|r| {
+                r.keys()
+                    .filter(|id| !waiting.contains(*id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
     }
 
     /// Runs waiting for a workflow another run is deploying.

@@ -275,6 +275,25 @@ impl Store {
         })
     }
 
+    /// The runs `name` may stand for: the newest for `latest`, the one with that id, or
+    /// those whose id starts with it (at most two: one is an answer, two are ambiguous).
+    pub fn runs_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            if name == "latest" {
+                let mut stmt = c.prepare("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1")?;
+                return stmt.query_map([], |r| r.get(0))?.collect();
+            }
+            let mut stmt = c.prepare("SELECT id FROM runs WHERE id >= ?1 ORDER BY id LIMIT 2")?;
+            let ids: Vec<String> = stmt
+                .query_map(params![name], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(match ids.first() {
+                Some(first) if first == name => vec![first.clone()],
+                _ => ids.into_iter().filter(|id| id.starts_with(name)).collect(),
+            })
+        })
+    }
+
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
         self.with(|c| {
             c.query_row("SELECT id, workflows, state, trigger, created_at, finished_at FROM runs WHERE id = ?1", params![id], run_row)
