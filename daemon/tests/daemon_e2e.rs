@@ -927,3 +927,52 @@ fn hook_output_and_decisions_and_cleanup_show_in_progress_show_and_logs() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("checking the window"), "{out}");
 }
+
+#[test]
+fn a_destroy_that_times_out_stays_pending_until_forgotten() {
+    // The daemon allows 5 minutes; the workflow's own cleanup_timeout wins.
+    let grant = "[plugins.exec]\nexec = [\"sh\"]\n[daemon]\ncleanup_timeout = \"5m\"\n";
+    let before = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo old\"]\ndestroy = [\"sh\", \"-c\", \"sleep 30\"]\n";
+    let after = "cleanup_timeout = \"1s\"\n[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n";
+    let site = Site::new(grant, &[("app", before)]);
+    let _daemon = site.start();
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    site.write_workflow("app", after);
+    let (code, out) = site.cli(&["reload"]);
+    assert_eq!(code, 0, "{out}");
+
+    let started = std::time::Instant::now();
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("jobs.old")
+            && l.contains("cleanup PENDING")
+            && l.contains("gantry forget app jobs.old")),
+        "{out}"
+    );
+    let (code, out) = site.cli(&["show", "latest"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("jobs.old") && l.contains("cleanup_pending")),
+        "{out}"
+    );
+
+    // Later deploys report it and do not run the same destroy again.
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("still pending, not destroyed again"), "{out}");
+    assert!(!out.contains("cleanup started"), "{out}");
+
+    let (code, out) = site.cli(&["forget", "app", "jobs.a"]);
+    assert_ne!(code, 0, "a declared task is not forgotten: {out}");
+    let (code, out) = site.cli(&["forget", "app", "jobs.old"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = site.cli(&["forget", "app", "jobs.old"]);
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("jobs.old"), "{out}");
+}

@@ -258,3 +258,42 @@ fn a_local_run_keeps_its_state_private_and_a_fifo_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("pipe.toml: not a regular file"), "{out}");
 }
+
+#[test]
+fn the_daemon_settings_cleanup_timeout_bounds_a_local_runs_destroy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sh\"]\n[daemon]\ncleanup_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let wf = cfg.join("workflows/app.toml");
+    std::fs::write(
+        &wf,
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\ndestroy = [\"sh\", \"-c\", \"sleep 30\"]\n",
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(
+        &wf,
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("jobs.old")
+            && l.contains("cleanup PENDING")
+            && l.contains("within 1s")),
+        "{out}"
+    );
+}

@@ -497,7 +497,7 @@ tasks = ["services.api"]
         events
             .events()
             .iter()
-            .any(|e| e.kind == EventKind::CleanupFailed)
+            .any(|e| e.kind == EventKind::CleanupPending)
     );
 }
 

@@ -39,6 +39,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/runs/{id}/cancel", post(cancel))
         .route("/v1/workflows", get(workflows))
         .route("/v1/workflows/{name}/plan", get(plan_workflow))
+        .route(
+            "/v1/workflows/{name}/deployments/{task}",
+            axum::routing::delete(forget),
+        )
         .route("/v1/plugins", get(plugins))
         .route("/v1/validate", post(validate))
         .route("/v1/reload", post(reload))
@@ -335,6 +339,38 @@ async fn plan_workflow(
         })
         .collect();
     Ok(Json(json!({ "workflow": name, "nodes": nodes })))
+}
+
+/// Stops tracking a removed task's deployment, typically one whose destroy timed out and is
+/// pending: it will not be destroyed (nor rolled back) by gantry again.
+async fn forget(
+    State(d): State<Arc<Daemon>>,
+    Path((workflow, task)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let declared = d
+        .active()
+        .config
+        .workflows
+        .get(&workflow)
+        .is_some_and(|w| w.task(&task).is_some());
+    if declared {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_declared",
+            format!(
+                "task `{task}` is still in workflow `{workflow}`; remove it from the workflow first (its next deploy then destroys it)"
+            ),
+        ));
+    }
+    if !d.store.forget(&workflow, &task)? {
+        return Err(ApiError::not_found(format!(
+            "no deployment of `{task}` is recorded for workflow `{workflow}`"
+        )));
+    }
+    tracing::info!(workflow, task, "deployment forgotten");
+    Ok(Json(
+        json!({ "workflow": workflow, "task": task, "forgotten": true }),
+    ))
 }
 
 async fn plugins(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {

@@ -158,6 +158,7 @@ pub async fn run(
     let mut opts = RunOptions::new(run_id.clone());
     opts.config_dir = Some(config_dir.to_path_buf());
     opts.env = std::env::vars().collect();
+    opts.cleanup_timeout = valid.daemon.daemon.cleanup_timeout;
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {

@@ -151,6 +151,8 @@ pub enum Command {
     },
     /// Cancel a running run.
     Cancel { run: String },
+    /// Stop tracking a task removed from its workflow (e.g. a cleanup left pending).
+    Forget { workflow: String, task: String },
     /// The compiled DAG of workflows run together: what runs after what (no daemon needed).
     Plan {
         #[arg(required = true)]
@@ -270,6 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             out,
         } => remote::logs(&cli.socket, &run, task.as_deref(), follow, &out).await,
         Command::Cancel { run } => remote::cancel(&cli.socket, &run).await,
+        Command::Forget { workflow, task } => remote::forget(&cli.socket, &workflow, &task).await,
         Command::Plan { workflows, out } => graph::plan(&cli.config, &workflows, &out),
         Command::Graph { workflows, format } => graph::graph(&cli.config, &workflows, format),
         Command::Workflows { out } => remote::workflows(&cli.socket, &out).await,

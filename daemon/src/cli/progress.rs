@@ -141,6 +141,7 @@ impl Progress {
             }
             "cleanup_destroyed" => ("cleanup: destroyed".into(), "35"),
             "cleanup_failed" => ("cleanup FAILED".into(), "31"),
+            "cleanup_pending" => ("cleanup PENDING".into(), "33"),
             "task_output" => (format!("output {}={}", text("key"), text("value")), "0"),
             _ => return None,
         };

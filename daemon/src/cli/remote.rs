@@ -328,6 +328,24 @@ pub async fn cancel(socket: &Path, id: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+pub async fn forget(socket: &Path, workflow: &str, task: &str) -> anyhow::Result<i32> {
+    Client::new(socket)
+        .json(
+            Method::DELETE,
+            &format!(
+                "/v1/workflows/{}/deployments/{}",
+                crate::client::encode(workflow),
+                crate::client::encode(task)
+            ),
+            None,
+        )
+        .await?;
+    println!(
+        "forgot {workflow}/{task}: gantry no longer tracks it, and will neither destroy nor roll it back"
+    );
+    Ok(exit::OK)
+}
+
 pub async fn status(socket: &Path, out: &Output) -> anyhow::Result<i32> {
     let status: Status = Client::new(socket)
         .typed(Method::GET, "/v1/status", None::<&()>)

@@ -44,6 +44,10 @@ pub struct DaemonSettings {
     /// Quiet period after a change in the config directory before it is reloaded.
     #[serde(deserialize_with = "super::duration::deserialize")]
     pub watch_debounce: std::time::Duration,
+    /// How long destroying a task removed from its workflow may take before it is reported
+    /// pending (a workflow's own `cleanup_timeout` wins).
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub cleanup_timeout: std::time::Duration,
 }
 
 impl Default for DaemonSettings {
@@ -51,6 +55,7 @@ impl Default for DaemonSettings {
         DaemonSettings {
             shutdown_grace: std::time::Duration::from_secs(300),
             watch_debounce: std::time::Duration::from_millis(300),
+            cleanup_timeout: std::time::Duration::from_secs(300),
         }
     }
 }

@@ -138,6 +138,9 @@ pub struct Workflow {
     pub parallelism: usize,
     pub on_failure: OnFailure,
     pub timeout: Option<Duration>,
+    /// How long destroying a task removed from the workflow may take; `[daemon]
+    /// cleanup_timeout` when not given.
+    pub cleanup_timeout: Option<Duration>,
     pub retries: Retries,
     pub auto_deploy: bool,
     /// Environment variables `${env.NAME}` may read.
@@ -215,6 +218,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, Vec<ConfigError>> {
         parallelism: DEFAULT_PARALLELISM,
         on_failure: OnFailure::Continue,
         timeout: None,
+        cleanup_timeout: None,
         retries: Retries::default(),
         auto_deploy: false,
         env: Vec::new(),
@@ -233,6 +237,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, Vec<ConfigError>> {
             }
             "on_failure" => wf.on_failure = on_failure(&mut doc, value).unwrap_or_default(),
             "timeout" => wf.timeout = doc.duration(k, value),
+            "cleanup_timeout" => wf.cleanup_timeout = doc.duration(k, value),
             "retries" => wf.retries = retries(&mut doc, value).unwrap_or_default(),
             "auto_deploy" => wf.auto_deploy = doc.bool(k, value).unwrap_or(false),
             "env" => wf.env = doc.strings(k, value).into_iter().map(|(s, _)| s).collect(),
@@ -252,7 +257,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, Vec<ConfigError>> {
                     }
                 }
                 other => doc.error(key.span(), format!(
-                    "unknown setting `{group}` ({}); workflow settings are description, parallelism, on_failure, timeout, retries, auto_deploy, env, hooks and steps, and tasks go in tables like [services.NAME]",
+                    "unknown setting `{group}` ({}); workflow settings are description, parallelism, on_failure, timeout, cleanup_timeout, retries, auto_deploy, env, hooks and steps, and tasks go in tables like [services.NAME]",
                     type_name(other)
                 )),
             },

@@ -116,6 +116,9 @@ pub enum EventKind {
     CleanupStarted,
     CleanupDestroyed,
     CleanupFailed,
+    /// The destroy did not finish in time: what it left is unknown, so it is not run again
+    /// by later deploys (each reports it) until `gantry forget` drops the task.
+    CleanupPending,
 }
 
 #[derive(Debug, Clone, Serialize)]

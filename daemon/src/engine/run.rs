@@ -414,13 +414,25 @@ pub async fn execute<R: TaskRunner>(
     s.emit.emit(None, None, EventKind::RunStarted, "");
     for (wi, wf) in plan.workflows.iter().enumerate() {
         let deployed = history.deployed(&wf.name);
+        let pending = history.cleanup_pending(&wf.name);
         let removed: Vec<(String, Deployed)> = deployed
             .iter()
             .filter(|(task, _)| !s.task_index[wi].contains_key(*task))
             .map(|(task, d)| (task.clone(), d.clone()))
             .collect();
         for (task, d) in removed {
-            s.start_cleanup(wi, task, d);
+            match pending.get(&task) {
+                Some(earlier) => s.emit.emit(
+                    Some(&wf.name),
+                    Some(&task),
+                    EventKind::CleanupPending,
+                    format!(
+                        "still pending, not destroyed again ({earlier}); once what it left is dealt with, run `gantry forget {} {task}`",
+                        wf.name
+                    ),
+                ),
+                None => s.start_cleanup(wi, task, d),
+            }
         }
         s.previous.push(deployed);
         for t in &wf.tasks {
@@ -817,7 +829,10 @@ impl<R: TaskRunner> Sched<R> {
             hooks: self.wf(w).hooks.clone(),
             call,
         };
-        let limit = self.opts.cleanup_timeout;
+        let limit = self
+            .wf(w)
+            .cleanup_timeout
+            .unwrap_or(self.opts.cleanup_timeout);
         self.jobs.spawn(job.cleanup(limit));
     }
 
@@ -1326,6 +1341,7 @@ impl<R: TaskRunner> TaskJob<R> {
             "removed from the workflow; destroying it",
         );
         let mut result = Ok(());
+        let mut timed_out = false;
         for hook in &self.hooks.pre_destroy {
             match self
                 .hook(Phase::PreDestroy, hook, BTreeMap::new(), None)
@@ -1346,13 +1362,22 @@ impl<R: TaskRunner> TaskJob<R> {
             {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.message),
-                Err(_) => Err(format!(
-                    "cleanup did not finish within {}",
-                    humantime::format_duration(limit)
-                )),
+                Err(_) => {
+                    timed_out = true;
+                    Err(format!(
+                        "the destroy did not finish within {} (cleanup_timeout); it may have left things behind, so it is pending: check, then `gantry forget {workflow} {task}`",
+                        humantime::format_duration(limit)
+                    ))
+                }
             };
         }
         match &result {
+            Err(e) if timed_out => self.emit.emit(
+                Some(&workflow),
+                Some(&task),
+                EventKind::CleanupPending,
+                e.clone(),
+            ),
             Ok(()) => self.emit.emit(
                 Some(&workflow),
                 Some(&task),

@@ -250,6 +250,7 @@ impl Daemon {
         let mut opts = crate::engine::run::RunOptions::new(id.clone());
         opts.config_dir = Some(self.config_dir.clone());
         opts.env = std::env::vars().collect();
+        opts.cleanup_timeout = active.config.daemon.daemon.cleanup_timeout;
         self.runs.start(
             id.clone(),
             plan,

@@ -275,6 +275,20 @@ impl Store {
         })
     }
 
+    /// Stops tracking a task's deployment (`gantry forget`): it is neither destroyed nor
+    /// rolled back from then on. False when nothing was recorded for it.
+    pub fn forget(&self, workflow: &str, task: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let known: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM deployments WHERE workflow = ?1 AND task = ?2)",
+                params![workflow, task],
+                |r| r.get(0),
+            )?;
+            forget_deployment(c, workflow, task)?;
+            Ok(known)
+        })
+    }
+
     /// The runs `name` may stand for: the newest for `latest`, the one with that id, or
     /// those whose id starts with it (at most two: one is an answer, two are ambiguous).
     pub fn runs_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
@@ -498,6 +512,17 @@ fn write_event(c: &Connection, e: &Event, body: &str) -> rusqlite::Result<i64> {
             forget_deployment(c, wf, task)?
         }
         EventKind::CleanupFailed => task_state("cleanup_failed")?,
+        EventKind::CleanupPending => {
+            exec(
+                "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state, started_at) VALUES (?1, ?2, ?3, 'cleanup_pending', ?4)",
+                params![e.run, wf, task, at],
+            )?;
+            task_state("cleanup_pending")?;
+            exec(
+                "UPDATE deployments SET cleanup_pending = COALESCE(cleanup_pending, ?3) WHERE workflow = ?1 AND task = ?2",
+                params![wf, task, format!("since run {}", e.run)],
+            )?
+        }
         _ => {}
     }
     Ok(seq)
@@ -524,6 +549,20 @@ impl EventSink for Store {
 }
 
 impl History for Store {
+    fn cleanup_pending(&self, workflow: &str) -> BTreeMap<String, String> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT task, cleanup_pending FROM deployments WHERE workflow = ?1 AND cleanup_pending IS NOT NULL",
+            )?;
+            let rows = stmt.query_map(params![workflow], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<BTreeMap<String, String>>>()
+        });
+        rows.unwrap_or_else(|e| {
+            tracing::error!(error = %e, workflow, "could not read pending cleanups");
+            BTreeMap::new()
+        })
+    }
+
     fn deployed(&self, workflow: &str) -> BTreeMap<String, Deployed> {
         let rows = self.with(|c| {
             let mut stmt = c.prepare(
