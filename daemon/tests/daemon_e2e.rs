@@ -976,3 +976,88 @@ fn a_destroy_that_times_out_stays_pending_until_forgotten() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("jobs.old"), "{out}");
 }
+
+/// `[metrics] listen` serves Prometheus on loopback TCP with per-workflow series; task log
+/// events carry clean levels; the text log has no colour codes off a terminal and names each
+/// run's workflows and trigger.
+#[test]
+fn metrics_on_loopback_tcp_clean_levels_and_a_plain_text_log() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grant = format!("{EXEC_GRANT}[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let app = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 1; echo hello\"]\n";
+    let site = Site::new(&grant, &[("app", app)]);
+    let log = site.tmp.path().join("text.log");
+    let child = site
+        .daemon_command(&[], &site.socket)
+        .args(["--log-format", "text"])
+        .env("GANTRY_LOG", "info")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = common::daemon::Daemon::adopt(child, site.socket.clone(), log.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::os::unix::net::UnixStream::connect(&site.socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = daemon.trigger(&["app"]);
+    let (code, out) = site.cli(&["logs", &id, "-f", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let levels: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "task_log")
+        .map(|e| e["level"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!levels.is_empty(), "{out}");
+    assert!(levels.iter().all(|l| l == "info"), "{levels:?}");
+
+    let scrape = {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).unwrap();
+        text
+    };
+    for series in [
+        format!(
+            "gantry_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "gantry_workflow_runs_total{workflow=\"app\",state=\"succeeded\"} 1".to_string(),
+        "gantry_workflow_last_success_timestamp_seconds{workflow=\"app\"} ".to_string(),
+        "gantry_runs_total{state=\"succeeded\"} 1".to_string(),
+    ] {
+        assert!(scrape.contains(&series), "{series}:\n{scrape}");
+    }
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("run finished")
+            && l.contains(&id)
+            && l.contains("workflows=app")
+            && l.contains("trigger=api")),
+        "{text}"
+    );
+
+    std::fs::write(
+        site.config.join("gantry.toml"),
+        format!("{EXEC_GRANT}[metrics]\nlisten = \"0.0.0.0:{port}\"\n"),
+    )
+    .unwrap();
+    let (code, out) = site.cli(&["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is not a loopback address"), "{out}");
+}

@@ -419,9 +419,44 @@ async fn status(State(d): State<Arc<Daemon>>) -> Json<Status> {
     })
 }
 
+/// Only `/metrics`, for `[metrics] listen`: a loopback TCP port Prometheus scrapes directly.
+pub fn metrics_router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") })
+        .with_state(daemon)
+}
+
+/// Label values escaped as the Prometheus text format wants them.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 async fn metrics(State(d): State<Arc<Daemon>>) -> Result<Response, ApiError> {
     let counts = d.store.counts()?;
     let mut text = String::new();
+    text.push_str(&format!(
+        "# HELP gantry_build_info The running gantry's version.\n# TYPE gantry_build_info gauge\ngantry_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    text.push_str("# HELP gantry_workflow_runs_total Runs by workflow and state.\n# TYPE gantry_workflow_runs_total counter\n");
+    for (workflow, state, n) in &counts.workflow_runs {
+        text.push_str(&format!(
+            "gantry_workflow_runs_total{{workflow=\"{}\",state=\"{state}\"}} {n}\n",
+            label(workflow)
+        ));
+    }
+    text.push_str("# HELP gantry_workflow_last_success_timestamp_seconds When the workflow's last successful run ended.\n# TYPE gantry_workflow_last_success_timestamp_seconds gauge\n");
+    for (workflow, at) in &counts.last_success {
+        text.push_str(&format!(
+            "gantry_workflow_last_success_timestamp_seconds{{workflow=\"{}\"}} {}\n",
+            label(workflow),
+            *at as f64 / 1000.0
+        ));
+    }
     text.push_str(
         "# HELP gantry_runs_total Runs by final state.\n# TYPE gantry_runs_total counter\n",
     );

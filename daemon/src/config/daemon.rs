@@ -33,6 +33,18 @@ pub struct DaemonConfig {
     /// Kubernetes clusters tasks may reach, by name: `[clusters.prod] kubeconfig = "..."`.
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterConfig>,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: where else `/metrics` is served besides the API socket.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// A loopback TCP address (`127.0.0.1:9464`) serving only `/metrics`, without
+    /// authentication, so Prometheus can scrape it without a proxy for the Unix socket.
+    /// Bound when the daemon starts.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +115,7 @@ impl Default for DaemonConfig {
             api: Access::default(),
             daemon: DaemonSettings::default(),
             clusters: BTreeMap::new(),
+            metrics: MetricsSettings::default(),
         }
     }
 }

@@ -118,7 +118,13 @@ impl LogSink for LiveSink {
         if self.feed.receiver_count() == 0 {
             return;
         }
-        let level = format!("{level:?}").to_lowercase();
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
         let json = serde_json::json!({
             "at": crate::store::now_millis(),
             "run": self.run,
@@ -257,9 +263,11 @@ impl RunManager {
         });
         opts.run = id.clone();
         let manager = self.clone();
+        let trigger = trigger.to_string();
         tokio::spawn(async move {
             let claimed = manager.wait_turn(ticket, &cancel).await;
             if claimed {
+                tracing::info!(run = %id, workflows = %workflows.join(","), trigger = %trigger, "run started");
                 let started = std::time::Instant::now();
                 let report = execute(
                     plan,
@@ -271,7 +279,13 @@ impl RunManager {
                 )
                 .await;
                 manager.observe(&report, started.elapsed());
-                tracing::info!(run = %id, state = report.state.as_str(), "run finished");
+                tracing::info!(
+                    run = %id,
+                    workflows = %workflows.join(","),
+                    trigger = %trigger,
+                    state = report.state.as_str(),
+                    "run finished"
+                );
             } else {
                 manager.finish_unstarted(&id);
             }

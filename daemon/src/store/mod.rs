@@ -97,6 +97,10 @@ pub struct RunFilter {
 pub struct Counts {
     pub runs: Vec<(String, i64)>,
     pub tasks: Vec<(String, i64)>,
+    /// Runs by workflow and final state.
+    pub workflow_runs: Vec<(String, String, i64)>,
+    /// The end of each workflow's last successful run, in Unix milliseconds.
+    pub last_success: Vec<(String, i64)>,
 }
 
 /// A unique run id that sorts by creation time and reads as one:
@@ -253,6 +257,16 @@ impl Store {
             Ok(Counts {
                 runs: count("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")?,
                 tasks: count("SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state")?,
+                workflow_runs: {
+                    let mut stmt = c.prepare(
+                        "SELECT w.value, r.state, COUNT(*) FROM runs r, json_each(r.workflows) w GROUP BY w.value, r.state ORDER BY w.value, r.state",
+                    )?;
+                    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                },
+                last_success: count(
+                    "SELECT w.value, MAX(r.finished_at) FROM runs r, json_each(r.workflows) w WHERE r.state = 'succeeded' AND r.finished_at IS NOT NULL GROUP BY w.value ORDER BY w.value",
+                )?,
             })
         })
     }
