@@ -170,6 +170,7 @@ pub async fn run(
     println!("run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
     writer.flush().await;
+    crate::service::history::prune(&store, state_dir, &valid.daemon.history);
     println!(
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),

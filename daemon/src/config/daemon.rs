@@ -35,6 +35,28 @@ pub struct DaemonConfig {
     pub clusters: BTreeMap<String, ClusterConfig>,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub history: HistorySettings,
+}
+
+/// `[history]`: how much of the past the daemon keeps. Finished runs older than `max_age`,
+/// or beyond the newest `max_runs`, are pruned with their tasks, events, logs and scratch
+/// directories; what each task has deployed now is kept whatever its age.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub max_age: Duration,
+    pub max_runs: usize,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            max_age: Duration::from_secs(90 * 24 * 3600),
+            max_runs: 1000,
+        }
+    }
 }
 
 /// `[metrics]`: where else `/metrics` is served besides the API socket.
@@ -116,6 +138,7 @@ impl Default for DaemonConfig {
             daemon: DaemonSettings::default(),
             clusters: BTreeMap::new(),
             metrics: MetricsSettings::default(),
+            history: HistorySettings::default(),
         }
     }
 }

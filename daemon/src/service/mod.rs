@@ -1,6 +1,7 @@
 //! `gantry daemon`: the long-running service. It owns the Wasm host, the active (last good)
 //! configuration, the run history and the runs in flight; the API and the watcher act on it.
 
+pub mod history;
 pub mod lock;
 pub mod metrics;
 pub mod runs;
@@ -108,7 +109,15 @@ impl Daemon {
             simulator,
         });
         daemon.reload().await;
+        daemon.prune_history();
         Ok(daemon)
+    }
+
+    /// Prunes the history `[history]` no longer keeps, off the async threads.
+    fn prune_history(&self) {
+        let (store, dir) = (self.store.clone(), self.state_dir.clone());
+        let settings = self.active().config.daemon.history.clone();
+        tokio::task::spawn_blocking(move || history::prune(&store, &dir, &settings));
     }
 
     pub fn active(&self) -> Arc<Active> {
@@ -251,6 +260,8 @@ impl Daemon {
         opts.config_dir = Some(self.config_dir.clone());
         opts.env = std::env::vars().collect();
         opts.cleanup_timeout = active.config.daemon.daemon.cleanup_timeout;
+        // Each run started is a moment to forget what `[history]` no longer keeps.
+        self.prune_history();
         self.runs.start(
             id.clone(),
             plan,

@@ -289,6 +289,44 @@ impl Store {
         })
     }
 
+    /// Deletes finished runs created before `older_than` (Unix milliseconds) or beyond the
+    /// newest `keep` runs, with their tasks, attempts, outputs and events, at most `batch`
+    /// of them per call so the store is not held long; their ids, for their files.
+    /// Deployments stay: they are what is deployed now, whichever run did it.
+    pub fn prune(
+        &self,
+        older_than: i64,
+        keep: usize,
+        batch: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let ids: Vec<String> = c
+                .prepare(
+                    "SELECT id FROM runs
+                     WHERE state NOT IN ('queued', 'running')
+                       AND (created_at < ?1
+                            OR rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?2))
+                     ORDER BY rowid LIMIT ?3",
+                )?
+                .query_map(
+                    params![older_than, i64::try_from(keep).unwrap_or(i64::MAX), i64::try_from(batch).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            let tx = c.unchecked_transaction()?;
+            for id in &ids {
+                for table in ["tasks", "attempts", "outputs", "events"] {
+                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE run_id = ?1"))?
+                        .execute(params![id])?;
+                }
+                tx.prepare_cached("DELETE FROM runs WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
     /// Stops tracking a task's deployment (`gantry forget`): it is neither destroyed nor
     /// rolled back from then on. False when nothing was recorded for it.
     pub fn forget(&self, workflow: &str, task: &str) -> Result<bool, StoreError> {
