@@ -217,7 +217,7 @@ fn a_missing_directory_missing_workflows_or_a_stray_file_is_an_error() {
     write(
         &cfg,
         "app.toml",
-        "[jobs.a]\nkind = \"exec\"\ncommand = [\"true\"]\n",
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
     );
     write(&cfg, "web.yaml", "[jobs.a]\nkind = \"exec\"\n");
     // Editors' swap and backup files are not workflows, nor errors.
@@ -264,7 +264,7 @@ fn an_env_reference_unset_here_is_a_warning() {
     write(
         &cfg,
         "app.toml",
-        "env = [\"GANTRY_TEST_SURELY_UNSET\", \"HOME\"]\n[jobs.a]\nkind = \"exec\"\ncommand = [\"echo\", \"${env.HOME}\"]\nenv = { X = \"${env.GANTRY_TEST_SURELY_UNSET}\" }\n",
+        "env = [\"GANTRY_TEST_SURELY_UNSET\", \"HOME\"]\n[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo \\\"$H\\\"\"]\nenv = { X = \"${env.GANTRY_TEST_SURELY_UNSET}\", H = \"${env.HOME}\" }\n",
     );
     let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
     assert_eq!(code, 0, "{out}");
@@ -276,4 +276,36 @@ fn an_env_reference_unset_here_is_a_warning() {
     );
     assert!(!out.contains("${env.HOME} is not set"), "{out}");
     assert!(out.contains("ok: 1 workflows"), "{out}");
+}
+
+#[test]
+fn a_program_the_plugin_may_not_run_is_an_error_before_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sh\"]\n[plugins.hooks]\nexec = [\"sh\"]\n",
+    )
+    .unwrap();
+    write(
+        &cfg,
+        "app.toml",
+        concat!(
+            "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+            "destroy = [\"curl\", \"-X\", \"DELETE\", \"http://x\"]\n",
+            "hooks.pre_deploy = [{ kind = \"command\", command = [\"psql\", \"-c\", \"select 1\"] }]\n",
+        ),
+    );
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("app.toml:4:1: task `jobs.a` (exec): parameter `destroy`: plugin `exec` may not run `curl`: the operator has not granted it; add exec = [\"curl\"] under [plugins.exec]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hook `command`: parameter `command`: plugin `hooks` may not run `psql`"),
+        "{out}"
+    );
+    assert!(!out.contains("`sh`"), "{out}");
 }
