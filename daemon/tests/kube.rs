@@ -443,6 +443,12 @@ async fn diff_reports_creates_updates_unchanged_and_prunes() {
         line("apps/Deployment/shop/web").contains("spec.replicas: 2 → 3"),
         "{out}"
     );
+    // The one-line summary keeps the difference of long values visible too.
+    let summary = line("apps/Deployment/shop/web");
+    assert!(
+        summary.contains("1.0.1") && summary.contains("1.0.2"),
+        "{out}"
+    );
     assert!(line(" /Service/shop/web").contains("unchanged"), "{out}");
     assert!(line(" /ConfigMap/shop/same").contains("unchanged"), "{out}");
     assert!(line(" /ConfigMap/shop/new").contains("create"), "{out}");
