@@ -839,6 +839,18 @@ fn logs_follow_prints_lines_as_printed_with_run_times_and_exits_with_the_result(
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("{failed}"));
     assert!(took >= 2.5, "{failed}");
+    // The tasks' lines are replayed too, from the log files, at the times they were printed.
+    let at = |word: &str| -> f64 {
+        out.lines()
+            .find(|l| l.contains("jobs.slow") && l.contains(&format!("| {word}")))
+            .and_then(|l| l.trim_start().split('s').next())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{word}` line:\n{out}"))
+    };
+    assert!(
+        at("begin") >= 0.9 && at("end") - at("begin") >= 1.5,
+        "{out}"
+    );
 
     // One task's log, by WORKFLOW.TASK.
     let (code, out) = site.cli(&["logs", &id, "slow.jobs.slow"]);

@@ -203,10 +203,7 @@ async fn follow_run(
     let mut finished = None;
     let path = format!("/v1/runs/{id}/events");
     let stream = client.lines(&path, |e| {
-        if let Some((wf, task)) = only
-            && (e["workflow"] != wf || e["task"] != task)
-            && e["type"] != "run_finished"
-        {
+        if !about(&e, only) {
             return;
         }
         if e["type"] == "run_finished" {
@@ -231,6 +228,79 @@ async fn follow_run(
     Ok(Some(match finished {
         Some(state) => state,
         None => run_state(client, id).await?,
+    }))
+}
+
+/// Whether event `e` is one to show when keeping to task `only`.
+fn about(e: &Value, only: Option<(&str, &str)>) -> bool {
+    match only {
+        Some((wf, task)) => {
+            (e["workflow"] == wf && e["task"] == task) || e["type"] == "run_finished"
+        }
+        None => true,
+    }
+}
+
+/// A finished run the way `-f` showed it live: its stored events and its tasks' log lines
+/// (read back from the log files, which keep each line's time), in time order. Returns the
+/// run's final state.
+async fn replay(
+    client: &Client,
+    id: &str,
+    tasks: &[(String, String)],
+    only: Option<(&str, &str)>,
+    progress: &Progress,
+    structured: bool,
+) -> anyhow::Result<String> {
+    let mut events: Vec<Value> = Vec::new();
+    client
+        .lines(&format!("/v1/runs/{id}/events?follow=false"), |e| {
+            events.push(e)
+        })
+        .await?;
+    for (wf, task) in tasks {
+        let Ok(text) = client
+            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
+            .await
+        else {
+            continue;
+        };
+        events.extend(text.lines().filter_map(|l| logged_line(id, wf, task, l)));
+    }
+    events.retain(|e| about(e, only));
+    // The end of the run comes last even when a log line shares its millisecond.
+    events.sort_by_key(|e| (e["type"] == "run_finished", e["at"].as_i64().unwrap_or(0)));
+    let mut state = None;
+    for e in &events {
+        if e["type"] == "run_finished" {
+            state = e["state"].as_str().map(str::to_string);
+        }
+        if structured {
+            println!("{e}");
+        } else {
+            progress.show(e);
+        }
+    }
+    Ok(match state {
+        Some(state) => state,
+        None => run_state(client, id).await?,
+    })
+}
+
+/// A line of a task log file (`TIME LEVEL message`) as the `task_log` event it was live.
+fn logged_line(run: &str, workflow: &str, task: &str, line: &str) -> Option<Value> {
+    let (stamp, rest) = line.split_once(' ')?;
+    let at = humantime::parse_rfc3339(stamp).ok()?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    let (level, message) = (rest.get(..5)?.trim(), rest.get(6..).unwrap_or_default());
+    Some(json!({
+        "at": i64::try_from(ms).ok()?,
+        "run": run,
+        "workflow": workflow,
+        "task": task,
+        "type": "task_log",
+        "level": level.to_lowercase(),
+        "message": message,
     }))
 }
 
@@ -287,14 +357,16 @@ pub async fn logs(
         },
     };
     if follow {
+        let structured = matches!(out.format(), output::Format::Json | output::Format::Yaml);
         let mut progress = Progress::new();
         progress.logs = true;
-        return Ok(
-            match follow_run(&client, id, &progress, json_out, only).await? {
-                Some(state) => exit_code(&state),
-                None => INTERRUPTED,
-            },
-        );
+        let finished = !matches!(v["run"]["state"].as_str(), Some("queued" | "running"));
+        let state = if finished {
+            Some(replay(&client, id, &tasks, only, &progress, structured).await?)
+        } else {
+            follow_run(&client, id, &progress, structured, only).await?
+        };
+        return Ok(state.map_or(INTERRUPTED, |s| exit_code(&s)));
     }
     let mut all = Vec::new();
     for (wf, task) in &tasks {
