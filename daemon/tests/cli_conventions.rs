@@ -167,3 +167,24 @@ fn a_daemon_whose_configuration_never_loaded_says_so() {
     assert!(out.contains("NO CONFIGURATION IS ACTIVE"), "{out}");
     assert!(out.contains("app.toml:1:7:"), "{out}");
 }
+
+#[test]
+fn deploying_a_workflow_whose_edit_was_rejected_warns_of_the_last_good_version() {
+    let site = Site::new(EXEC_GRANT, &[("app", QUICK), ("other", QUICK)]);
+    let _daemon = site.start();
+    site.write_workflow("app", "[jobs.quick]\nkind = \"exec\"\ncommand = 42\n");
+    let (code, out) = site.cli(&["reload"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "warning: the latest edit of workflow `app` was rejected, so its last good version"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("app.toml:1:7:"), "{out}");
+    let (code, out) = site.cli(&["deploy", "other", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}

@@ -89,7 +89,8 @@ async fn trigger(
         ));
     }
     let id = d.start_run(&body.workflows, "api")?;
-    Ok((StatusCode::ACCEPTED, Json(TriggerResponse { id })).into_response())
+    let warnings = d.stale(&body.workflows);
+    Ok((StatusCode::ACCEPTED, Json(TriggerResponse { id, warnings })).into_response())
 }
 
 #[derive(Deserialize)]

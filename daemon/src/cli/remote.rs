@@ -38,6 +38,9 @@ pub async fn deploy(
         .typed(Method::POST, "/v1/runs", Some(&request))
         .await?;
     let id = created.id.clone();
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
     if !wait {
         if json_out {
             print_json(&serde_json::to_value(&created)?)

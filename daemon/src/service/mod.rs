@@ -215,6 +215,28 @@ impl Daemon {
         self.loader.load().await
     }
 
+    /// For each of `names` whose file the last reload rejected: the run deploys the last good
+    /// version of it, not what the file says now.
+    pub fn stale(&self, names: &[String]) -> Vec<String> {
+        let last = self.last_reload();
+        if last.ok {
+            return Vec::new();
+        }
+        let active = self.active();
+        names
+            .iter()
+            .filter_map(|name| active.config.workflows.get(name))
+            .filter_map(|wf| {
+                let file = format!("{}:", wf.file.display());
+                let first = last.errors.iter().find(|e| e.starts_with(&file))?;
+                Some(format!(
+                    "the latest edit of workflow `{}` was rejected, so its last good version (configuration generation {}) is deployed; the edit's first error: {first}",
+                    wf.name, active.generation
+                ))
+            })
+            .collect()
+    }
+
     /// Starts a run of `names` with the active configuration and returns its id. The API and
     /// the config watcher (auto-deploy) both start runs here.
     pub fn start_run(
