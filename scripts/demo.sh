@@ -28,7 +28,8 @@ echo "== validate"
 "$gantry" --config "$config" --state "$state" validate
 echo
 echo "== diff: what a first deploy would create"
-"$gantry" --config "$config" --state "$state" diff --sim release
+# Exit 1 means "there are changes", as with diff(1).
+"$gantry" --config "$config" --state "$state" diff --sim release || [ $? -eq 1 ]
 echo
 echo "== deploy: frontend does not hold up later steps; backend waits for migrate and scrub"
 "$gantry" --config "$config" --state "$state" run --sim release

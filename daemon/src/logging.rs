@@ -1,6 +1,7 @@
 //! Where the process logs: structured fields to journald when systemd connected stderr to
 //! the journal, otherwise human text or JSON lines on stderr.
 
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
@@ -10,7 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// journald under systemd, text otherwise.
+    // journald under systemd, text otherwise (the option's help says so).
     Auto,
     Text,
     Json,
@@ -52,7 +53,11 @@ pub fn init(format: LogFormat, default_level: &str) {
                 .init(),
             Err(e) => {
                 registry
-                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                    .with(
+                        tracing_subscriber::fmt::layer()
+                            .with_ansi(std::io::stderr().is_terminal())
+                            .with_writer(std::io::stderr),
+                    )
                     .init();
                 tracing::warn!(error = %e, "journald is not reachable; logging text to stderr");
             }
@@ -65,8 +70,13 @@ pub fn init(format: LogFormat, default_level: &str) {
                     .with_writer(std::io::stderr),
             )
             .init(),
+        // Colour only for a person at a terminal: escape codes in a file or a pipe are noise.
         LogFormat::Text | LogFormat::Auto => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .init(),
     }
 }

@@ -33,7 +33,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("gantry: {e:#}");
-            2
+            gantry::cli::exit::of_error(&e)
         }
     };
     std::process::exit(code);

@@ -15,6 +15,10 @@ pub struct TriggerRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerResponse {
     pub id: String,
+    /// What the caller should know about what is deployed: a workflow whose latest edit
+    /// was rejected runs in its last good version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The outcome of a reload, kept as the last one for `GET /v1/status`.

@@ -293,7 +293,7 @@ async fn changes_update_only_their_service_removed_services_are_pruned_and_destr
         &workflow("env = { WEB_TAG = \"2.0\" }"),
     );
     let (code, out) = site.gantry(&["diff", "shop"]).await;
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 1, "{out}");
     let line = |target: &str| {
         out.lines()
             .find(|l| l.contains(target))

@@ -753,3 +753,323 @@ fn idle_api_connections_are_bounded_and_closed_and_runs_go_on() {
         assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
     }
 }
+
+/// Runs the CLI against `site` in the background, its stdout read line by line as printed,
+/// each line with the time it arrived.
+fn cli_live(
+    site: &Site,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("GANTRY_SOCKET", &site.socket)
+        .env("GANTRY_CONFIG", &site.config)
+        .env("GANTRY_STATE", &site.state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send((std::time::Instant::now(), line)).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+#[test]
+fn logs_follow_prints_lines_as_printed_with_run_times_and_exits_with_the_result() {
+    // The task fails under the default policy: the run ends succeeded_with_errors (exit 3).
+    let slow = "[jobs.slow]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 1; echo begin; sleep 2; echo end; exit 4\"]\n";
+    let site = Site::new(EXEC_GRANT, &[("slow", slow)]);
+    let daemon = site.start();
+    let id = daemon.trigger(&["slow"]);
+    let (mut child, lines) = cli_live(&site, &["logs", &id, "-f"]);
+    let mut seen = Vec::new();
+    while let Ok((at, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        seen.push((at, line));
+    }
+    let code = child.wait().unwrap().code();
+    let text: Vec<&str> = seen.iter().map(|(_, l)| l.as_str()).collect();
+    let out = text.join("\n");
+    assert_eq!(code, Some(3), "{out}");
+    let arrived = |word: &str| {
+        seen.iter()
+            .find(|(_, l)| l.contains(&format!("| {word}")))
+            .unwrap_or_else(|| panic!("no `{word}` line:\n{out}"))
+            .0
+    };
+    // `begin` reached the terminal while the task still ran, not when it ended.
+    assert!(
+        arrived("end").duration_since(arrived("begin")) >= Duration::from_millis(1500),
+        "{out}"
+    );
+    assert!(out.contains("run succeeded_with_errors"), "{out}");
+
+    // Replayed after the end, times are the run's own, not the replay's.
+    let (code, out) = site.cli(&["logs", &id, "-f"]);
+    assert_eq!(code, 3, "{out}");
+    let failed = out
+        .lines()
+        .find(|l| l.contains("jobs.slow") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let at: f64 = failed
+        .trim_start()
+        .split('s')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(at >= 2.5, "{failed}");
+    let took: f64 = failed
+        .split("FAILED (")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{failed}"));
+    assert!(took >= 2.5, "{failed}");
+    // The tasks' lines are replayed too, from the log files, at the times they were printed.
+    let at = |word: &str| -> f64 {
+        out.lines()
+            .find(|l| l.contains("jobs.slow") && l.contains(&format!("| {word}")))
+            .and_then(|l| l.trim_start().split('s').next())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{word}` line:\n{out}"))
+    };
+    assert!(
+        at("begin") >= 0.9 && at("end") - at("begin") >= 1.5,
+        "{out}"
+    );
+
+    // One task's log, by WORKFLOW.TASK.
+    let (code, out) = site.cli(&["logs", &id, "slow.jobs.slow"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("begin") && out.contains("end"), "{out}");
+    assert!(!out.contains("==>"), "{out}");
+    let (code, out) = site.cli(&["logs", &id, "slow.jobs.nope"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("slow.jobs.slow"), "{out}");
+}
+
+#[test]
+fn ctrl_c_on_deploy_wait_leaves_the_run_going_and_says_how_to_cancel_it() {
+    let site = Site::new(EXEC_GRANT, &[("slow", &sleeper(3))]);
+    let daemon = site.start();
+    let (child, lines) = cli_live(&site, &["deploy", "slow", "--wait"]);
+    let mut id = String::new();
+    while let Ok((_, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        if let Some(rest) = line.strip_prefix("run ") {
+            id = rest.split(':').next().unwrap_or_default().to_string();
+        }
+        if line.contains("jobs.slow") && line.contains("started") {
+            break;
+        }
+    }
+    assert!(!id.is_empty());
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("goes on"), "{stderr}");
+    assert!(stderr.contains(&format!("gantry cancel {id}")), "{stderr}");
+    assert_eq!(daemon.wait_run(&id)["run"]["state"], "succeeded");
+}
+
+#[test]
+fn hook_output_and_decisions_and_cleanup_show_in_progress_show_and_logs() {
+    let grant = "[plugins.exec]\nexec = [\"sh\"]\n[plugins.hooks]\nexec = [\"sh\"]\n";
+    let before = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo old\"]\ndestroy = [\"sh\", \"-c\", \"echo tearing down old\"]\n";
+    let after = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\nhooks.pre_deploy = [{ kind = \"command\", command = [\"sh\", \"-c\", \"echo checking the window\"] }]\n";
+    let site = Site::new(grant, &[("app", before)]);
+    let _daemon = site.start();
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    site.write_workflow("app", after);
+    let (code, out) = site.cli(&["reload"]);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    let id = out
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split(':').next())
+        .unwrap()
+        .to_string();
+    for (task, what) in [
+        ("jobs.old", "cleanup started"),
+        ("jobs.old", "cleanup: destroyed"),
+        ("jobs.a", "pre_deploy hook `command`: proceed"),
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(task) && l.contains(what)),
+            "{what}:\n{out}"
+        );
+    }
+
+    let (code, out) = site.cli(&["show", &id]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("jobs.old") && l.contains("destroyed")),
+        "{out}"
+    );
+    assert!(out.contains("pre_deploy hook `command`: proceed"), "{out}");
+
+    let (code, out) = site.cli(&["logs", &id]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("==> app/jobs.old <=="), "{out}");
+    assert!(out.contains("tearing down old"), "{out}");
+    let (code, out) = site.cli(&["logs", &id, "app.jobs.a"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checking the window"), "{out}");
+}
+
+#[test]
+fn a_destroy_that_times_out_stays_pending_until_forgotten() {
+    // The daemon allows 5 minutes; the workflow's own cleanup_timeout wins.
+    let grant = "[plugins.exec]\nexec = [\"sh\"]\n[daemon]\ncleanup_timeout = \"5m\"\n";
+    let before = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo old\"]\ndestroy = [\"sh\", \"-c\", \"sleep 30\"]\n";
+    let after = "cleanup_timeout = \"1s\"\n[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n";
+    let site = Site::new(grant, &[("app", before)]);
+    let _daemon = site.start();
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    site.write_workflow("app", after);
+    let (code, out) = site.cli(&["reload"]);
+    assert_eq!(code, 0, "{out}");
+
+    let started = std::time::Instant::now();
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("jobs.old")
+            && l.contains("cleanup PENDING")
+            && l.contains("gantry forget app jobs.old")),
+        "{out}"
+    );
+    let (code, out) = site.cli(&["show", "latest"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("jobs.old") && l.contains("cleanup_pending")),
+        "{out}"
+    );
+
+    // Later deploys report it and do not run the same destroy again.
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("still pending, not destroyed again"), "{out}");
+    assert!(!out.contains("cleanup started"), "{out}");
+
+    let (code, out) = site.cli(&["forget", "app", "jobs.a"]);
+    assert_ne!(code, 0, "a declared task is not forgotten: {out}");
+    let (code, out) = site.cli(&["forget", "app", "jobs.old"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = site.cli(&["forget", "app", "jobs.old"]);
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = site.cli(&["deploy", "app", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("jobs.old"), "{out}");
+}
+
+/// `[metrics] listen` serves Prometheus on loopback TCP with per-workflow series; task log
+/// events carry clean levels; the text log has no colour codes off a terminal and names each
+/// run's workflows and trigger.
+#[test]
+fn metrics_on_loopback_tcp_clean_levels_and_a_plain_text_log() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grant = format!("{EXEC_GRANT}[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let app = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 1; echo hello\"]\n";
+    let site = Site::new(&grant, &[("app", app)]);
+    let log = site.tmp.path().join("text.log");
+    let child = site
+        .daemon_command(&[], &site.socket)
+        .args(["--log-format", "text"])
+        .env("GANTRY_LOG", "info")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = common::daemon::Daemon::adopt(child, site.socket.clone(), log.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::os::unix::net::UnixStream::connect(&site.socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = daemon.trigger(&["app"]);
+    let (code, out) = site.cli(&["logs", &id, "-f", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let levels: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "task_log")
+        .map(|e| e["level"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!levels.is_empty(), "{out}");
+    assert!(levels.iter().all(|l| l == "info"), "{levels:?}");
+
+    let scrape = {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).unwrap();
+        text
+    };
+    for series in [
+        format!(
+            "gantry_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "gantry_workflow_runs_total{workflow=\"app\",state=\"succeeded\"} 1".to_string(),
+        "gantry_workflow_last_success_timestamp_seconds{workflow=\"app\"} ".to_string(),
+        "gantry_runs_total{state=\"succeeded\"} 1".to_string(),
+    ] {
+        assert!(scrape.contains(&series), "{series}:\n{scrape}");
+    }
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("run finished")
+            && l.contains(&id)
+            && l.contains("workflows=app")
+            && l.contains("trigger=api")),
+        "{text}"
+    );
+
+    std::fs::write(
+        site.config.join("gantry.toml"),
+        format!("{EXEC_GRANT}[metrics]\nlisten = \"0.0.0.0:{port}\"\n"),
+    )
+    .unwrap();
+    let (code, out) = site.cli(&["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is not a loopback address"), "{out}");
+}

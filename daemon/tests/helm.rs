@@ -309,7 +309,7 @@ async fn upgrades_with_new_values_and_a_chart_version_bump_and_diffs_first() {
         &web_task("values = { replicas = 2, extra = true }"),
     );
     let (code, out) = site.gantry(&["diff", "shop"]).await;
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 1, "{out}");
     let line = |target: &str| {
         out.lines()
             .find(|l| l.contains(target))
@@ -460,7 +460,7 @@ async fn a_chart_with_crds_applies_them_first_and_keeps_them_on_destroy() {
     let task = "[app.op]\nkind = \"helm\"\nchart = \"charts/operator\"\nnamespace = \"shop\"\ncreate_namespace = true\nrelease = \"op\"\n";
     site.write("workflows/shop.toml", &format!("{task}\n{keep}"));
     let (code, out) = site.gantry(&["diff", "shop"]).await;
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 1, "{out}");
     assert!(
         out.lines()
             .any(|l| l.contains("example.com/Widget/shop/op-widget") && l.contains("create")),

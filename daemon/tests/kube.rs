@@ -409,7 +409,10 @@ async fn diff_reports_creates_updates_unchanged_and_prunes() {
     let cm = |name: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n")
     };
-    site.write("k8s/web.yaml", WEB);
+    // An image bump at the end of a long name: the diff shows both lines whole.
+    let long = "registry.example.com/team/shop/web-frontend-with-a-rather-long-name";
+    let web = |tag: &str| WEB.replace("shop/web:1", &format!("{long}:{tag}"));
+    site.write("k8s/web.yaml", &web("1.0.1"));
     site.write("k8s/old.yaml", &cm("old"));
     site.write("k8s/same.yaml", &cm("same"));
     site.write(
@@ -421,12 +424,14 @@ async fn diff_reports_creates_updates_unchanged_and_prunes() {
 
     site.remove("k8s/old.yaml");
     site.write("k8s/new.yaml", &cm("new"));
+    site.write("k8s/web.yaml", &web("1.0.2"));
     site.write(
         "workflows/shop.toml",
         &one_task("path = \"k8s\"\nvars = { replicas = \"3\" }"),
     );
     let (code, out) = site.gantry(&["diff", "shop"]).await;
-    assert_eq!(code, 0, "{out}");
+    // Changes exit 1, as `diff` and `kubectl diff` do.
+    assert_eq!(code, 1, "{out}");
     let line = |target: &str| {
         out.lines()
             .find(|l| l.contains(target))
@@ -438,13 +443,58 @@ async fn diff_reports_creates_updates_unchanged_and_prunes() {
         line("apps/Deployment/shop/web").contains("spec.replicas: 2 → 3"),
         "{out}"
     );
+    // The one-line summary keeps the difference of long values visible too.
+    let summary = line("apps/Deployment/shop/web");
+    assert!(
+        summary.contains("1.0.1") && summary.contains("1.0.2"),
+        "{out}"
+    );
     assert!(line(" /Service/shop/web").contains("unchanged"), "{out}");
     assert!(line(" /ConfigMap/shop/same").contains("unchanged"), "{out}");
     assert!(line(" /ConfigMap/shop/new").contains("create"), "{out}");
     assert!(line(" /ConfigMap/shop/old").contains("delete"), "{out}");
+    for whole in [
+        "--- apps/Deployment/shop/web (now)".to_string(),
+        "+++ apps/Deployment/shop/web (after the deploy)".to_string(),
+        "-  replicas: 2".to_string(),
+        "+  replicas: 3".to_string(),
+        format!("-      - image: {long}:1.0.1"),
+        format!("+      - image: {long}:1.0.2"),
+        "+++ /ConfigMap/shop/new (after the deploy)".to_string(),
+        "+  name: new".to_string(),
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_start() == whole.trim_start()),
+            "{whole}:\n{out}"
+        );
+    }
+    let (code, text) = site.gantry(&["diff", "shop", "--json"]).await;
+    assert_eq!(code, 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["changed"], true, "{v}");
+    let deployment = v["tasks"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "apps/Deployment/shop/web")
+        .unwrap();
+    assert!(
+        deployment["diff"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\n+      - image: {long}:1.0.2\n")),
+        "{deployment}"
+    );
     let d = site.get("apps/v1", "deployments", "shop", "web").unwrap();
     assert_eq!(d["spec"]["replicas"], 2, "diff changed nothing");
     assert!(site.get("v1", "configmaps", "shop", "new").is_none());
+
+    // Once deployed, nothing is left to change: exit 0.
+    let (code, out) = site.gantry(&["run", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = site.gantry(&["diff", "shop"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no changes planned"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,3 +258,86 @@ fn a_local_run_keeps_its_state_private_and_a_fifo_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("pipe.toml: not a regular file"), "{out}");
 }
+
+#[test]
+fn the_daemon_settings_cleanup_timeout_bounds_a_local_runs_destroy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sh\"]\n[daemon]\ncleanup_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let wf = cfg.join("workflows/app.toml");
+    std::fs::write(
+        &wf,
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\ndestroy = [\"sh\", \"-c\", \"sleep 30\"]\n",
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(
+        &wf,
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("jobs.old")
+            && l.contains("cleanup PENDING")
+            && l.contains("within 1s")),
+        "{out}"
+    );
+}
+
+#[test]
+fn history_keeps_the_newest_runs_and_drops_old_ones_with_their_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    let toml = |history: &str| format!("[plugins.exec]\nexec = [\"sh\"]\n[history]\n{history}");
+    std::fs::write(cfg.join("gantry.toml"), toml("max_runs = 2\n")).unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n",
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let runs = || {
+        let store = gantry::store::Store::open_read_only(&state)
+            .unwrap()
+            .unwrap();
+        let listed = store.runs(100, &Default::default()).unwrap();
+        let logs: Vec<String> = std::fs::read_dir(state.join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        (listed.into_iter().map(|r| r.id).collect::<Vec<_>>(), logs)
+    };
+    for _ in 0..4 {
+        let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let (ids, mut logs) = runs();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    logs.sort();
+    let mut kept = ids.clone();
+    kept.sort();
+    assert_eq!(logs, kept, "the logs of pruned runs go with them");
+
+    std::fs::write(cfg.join("gantry.toml"), toml("max_age = \"1s\"\n")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
+    assert_eq!(code, 0, "{out}");
+    let (ids, logs) = runs();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(logs, ids);
+}

@@ -365,6 +365,59 @@ async fn harness_backend_is_rolled_back_when_frontend_fails_before_the_barrier()
     ));
 }
 
+/// Under the default policy (`continue`) too, a frontend that failed before the barrier
+/// never arrives whole: the backend fails at the barrier and applies its own `rollback`,
+/// and the frontend's tasks after the barrier do not run.
+#[tokio::test(start_paused = true)]
+async fn a_failure_under_the_default_policy_breaks_the_barrier_too() {
+    let runner = Arc::new(FakeRunner::default());
+    runner.script(
+        "frontend/services.frontend",
+        Script {
+            millis: 50,
+            failures: u32::MAX,
+            ..Script::default()
+        },
+    );
+    runner.script(
+        "backend/services.backend",
+        Script {
+            millis: 2_000,
+            ..Script::default()
+        },
+    );
+    let continuing = FRONTEND.replace("on_failure = \"rollback\"\n", "");
+    let plan = compile(vec![
+        workflow("frontend", &continuing),
+        workflow("backend", BACKEND),
+    ]);
+    let (report, events) = run(
+        plan,
+        runner.clone(),
+        &FakeHistory::default(),
+        RunOptions::new("r"),
+    )
+    .await;
+    assert_eq!(report.state, RunState::Failed);
+    assert_eq!(runner.index_of("frontend/tests.smoke", &Mark::Start), None);
+    assert_eq!(
+        runner.index_of("backend/tests.integration", &Mark::Start),
+        None
+    );
+    assert_eq!(
+        report.rolled_back,
+        vec![
+            ("backend".to_string(), "services.backend".to_string()),
+            ("backend".to_string(), "infra.cache".to_string())
+        ]
+    );
+    assert!(events.events().iter().any(
+        |e| matches!(&e.kind, EventKind::BarrierBroken { barrier } if barrier == "services-ready")
+            && e.workflow.as_deref() == Some("backend")
+            && e.message.contains("`frontend` failed before arriving")
+    ));
+}
+
 #[tokio::test(start_paused = true)]
 async fn bunnyshell_cleanup_times_out_without_blocking_and_outputs_feed_later_tasks() {
     let toml = r#"
@@ -444,7 +497,7 @@ tasks = ["services.api"]
         events
             .events()
             .iter()
-            .any(|e| e.kind == EventKind::CleanupFailed)
+            .any(|e| e.kind == EventKind::CleanupPending)
     );
 }
 

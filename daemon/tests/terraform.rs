@@ -261,7 +261,7 @@ fn a_changed_variable_is_a_replace_in_diff_and_is_applied() {
     let Some(site) = Site::new() else { return };
     site.workflow("db", &single("alpha", 0, "5s"));
     let (code, shown) = site.gantry(&["diff", "db"]);
-    assert_eq!(code, 0, "{shown}");
+    assert_eq!(code, 1, "{shown}");
     assert!(
         line_with(&shown, "infra.db", &["create", "null_resource.db"]),
         "{shown}"
@@ -270,7 +270,7 @@ fn a_changed_variable_is_a_replace_in_diff_and_is_applied() {
 
     site.workflow("db", &single("beta", 0, "5s"));
     let (code, shown) = site.gantry(&["diff", "db"]);
-    assert_eq!(code, 0, "{shown}");
+    assert_eq!(code, 1, "{shown}");
     assert!(
         line_with(
             &shown,

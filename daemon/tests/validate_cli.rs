@@ -194,3 +194,118 @@ fn a_task_source_may_not_expose_gantrys_configuration_or_credentials() {
         "{out}"
     );
 }
+
+#[test]
+fn a_missing_directory_missing_workflows_or_a_stray_file_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let nowhere = tmp.path().join("nowhere");
+    let (code, out) = gantry(&nowhere, &state, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("nowhere: the configuration directory does not exist"),
+        "{out}"
+    );
+
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    let (code, out) = gantry(&cfg, &state, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("workflows: missing"), "{out}");
+
+    write(
+        &cfg,
+        "app.toml",
+        "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+    );
+    write(&cfg, "web.yaml", "[jobs.a]\nkind = \"exec\"\n");
+    // Editors' swap and backup files are not workflows, nor errors.
+    write(&cfg, ".app.toml.swp", "x");
+    write(&cfg, "app.toml~", "x");
+    let (code, out) = gantry(&cfg, &state, &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("web.yaml: not a workflow: workflow files are named NAME.toml"),
+        "{out}"
+    );
+    assert!(out.contains("1 error in"), "{out}");
+}
+
+#[test]
+fn every_error_in_gantry_toml_is_reported_at_once_with_its_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "plugin_dir = [\"x\"]\n[limits]\nmemory_mib = \"lots\"\n\n[daemon]\nshutdown_grace = \"soon\"\n[wasm]\npoolng = true\n",
+    )
+    .unwrap();
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    for place in [
+        "gantry.toml:1:1: unknown field `plugin_dir`",
+        "gantry.toml:3:14: invalid type",
+        "gantry.toml:6:18: `soon` is not a duration",
+        "gantry.toml:8:1: unknown field `poolng`",
+    ] {
+        assert!(out.contains(place), "{place}:\n{out}");
+    }
+    assert!(out.contains("4 errors in"), "{out}");
+}
+
+#[test]
+fn an_env_reference_unset_here_is_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\"]\n").unwrap();
+    write(
+        &cfg,
+        "app.toml",
+        "env = [\"GANTRY_TEST_SURELY_UNSET\", \"HOME\"]\n[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo \\\"$H\\\"\"]\nenv = { X = \"${env.GANTRY_TEST_SURELY_UNSET}\", H = \"${env.HOME}\" }\n",
+    );
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "app.toml:5:1: warning: task `jobs.a`: ${env.GANTRY_TEST_SURELY_UNSET} is not set"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("${env.HOME} is not set"), "{out}");
+    assert!(out.contains("ok: 1 workflows"), "{out}");
+}
+
+#[test]
+fn a_program_the_plugin_may_not_run_is_an_error_before_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sh\"]\n[plugins.hooks]\nexec = [\"sh\"]\n",
+    )
+    .unwrap();
+    write(
+        &cfg,
+        "app.toml",
+        concat!(
+            "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+            "destroy = [\"curl\", \"-X\", \"DELETE\", \"http://x\"]\n",
+            "hooks.pre_deploy = [{ kind = \"command\", command = [\"psql\", \"-c\", \"select 1\"] }]\n",
+        ),
+    );
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("app.toml:4:1: task `jobs.a` (exec): parameter `destroy`: plugin `exec` may not run `curl`: the operator has not granted it; add exec = [\"curl\"] under [plugins.exec]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hook `command`: parameter `command`: plugin `hooks` may not run `psql`"),
+        "{out}"
+    );
+    assert!(!out.contains("`sh`"), "{out}");
+}

@@ -70,6 +70,11 @@ impl From<crate::service::StartError> for ApiError {
             E::NoWorkflows | E::Plan(_) => ApiError::bad_request(e.to_string()),
             E::UnknownWorkflow { .. } => ApiError::not_found(e.to_string()),
             E::Store(_) => ApiError::internal(e.to_string()),
+            E::NoConfiguration { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_configuration",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -39,6 +39,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/runs/{id}/cancel", post(cancel))
         .route("/v1/workflows", get(workflows))
         .route("/v1/workflows/{name}/plan", get(plan_workflow))
+        .route(
+            "/v1/workflows/{name}/deployments/{task}",
+            axum::routing::delete(forget),
+        )
         .route("/v1/plugins", get(plugins))
         .route("/v1/validate", post(validate))
         .route("/v1/reload", post(reload))
@@ -93,7 +97,8 @@ async fn trigger(
         ));
     }
     let id = d.start_run(&body.workflows, "api")?;
-    Ok((StatusCode::ACCEPTED, Json(TriggerResponse { id })).into_response())
+    let warnings = d.stale(&body.workflows);
+    Ok((StatusCode::ACCEPTED, Json(TriggerResponse { id, warnings })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -128,11 +133,8 @@ async fn show_run(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let run = d
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    let tasks = d.store.tasks(&id)?;
+    let run = find_run(&d, &id)?;
+    let tasks = d.store.tasks(&run.id)?;
     Ok(Json(json!({ "run": run, "tasks": tasks })))
 }
 
@@ -150,16 +152,29 @@ async fn events(
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let run = d
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let run = find_run(&d, &id)?;
     let follow = q.follow.unwrap_or(true)
         && !matches!(
             run.state.as_str(),
             "succeeded" | "succeeded_with_errors" | "failed" | "cancelled" | "interrupted"
         );
-    stream_events(&d, Some(id), q.since.unwrap_or(0), follow)
+    stream_events(&d, Some(run.id), q.since.unwrap_or(0), follow)
+}
+
+/// The run a path names: its whole id, a prefix of exactly one run's id, or `latest`.
+fn find_run(d: &Daemon, name: &str) -> Result<crate::store::RunRow, ApiError> {
+    let ids = d.store.runs_named(name)?;
+    match ids.as_slice() {
+        [id] => d
+            .store
+            .run(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no run `{name}`"))),
+        [] => Err(ApiError::not_found(format!("no run `{name}`"))),
+        _ => Err(ApiError::bad_request(format!(
+            "`{name}` is the start of several runs' ids ({}, ...); give more of it",
+            ids.join(", ")
+        ))),
+    }
 }
 
 /// NDJSON of every run's events: those after `since` if given, then live ones for as long as
@@ -261,6 +276,7 @@ async fn task_log(
             "run, workflow and task must be plain names",
         ));
     }
+    let id = find_run(&d, &id)?.id;
     let path = d
         .state_dir
         .join("logs")
@@ -276,10 +292,8 @@ async fn cancel(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = d
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let run = find_run(&d, &id)?;
+    let id = run.id.clone();
     if d.runs.cancel(&id) {
         Ok((
             StatusCode::ACCEPTED,
@@ -336,6 +350,38 @@ async fn plan_workflow(
     Ok(Json(json!({ "workflow": name, "nodes": nodes })))
 }
 
+/// Stops tracking a removed task's deployment, typically one whose destroy timed out and is
+/// pending: it will not be destroyed (nor rolled back) by gantry again.
+async fn forget(
+    State(d): State<Arc<Daemon>>,
+    Path((workflow, task)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let declared = d
+        .active()
+        .config
+        .workflows
+        .get(&workflow)
+        .is_some_and(|w| w.task(&task).is_some());
+    if declared {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_declared",
+            format!(
+                "task `{task}` is still in workflow `{workflow}`; remove it from the workflow first (its next deploy then destroys it)"
+            ),
+        ));
+    }
+    if !d.store.forget(&workflow, &task)? {
+        return Err(ApiError::not_found(format!(
+            "no deployment of `{task}` is recorded for workflow `{workflow}`"
+        )));
+    }
+    tracing::info!(workflow, task, "deployment forgotten");
+    Ok(Json(
+        json!({ "workflow": workflow, "task": task, "forgotten": true }),
+    ))
+}
+
 async fn plugins(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
     let active = d.active();
     let list: Vec<_> = active
@@ -382,9 +428,44 @@ async fn status(State(d): State<Arc<Daemon>>) -> Json<Status> {
     })
 }
 
+/// Only `/metrics`, for `[metrics] listen`: a loopback TCP port Prometheus scrapes directly.
+pub fn metrics_router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") })
+        .with_state(daemon)
+}
+
+/// Label values escaped as the Prometheus text format wants them.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 async fn metrics(State(d): State<Arc<Daemon>>) -> Result<Response, ApiError> {
     let counts = d.store.counts()?;
     let mut text = String::new();
+    text.push_str(&format!(
+        "# HELP gantry_build_info The running gantry's version.\n# TYPE gantry_build_info gauge\ngantry_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    text.push_str("# HELP gantry_workflow_runs_total Runs by workflow and state.\n# TYPE gantry_workflow_runs_total counter\n");
+    for (workflow, state, n) in &counts.workflow_runs {
+        text.push_str(&format!(
+            "gantry_workflow_runs_total{{workflow=\"{}\",state=\"{state}\"}} {n}\n",
+            label(workflow)
+        ));
+    }
+    text.push_str("# HELP gantry_workflow_last_success_timestamp_seconds When the workflow's last successful run ended.\n# TYPE gantry_workflow_last_success_timestamp_seconds gauge\n");
+    for (workflow, at) in &counts.last_success {
+        text.push_str(&format!(
+            "gantry_workflow_last_success_timestamp_seconds{{workflow=\"{}\"}} {}\n",
+            label(workflow),
+            *at as f64 / 1000.0
+        ));
+    }
     text.push_str(
         "# HELP gantry_runs_total Runs by final state.\n# TYPE gantry_runs_total counter\n",
     );

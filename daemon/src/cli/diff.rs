@@ -1,6 +1,11 @@
 //! `gantry diff`: what deploying a workflow would change, task by task, as each plugin plans
 //! it (for manifests: a server-side dry run per object). Outputs of other tasks come from
 //! their last deployment; a task whose inputs do not exist yet is reported, not guessed.
+//! Each change is shown whole, as a unified diff of the object before and after (what the
+//! plugin reports: YAML for Kubernetes objects), never cut short, in text and JSON.
+//!
+//! Exit code, as `diff` and `kubectl diff`: 0 nothing would change, 1 something would, other
+//! codes when the diff itself could not be made (see [`super::exit`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +20,8 @@ use crate::engine::runner::{DeploymentRecord, History, TaskCall};
 use crate::store::Store;
 use crate::wasm::bindings::types::ChangeAction;
 use crate::wasm::task_runner::{PluginRunner, TracingLogs};
+
+use super::exit;
 
 fn action(a: &ChangeAction) -> &'static str {
     match a {
@@ -43,7 +50,7 @@ pub async fn diff(
             for p in &problems {
                 eprintln!("{p}");
             }
-            return Ok(1);
+            return Ok(exit::ERROR);
         }
     };
     let Some(wf) = valid.workflows.get(workflow) else {
@@ -52,7 +59,7 @@ pub async fn diff(
             "gantry: no workflow `{workflow}` (workflows: {})",
             known.join(", ")
         );
-        return Ok(1);
+        return Ok(exit::NOT_FOUND);
     };
     // A diff writes nothing to the state directory, which a running daemon owns: history is
     // read beside it, and scratch space and the simulator's kubeconfig live in a temporary one.
@@ -107,6 +114,7 @@ pub async fn diff(
             }
         };
         if let Err(why) = substitute(&mut params, &lookup) {
+            failed = true;
             report.push(json!({"task": task.id, "kind": task.kind, "error": why}));
             continue;
         }
@@ -126,7 +134,18 @@ pub async fn diff(
             Ok(changes) => {
                 let changes: Vec<_> = changes
                     .iter()
-                    .map(|c| json!({"action": action(&c.action), "target": c.target, "detail": c.detail}))
+                    .map(|c| {
+                        let diff = match c.action {
+                            ChangeAction::Unchanged => String::new(),
+                            _ => super::unified::unified(
+                                c.before.as_deref().unwrap_or_default(),
+                                c.after.as_deref().unwrap_or_default(),
+                                &format!("{} (now)", c.target),
+                                &format!("{} (after the deploy)", c.target),
+                            ),
+                        };
+                        json!({"action": action(&c.action), "target": c.target, "detail": c.detail, "diff": diff})
+                    })
                     .collect();
                 report.push(json!({"task": task.id, "kind": task.kind, "changes": changes}));
             }
@@ -150,12 +169,23 @@ pub async fn diff(
     let report: Vec<serde_json::Value> =
         serde_json::from_str(&redactor.apply(&serde_json::Value::Array(report).to_string()))
             .unwrap_or_default();
+    let changed = report
+        .iter()
+        .flat_map(|t| t["changes"].as_array().into_iter().flatten())
+        .any(|c| c["action"] != "unchanged");
     if as_json {
-        println!("{}", json!({"workflow": workflow, "tasks": report}));
+        println!(
+            "{}",
+            json!({"workflow": workflow, "changed": changed, "tasks": report})
+        );
     } else {
         print_report(workflow, &report);
     }
-    Ok(if failed { 1 } else { 0 })
+    Ok(match (failed, changed) {
+        (true, _) => exit::ERROR,
+        (false, true) => exit::NO,
+        (false, false) => exit::OK,
+    })
 }
 
 fn print_report(workflow: &str, report: &[serde_json::Value]) {
@@ -186,15 +216,21 @@ fn print_report(workflow: &str, report: &[serde_json::Value]) {
                 "  {name}: {a:<9} {}{detail}",
                 c["target"].as_str().unwrap_or_default()
             );
+            if let Some(diff) = c["diff"].as_str().filter(|d| !d.is_empty()) {
+                for line in diff.lines() {
+                    println!("    {line}");
+                }
+            }
         }
     }
     let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    let changes = counts.keys().any(|a| a != "unchanged");
     println!(
         "{}",
-        if summary.is_empty() {
-            "no changes planned".to_string()
-        } else {
-            summary.join(", ")
+        match (changes, summary.is_empty()) {
+            (true, _) => summary.join(", "),
+            (false, true) => "no changes planned".to_string(),
+            (false, false) => format!("no changes planned ({})", summary.join(", ")),
         }
     );
 }

@@ -22,6 +22,9 @@ pub async fn validate(config_dir: &Path, state_dir: &Path) -> anyhow::Result<i32
             config: valid,
             registry,
         }) => {
+            for warning in unset_env(&valid) {
+                println!("{warning}");
+            }
             let tasks: usize = valid.workflows.values().map(|w| w.tasks.len()).sum();
             println!(
                 "ok: {} workflows, {tasks} tasks, checked against {} plugins",
@@ -43,6 +46,46 @@ pub async fn validate(config_dir: &Path, state_dir: &Path) -> anyhow::Result<i32
             Ok(1)
         }
     }
+}
+
+/// Warnings for each `${env.NAME}` a task or hook reads that is not set here: a run started
+/// from this environment would fail at that task. Only a warning, because the daemon's
+/// environment, where runs happen, may well differ from the shell `validate` runs in.
+fn unset_env(valid: &crate::load::ValidConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for wf in valid.workflows.values() {
+        for task in &wf.tasks {
+            let hooks = task.hooks.all().chain(wf.hooks.all());
+            let places = task
+                .params
+                .iter()
+                .map(|(key, value)| (value, task.param_at.get(key).copied().unwrap_or(task.at)))
+                .chain(hooks.flat_map(|h| h.params.values().map(move |v| (v, h.at))));
+            for (value, at) in places {
+                let mut texts = Vec::new();
+                plan::strings_in(value, &mut texts);
+                let names = texts
+                    .iter()
+                    .filter_map(|t| plan::references(t).ok())
+                    .flatten()
+                    .filter_map(|r| match r {
+                        plan::Reference::Env(name) => Some(name),
+                        _ => None,
+                    });
+                for name in names.filter(|n| std::env::var_os(n).is_none()) {
+                    warnings.push(format!(
+                        "{}:{}:{}: warning: task `{}`: ${{env.{name}}} is not set in this environment; a run started here would fail at this task",
+                        wf.file.display(),
+                        at.line,
+                        at.column,
+                        task.id
+                    ));
+                }
+            }
+        }
+    }
+    warnings.dedup();
+    warnings
 }
 
 pub async fn run(
@@ -108,6 +151,7 @@ pub async fn run(
         }),
         clusters,
     ));
+    let started = std::time::Instant::now();
     let progress = Arc::new(Progress::new());
     let writer = Arc::new(EventWriter::start(store.clone(), Box::new(|_, _, _| {}))?);
     let sink = Arc::new(Tee(vec![writer.clone(), progress.clone()]));
@@ -123,10 +167,11 @@ pub async fn run(
     println!("run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
     writer.flush().await;
+    crate::service::history::prune(&store, state_dir, &valid.daemon.history);
     println!(
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),
-        progress.started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
         state_dir.join("logs").join(&run_id).display()
     );
     Ok(match report.state {

@@ -1,11 +1,15 @@
 //! The `gantry` command line.
 
 mod diff;
+pub mod exit;
+mod graph;
 mod local;
+pub mod output;
 mod plugins;
 pub mod progress;
 mod remote;
 mod scaffold;
+mod unified;
 
 use std::path::PathBuf;
 
@@ -59,8 +63,8 @@ pub struct Cli {
 pub enum Command {
     /// List every loaded plugin with its kinds, source and capabilities.
     Plugins {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: output::Output,
     },
     /// Check the configuration directory (default: --config) and report every error.
     Validate { dir: Option<PathBuf> },
@@ -76,8 +80,11 @@ pub enum Command {
         #[arg(long)]
         sim: bool,
     },
-    /// What deploying a workflow would change, as its plugins plan it (server-side dry runs
-    /// for manifests), without changing anything.
+    /// What deploying a workflow would change, in full, without changing anything.
+    ///
+    /// Each plugin plans its task (server-side dry runs for Kubernetes objects).
+    ///
+    /// Exit code: 0 no changes, 1 changes, another code when the diff could not be made.
     Diff {
         workflow: String,
         /// Plan against an empty Kubernetes API simulator instead of the configured clusters.
@@ -122,44 +129,60 @@ pub enum Command {
         /// Only runs that deployed this workflow.
         #[arg(long)]
         workflow: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: output::Output,
     },
-    /// Show a run with its tasks, outputs and timings.
+    /// Show a run (its id, a unique prefix of it, or `latest`) with tasks, outputs, timings.
     Show {
         run: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: output::Output,
     },
     /// Print a run's task logs, or follow its progress with -f.
     Logs {
         run: String,
-        /// Follow the run's events and log lines until it ends.
+        /// Only this task's log, as WORKFLOW.TASK (e.g. `release.services.api`).
+        task: Option<String>,
+        /// Follow the run's events and log lines until it ends; exit with its result.
         #[arg(short, long)]
         follow: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: output::Output,
     },
     /// Cancel a running run.
     Cancel { run: String },
-    /// The workflow's compiled DAG: what runs after what.
+    /// Stop tracking a task removed from its workflow (e.g. a cleanup left pending).
+    Forget { workflow: String, task: String },
+    /// The compiled DAG of workflows run together: what runs after what (no daemon needed).
     Plan {
-        workflow: String,
-        #[arg(long)]
-        json: bool,
+        #[arg(required = true)]
+        workflows: Vec<String>,
+        #[command(flatten)]
+        out: output::Output,
     },
-    /// The workflow's DAG as a diagram.
+    /// The DAG of workflows run together as a diagram, steps as groups, with a legend.
     Graph {
-        workflow: String,
-        #[arg(long, default_value = "mermaid", value_parser = ["mermaid", "dot"])]
-        format: String,
+        #[arg(required = true)]
+        workflows: Vec<String>,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: graph::Diagram,
+    },
+    /// The workflows the daemon has active.
+    Workflows {
+        #[command(flatten)]
+        out: output::Output,
     },
     /// Re-read, validate and activate the configuration.
     Reload,
-    /// The daemon's version, configuration generation, last reload and running runs.
+    /// The daemon's version, configuration generation, last reload, running and queued runs.
     Status {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: output::Output,
+    },
+    /// The versions of this CLI and of the daemon it talks to.
+    Version {
+        #[command(flatten)]
+        out: output::Output,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
@@ -195,7 +218,7 @@ pub enum PluginCommand {
 /// Runs the parsed command; the exit code is the process's.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Plugins { json } => plugins::list(&cli.config, &cli.state, json).await,
+        Command::Plugins { out } => plugins::list(&cli.config, &cli.state, &out).await,
         Command::Validate { dir } => {
             local::validate(dir.as_deref().unwrap_or(&cli.config), &cli.state).await
         }
@@ -231,7 +254,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             limit,
             run_state,
             workflow,
-            json,
+            out,
         } => {
             let mut query = format!("limit={limit}");
             for (key, value) in [("state", run_state), ("workflow", workflow)] {
@@ -239,19 +262,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     query.push_str(&format!("&{key}={}", crate::client::encode(&v)));
                 }
             }
-            remote::runs(&cli.socket, &query, json).await
+            remote::runs(&cli.socket, &query, &out).await
         }
-        Command::Show { run, json } => remote::show(&cli.socket, &run, json).await,
-        Command::Logs { run, follow, json } => remote::logs(&cli.socket, &run, follow, json).await,
+        Command::Show { run, out } => remote::show(&cli.socket, &run, &out).await,
+        Command::Logs {
+            run,
+            task,
+            follow,
+            out,
+        } => remote::logs(&cli.socket, &run, task.as_deref(), follow, &out).await,
         Command::Cancel { run } => remote::cancel(&cli.socket, &run).await,
-        Command::Plan { workflow, json } => {
-            remote::graph(&cli.socket, &workflow, "text", json).await
-        }
-        Command::Graph { workflow, format } => {
-            remote::graph(&cli.socket, &workflow, &format, false).await
-        }
+        Command::Forget { workflow, task } => remote::forget(&cli.socket, &workflow, &task).await,
+        Command::Plan { workflows, out } => graph::plan(&cli.config, &workflows, &out),
+        Command::Graph { workflows, format } => graph::graph(&cli.config, &workflows, format),
+        Command::Workflows { out } => remote::workflows(&cli.socket, &out).await,
         Command::Reload => remote::reload(&cli.socket).await,
-        Command::Status { json } => remote::status(&cli.socket, json).await,
+        Command::Status { out } => remote::status(&cli.socket, &out).await,
+        Command::Version { out } => remote::version(&cli.socket, &out).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "gantry", &mut std::io::stdout());

@@ -67,34 +67,52 @@ impl PluginView {
     }
 }
 
-pub async fn list(config_dir: &Path, state_dir: &Path, json: bool) -> anyhow::Result<i32> {
+pub async fn list(
+    config_dir: &Path,
+    state_dir: &Path,
+    out: &super::output::Output,
+) -> anyhow::Result<i32> {
     let (_, registry) = Loader::open(config_dir, state_dir)?.plugins().await?;
     let views: Vec<PluginView> = registry
         .plugins()
         .iter()
         .map(|p| PluginView::of(p))
         .collect();
-    if json {
-        let out = serde_json::json!({ "plugins": views, "problems": registry.problems });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(0);
+    let all = serde_json::json!({ "plugins": views, "problems": registry.problems });
+    if out.structured(&all) {
+        return Ok(if registry.problems.is_empty() { 0 } else { 1 });
     }
-    println!(
-        "{:<12} {:<5} {:<24} {:<8} {:<28} {:<16} GRANTED",
-        "NAME", "WORLD", "KINDS", "VERSION", "SOURCE", "REQUESTED"
-    );
-    for v in &views {
-        println!(
-            "{:<12} {:<5} {:<24} {:<8} {:<28} {:<16} {}",
-            v.name,
-            v.world,
-            v.kinds.join(","),
-            v.version,
-            v.source.to_string(),
-            or_dash(&v.requested),
-            or_dash(&v.granted)
-        );
-    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let mut row = vec![
+                v.name.clone(),
+                v.world.to_string(),
+                v.kinds.join(","),
+                v.version.clone(),
+            ];
+            if out.wide() {
+                row.push(v.source.to_string());
+            }
+            row.push(or_dash(&v.requested));
+            row.push(or_dash(&v.granted));
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "NAME",
+            "WORLD",
+            "KINDS",
+            "VERSION",
+            "SOURCE",
+            "REQUESTED",
+            "GRANTED",
+        ]
+    } else {
+        &["NAME", "WORLD", "KINDS", "VERSION", "REQUESTED", "GRANTED"]
+    };
+    print!("{}", super::output::table(header, &rows));
     for v in views.iter().filter(|v| !v.refused.is_empty()) {
         for r in &v.refused {
             println!("note: {}: {r}", v.name);

@@ -1,22 +1,30 @@
-//! Live progress: one line per task state change with the time since the task started;
-//! colour only on a terminal. Works on the JSON form of events, so it serves both local
-//! runs and runs followed over the API.
+//! Live progress: one line per task state change. Times come from the events themselves
+//! (relative to the run's start), so a run followed live and one replayed from history read
+//! the same. Colour only on a terminal. Works on the JSON form of events, so it serves both
+//! local runs and runs followed over the API.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use serde_json::Value;
 
 use crate::engine::events::{Event, EventSink};
 
 pub struct Progress {
-    pub started: Instant,
-    task_started: Mutex<BTreeMap<(String, String), Instant>>,
+    clock: Mutex<Clock>,
     color: bool,
     /// Also print the tasks' log lines (`gantry logs -f`).
     pub logs: bool,
+}
+
+/// When the run and each task started, in the events' milliseconds since the epoch.
+#[derive(Default)]
+struct Clock {
+    run_started: Option<i64>,
+    task_started: BTreeMap<(String, String), i64>,
+    /// The final state, once `run_finished` has been seen.
+    finished: Option<String>,
 }
 
 impl Default for Progress {
@@ -28,50 +36,72 @@ impl Default for Progress {
 impl Progress {
     pub fn new() -> Self {
         Progress {
-            started: Instant::now(),
-            task_started: Mutex::new(BTreeMap::new()),
+            clock: Mutex::new(Clock::default()),
             color: std::io::stdout().is_terminal(),
             logs: false,
         }
     }
 
+    /// The run's final state, if its `run_finished` event was shown.
+    pub fn finished(&self) -> Option<String> {
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .finished
+            .clone()
+    }
+
     /// Prints the line for one event, if it is one people follow.
     pub fn show(&self, e: &Value) {
+        if let Some(line) = self.line(e) {
+            println!("{line}");
+        }
+    }
+
+    /// The line for one event, if it is one people follow.
+    pub fn line(&self, e: &Value) -> Option<String> {
         // What tasks and plugins wrote reaches the terminal escaped.
         let text = |k: &str| {
             crate::logging::escape_control(e[k].as_str().unwrap_or_default()).into_owned()
         };
         let (kind, message) = (text("type"), text("message"));
-        let at = self.started.elapsed().as_secs_f64();
         let (wf, task) = (text("workflow"), text("task"));
+        let now = e["at"].as_i64().unwrap_or_else(crate::store::now_millis);
+        let mut clock = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        if kind == "run_started" {
+            clock.run_started = Some(now);
+        }
+        let origin = *clock.run_started.get_or_insert(now);
+        let at = (now - origin) as f64 / 1000.0;
         if task.is_empty() {
-            match kind.as_str() {
-                "barrier_reached" => println!(
+            return match kind.as_str() {
+                "barrier_reached" => Some(format!(
                     "{at:>7.1}s  barrier {} reached by every workflow",
                     text("barrier")
-                ),
-                "barrier_broken" => println!("{at:>7.1}s  {wf}: {message}"),
-                "run_started" => println!("{at:>7.1}s  run started"),
-                "run_superseded" => println!("{at:>7.1}s  {message}"),
-                "run_finished" if message.is_empty() => {
-                    println!("{at:>7.1}s  run {}", text("state"))
+                )),
+                "barrier_broken" => Some(format!("{at:>7.1}s  {wf}: {message}")),
+                "run_started" => Some(format!("{at:>7.1}s  run started")),
+                "run_superseded" => Some(format!("{at:>7.1}s  {message}")),
+                "run_finished" => {
+                    let state = text("state");
+                    clock.finished = Some(state.clone());
+                    Some(match message.is_empty() {
+                        true => format!("{at:>7.1}s  run {state}"),
+                        false => format!("{at:>7.1}s  run {state}: {message}"),
+                    })
                 }
-                "run_finished" => println!("{at:>7.1}s  run {}: {message}", text("state")),
-                _ => {}
-            }
-            return;
+                _ => None,
+            };
         }
         if kind == "task_log" {
-            if self.logs {
-                println!("{at:>7.1}s  {wf} {task:<24} | {message}");
-            }
-            return;
+            return self
+                .logs
+                .then(|| format!("{at:>7.1}s  {wf} {task:<24} | {message}"));
         }
         let key = (wf.clone(), task.clone());
-        let mut started = self.task_started.lock().unwrap_or_else(|p| p.into_inner());
         let (word, colour) = match kind.as_str() {
             "task_started" => {
-                started.insert(key.clone(), Instant::now());
+                clock.task_started.insert(key.clone(), now);
                 let attempt = e["attempt"].as_u64().unwrap_or(1);
                 (
                     if attempt > 1 {
@@ -96,16 +126,31 @@ impl Progress {
             "task_rolled_back" => ("rolled back".into(), "35"),
             "rollback_unsupported" => ("cannot roll back".into(), "33"),
             "rollback_failed" => ("ROLLBACK FAILED".into(), "31"),
-            "cleanup_destroyed" => ("removed from the workflow: destroyed".into(), "35"),
+            "hook_decision" => (
+                format!(
+                    "{} hook `{}`: {}",
+                    text("phase"),
+                    text("hook"),
+                    text("decision")
+                ),
+                "0",
+            ),
+            "cleanup_started" => {
+                clock.task_started.insert(key.clone(), now);
+                ("removed from the workflow: cleanup started".into(), "35")
+            }
+            "cleanup_destroyed" => ("cleanup: destroyed".into(), "35"),
             "cleanup_failed" => ("cleanup FAILED".into(), "31"),
+            "cleanup_pending" => ("cleanup PENDING".into(), "33"),
             "task_output" => (format!("output {}={}", text("key"), text("value")), "0"),
-            _ => return,
+            _ => return None,
         };
         let elapsed = match kind.as_str() {
-            "task_started" | "task_output" => String::new(),
-            _ => started
+            "task_started" | "cleanup_started" | "task_output" | "hook_decision" => String::new(),
+            _ => clock
+                .task_started
                 .get(&key)
-                .map(|s| format!(" ({:.1}s)", s.elapsed().as_secs_f64()))
+                .map(|s| format!(" ({:.1}s)", (now - s) as f64 / 1000.0))
                 .unwrap_or_default(),
         };
         let detail = if message.is_empty() {
@@ -113,12 +158,14 @@ impl Progress {
         } else {
             format!(": {message}")
         };
-        let word = if self.color {
+        let word = if self.color && colour != "0" {
             format!("\x1b[{colour}m{word}\x1b[0m")
         } else {
             word
         };
-        println!("{at:>7.1}s  {wf} {task:<24} {word}{elapsed}{detail}");
+        Some(format!(
+            "{at:>7.1}s  {wf} {task:<24} {word}{elapsed}{detail}"
+        ))
     }
 }
 
@@ -127,5 +174,53 @@ impl EventSink for Progress {
         if let Ok(v) = serde_json::to_value(&event) {
             self.show(&v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_come_from_the_events_relative_to_the_run_start() {
+        let p = Progress {
+            logs: true,
+            ..Progress::new()
+        };
+        let ev = |at: i64, kind: &str| json!({"at": at, "run": "r", "workflow": "w", "task": "t", "type": kind});
+        assert_eq!(
+            p.line(&json!({"at": 10_000, "run": "r", "type": "run_started"}))
+                .as_deref(),
+            Some("    0.0s  run started")
+        );
+        assert!(
+            p.line(&ev(10_500, "task_started"))
+                .unwrap()
+                .starts_with("    0.5s  w t")
+        );
+        let mut log = ev(12_000, "task_log");
+        log["message"] = json!("hello");
+        assert!(
+            p.line(&log).unwrap().starts_with("    2.0s  w t"),
+            "{:?}",
+            p.line(&log)
+        );
+        let done = p.line(&ev(13_500, "task_succeeded")).unwrap();
+        assert!(
+            done.starts_with("    3.5s") && done.ends_with("succeeded (3.0s)"),
+            "{done}"
+        );
+        let mut cleanup = ev(14_000, "cleanup_started");
+        cleanup["task"] = json!("old");
+        assert!(p.line(&cleanup).unwrap().contains("cleanup started"));
+        cleanup["type"] = json!("cleanup_failed");
+        cleanup["at"] = json!(15_000);
+        cleanup["message"] = json!("boom");
+        let failed = p.line(&cleanup).unwrap();
+        assert!(failed.ends_with("cleanup FAILED (1.0s): boom"), "{failed}");
+        assert_eq!(p.finished(), None);
+        p.line(&json!({"at": 16_000, "run": "r", "type": "run_finished", "state": "failed"}));
+        assert_eq!(p.finished().as_deref(), Some("failed"));
     }
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 use hyper::Method;
 use serde_json::{Value, json};
 
+use super::exit;
+use super::output::{self, Output};
 use super::progress::Progress;
 use crate::client::Client;
 use crate::protocol::{Status, TriggerRequest, TriggerResponse};
@@ -36,6 +38,9 @@ pub async fn deploy(
         .typed(Method::POST, "/v1/runs", Some(&request))
         .await?;
     let id = created.id.clone();
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
     if !wait {
         if json_out {
             print_json(&serde_json::to_value(&created)?)
@@ -47,54 +52,81 @@ pub async fn deploy(
     if !json_out {
         println!("run {id}: {}", workflows.join(", "));
     }
-    follow_run(&client, &id, &Progress::new(), json_out).await?;
-    let shown = client
-        .json(Method::GET, &format!("/v1/runs/{id}"), None)
-        .await?;
-    let state = shown["run"]["state"]
-        .as_str()
-        .unwrap_or("unknown")
-        .to_string();
+    let Some(state) = follow_run(&client, &id, &Progress::new(), json_out, None).await? else {
+        return Ok(INTERRUPTED);
+    };
     if !json_out {
         println!("run {id} {state}");
     }
     Ok(exit_code(&state))
 }
 
-pub async fn runs(socket: &Path, query: &str, json_out: bool) -> anyhow::Result<i32> {
+pub async fn runs(socket: &Path, query: &str, out: &Output) -> anyhow::Result<i32> {
     let v = Client::new(socket)
         .json(Method::GET, &format!("/v1/runs?{query}"), None)
         .await?;
-    if json_out {
-        print_json(&v);
-        return Ok(0);
+    if out.structured(&v) {
+        return Ok(exit::OK);
     }
-    println!("{:<24} {:<22} {:<8} WORKFLOWS", "RUN", "STATE", "TRIGGER");
-    for r in v["runs"].as_array().into_iter().flatten() {
-        let wfs: Vec<&str> = r["workflows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        println!(
-            "{:<24} {:<22} {:<8} {}",
-            r["id"].as_str().unwrap_or(""),
-            r["state"].as_str().unwrap_or(""),
-            r["trigger"].as_str().unwrap_or(""),
-            wfs.join(",")
-        );
-    }
-    Ok(0)
+    let now = crate::store::now_millis();
+    let rows: Vec<Vec<String>> = v["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let wfs: Vec<&str> = r["workflows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let created = r["created_at"].as_i64().unwrap_or(0);
+            // A run still going shows how long it has been going.
+            let took = r["finished_at"].as_i64().unwrap_or(now) - created;
+            let mut row = vec![
+                r["id"].as_str().unwrap_or("").to_string(),
+                r["state"].as_str().unwrap_or("").to_string(),
+                output::moment(created),
+                output::duration(took),
+                r["trigger"].as_str().unwrap_or("").to_string(),
+            ];
+            if out.wide() {
+                row.push(r["finished_at"].as_i64().map_or("-".into(), output::moment));
+            }
+            row.push(wfs.join(","));
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "RUN",
+            "STATE",
+            "STARTED",
+            "DURATION",
+            "TRIGGER",
+            "FINISHED",
+            "WORKFLOWS",
+        ]
+    } else {
+        &[
+            "RUN",
+            "STATE",
+            "STARTED",
+            "DURATION",
+            "TRIGGER",
+            "WORKFLOWS",
+        ]
+    };
+    print!("{}", output::table(header, &rows));
+    Ok(exit::OK)
 }
 
-pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32> {
+pub async fn show(socket: &Path, id: &str, out: &Output) -> anyhow::Result<i32> {
     let v = Client::new(socket)
         .json(Method::GET, &format!("/v1/runs/{id}"), None)
         .await?;
-    if json_out {
-        print_json(&v);
-        return Ok(0);
+    if out.structured(&v) {
+        return Ok(exit::OK);
     }
     println!(
         "run {} {} ({})",
@@ -102,116 +134,320 @@ pub async fn show(socket: &Path, id: &str, json_out: bool) -> anyhow::Result<i32
         v["run"]["state"].as_str().unwrap_or(""),
         v["run"]["trigger"].as_str().unwrap_or("")
     );
-    for t in v["tasks"].as_array().into_iter().flatten() {
-        let secs = match (t["started_at"].as_i64(), t["finished_at"].as_i64()) {
-            (Some(s), Some(f)) => format!("{:.1}s", (f - s) as f64 / 1000.0),
-            _ => "-".into(),
-        };
-        let err = t["error"]
-            .as_str()
-            .map(|e| format!("  {e}"))
-            .unwrap_or_default();
-        println!(
-            "  {:<10} {:<28} {:<12} {:>7} attempts={}{err}",
+    let tasks: Vec<&Value> = v["tasks"].as_array().into_iter().flatten().collect();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let took = match (t["started_at"].as_i64(), t["finished_at"].as_i64()) {
+                (Some(s), Some(f)) => output::duration(f - s),
+                _ => "-".into(),
+            };
+            let mut row = vec![
+                t["workflow"].as_str().unwrap_or("").to_string(),
+                t["task"].as_str().unwrap_or("").to_string(),
+                t["state"].as_str().unwrap_or("").to_string(),
+                took,
+                t["attempts"].to_string(),
+            ];
+            if out.wide() {
+                row.push(t["started_at"].as_i64().map_or("-".into(), output::moment));
+            }
+            row.push(t["error"].as_str().unwrap_or("").to_string());
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "WORKFLOW", "TASK", "STATE", "DURATION", "ATTEMPTS", "STARTED", "ERROR",
+        ]
+    } else {
+        &["WORKFLOW", "TASK", "STATE", "DURATION", "ATTEMPTS", "ERROR"]
+    };
+    print!("{}", output::table(header, &rows));
+    for t in tasks {
+        let name = format!(
+            "{}.{}",
             t["workflow"].as_str().unwrap_or(""),
-            t["task"].as_str().unwrap_or(""),
-            t["state"].as_str().unwrap_or(""),
-            secs,
-            t["attempts"]
+            t["task"].as_str().unwrap_or("")
         );
+        for h in t["hooks"].as_array().into_iter().flatten() {
+            let reason = h["message"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            println!(
+                "{name}: {} hook `{}`: {}{reason}",
+                h["phase"].as_str().unwrap_or(""),
+                h["hook"].as_str().unwrap_or(""),
+                h["decision"].as_str().unwrap_or("")
+            );
+        }
         for (k, val) in t["outputs"].as_object().into_iter().flatten() {
-            println!("      {k} = {}", val.as_str().unwrap_or(""));
+            println!("{name}: output {k} = {}", val.as_str().unwrap_or(""));
         }
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
-/// Prints a run's events until it ends: as NDJSON with `json_out`, else as progress lines.
+/// The exit code after Ctrl-C stopped the CLI following a run (128 + SIGINT, as shells do).
+const INTERRUPTED: i32 = 130;
+
+/// Prints a run's events until it ends (NDJSON with `json_out`, else progress lines), only
+/// those of `only` (workflow, task) when given; the run's final state, or `None` when Ctrl-C
+/// stopped the following (the run itself goes on in the daemon, and the message says how
+/// to cancel it).
 async fn follow_run(
     client: &Client,
     id: &str,
     progress: &Progress,
     json_out: bool,
-) -> anyhow::Result<()> {
-    client
-        .lines(&format!("/v1/runs/{id}/events"), |e| {
-            if json_out {
-                println!("{e}")
-            } else {
-                progress.show(&e)
-            }
-        })
-        .await?;
-    Ok(())
+    only: Option<(&str, &str)>,
+) -> anyhow::Result<Option<String>> {
+    let mut finished = None;
+    let path = format!("/v1/runs/{id}/events");
+    let stream = client.lines(&path, |e| {
+        if !about(&e, only) {
+            return;
+        }
+        if e["type"] == "run_finished" {
+            finished = e["state"].as_str().map(str::to_string);
+        }
+        if json_out {
+            println!("{e}")
+        } else {
+            progress.show(&e)
+        }
+    });
+    tokio::select! {
+        result = stream => result?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "\nstopped following run {id}; it goes on in the daemon. Follow it again with `gantry logs -f {id}`, cancel it with `gantry cancel {id}`."
+            );
+            return Ok(None);
+        }
+    }
+    // A stream cut short (the daemon stopped) has no `run_finished`: ask for the state.
+    Ok(Some(match finished {
+        Some(state) => state,
+        None => run_state(client, id).await?,
+    }))
 }
 
-/// With `follow`, the run's events and its tasks' log lines as they happen (NDJSON with
-/// `json`), until the run ends; otherwise each task's log so far.
-pub async fn logs(socket: &Path, id: &str, follow: bool, json_out: bool) -> anyhow::Result<i32> {
-    let client = Client::new(socket);
-    if follow {
-        let mut progress = Progress::new();
-        progress.logs = true;
-        follow_run(&client, id, &progress, json_out).await?;
-        return Ok(0);
+/// Whether event `e` is one to show when keeping to task `only`.
+fn about(e: &Value, only: Option<(&str, &str)>) -> bool {
+    match only {
+        Some((wf, task)) => {
+            (e["workflow"] == wf && e["task"] == task) || e["type"] == "run_finished"
+        }
+        None => true,
     }
-    let v = client
-        .json(Method::GET, &format!("/v1/runs/{id}"), None)
+}
+
+/// A finished run the way `-f` showed it live: its stored events and its tasks' log lines
+/// (read back from the log files, which keep each line's time), in time order. Returns the
+/// run's final state.
+async fn replay(
+    client: &Client,
+    id: &str,
+    tasks: &[(String, String)],
+    only: Option<(&str, &str)>,
+    progress: &Progress,
+    structured: bool,
+) -> anyhow::Result<String> {
+    let mut events: Vec<Value> = Vec::new();
+    client
+        .lines(&format!("/v1/runs/{id}/events?follow=false"), |e| {
+            events.push(e)
+        })
         .await?;
-    let mut all = Vec::new();
-    for t in v["tasks"].as_array().into_iter().flatten() {
-        let (wf, task) = (
-            t["workflow"].as_str().unwrap_or(""),
-            t["task"].as_str().unwrap_or(""),
-        );
+    for (wf, task) in tasks {
         let Ok(text) = client
             .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
             .await
         else {
             continue;
         };
-        if json_out {
+        events.extend(text.lines().filter_map(|l| logged_line(id, wf, task, l)));
+    }
+    events.retain(|e| about(e, only));
+    // The end of the run comes last even when a log line shares its millisecond.
+    events.sort_by_key(|e| (e["type"] == "run_finished", e["at"].as_i64().unwrap_or(0)));
+    let mut state = None;
+    for e in &events {
+        if e["type"] == "run_finished" {
+            state = e["state"].as_str().map(str::to_string);
+        }
+        if structured {
+            println!("{e}");
+        } else {
+            progress.show(e);
+        }
+    }
+    Ok(match state {
+        Some(state) => state,
+        None => run_state(client, id).await?,
+    })
+}
+
+/// A line of a task log file (`TIME LEVEL message`) as the `task_log` event it was live.
+fn logged_line(run: &str, workflow: &str, task: &str, line: &str) -> Option<Value> {
+    let (stamp, rest) = line.split_once(' ')?;
+    let at = humantime::parse_rfc3339(stamp).ok()?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    let (level, message) = (rest.get(..5)?.trim(), rest.get(6..).unwrap_or_default());
+    Some(json!({
+        "at": i64::try_from(ms).ok()?,
+        "run": run,
+        "workflow": workflow,
+        "task": task,
+        "type": "task_log",
+        "level": level.to_lowercase(),
+        "message": message,
+    }))
+}
+
+async fn run_state(client: &Client, id: &str) -> anyhow::Result<String> {
+    let shown = client
+        .json(Method::GET, &format!("/v1/runs/{id}"), None)
+        .await?;
+    Ok(shown["run"]["state"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string())
+}
+
+/// With `follow`, the run's events and its tasks' log lines as they happen (NDJSON with
+/// `json`), until the run ends, exiting with the run's result; otherwise each task's log so
+/// far. `task` (`WORKFLOW.TASK`) keeps to one task.
+pub async fn logs(
+    socket: &Path,
+    id: &str,
+    task: Option<&str>,
+    follow: bool,
+    out: &Output,
+) -> anyhow::Result<i32> {
+    let json_out = out.format() == output::Format::Json;
+    let client = Client::new(socket);
+    let v = client
+        .json(Method::GET, &format!("/v1/runs/{id}"), None)
+        .await?;
+    // `latest` or a prefix, resolved once so every later request is about the same run.
+    let id = v["run"]["id"].as_str().unwrap_or(id);
+    let tasks: Vec<(String, String)> = v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["workflow"].as_str().unwrap_or("").to_string(),
+                t["task"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let only = match task {
+        None => None,
+        Some(name) => match tasks.iter().find(|(wf, t)| format!("{wf}.{t}") == name) {
+            Some((wf, t)) => Some((wf.as_str(), t.as_str())),
+            None => {
+                let known: Vec<String> = tasks.iter().map(|(wf, t)| format!("{wf}.{t}")).collect();
+                return Err(super::exit::NotFound(format!(
+                    "run `{id}` has no task `{name}` (WORKFLOW.TASK); its tasks: {}",
+                    known.join(", ")
+                ))
+                .into());
+            }
+        },
+    };
+    if follow {
+        let structured = matches!(out.format(), output::Format::Json | output::Format::Yaml);
+        let mut progress = Progress::new();
+        progress.logs = true;
+        let finished = !matches!(v["run"]["state"].as_str(), Some("queued" | "running"));
+        let state = if finished {
+            Some(replay(&client, id, &tasks, only, &progress, structured).await?)
+        } else {
+            follow_run(&client, id, &progress, structured, only).await?
+        };
+        return Ok(state.map_or(INTERRUPTED, |s| exit_code(&s)));
+    }
+    let mut all = Vec::new();
+    for (wf, task) in &tasks {
+        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
+            continue;
+        }
+        let Ok(text) = client
+            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
+            .await
+        else {
+            continue;
+        };
+        if json_out || out.format() == output::Format::Yaml {
             all.push(json!({ "workflow": wf, "task": task, "log": text }));
+        } else if only.is_some() {
+            print!("{text}");
         } else {
             println!("==> {wf}/{task} <==");
             print!("{text}");
         }
     }
-    if json_out {
-        print_json(&json!({ "run": id, "tasks": all }));
-    }
-    Ok(0)
+    out.structured(&json!({ "run": id, "tasks": all }));
+    Ok(exit::OK)
 }
 
 pub async fn cancel(socket: &Path, id: &str) -> anyhow::Result<i32> {
-    Client::new(socket)
+    let v = Client::new(socket)
         .json(Method::POST, &format!("/v1/runs/{id}/cancel"), None)
         .await?;
-    println!("cancelling {id}");
+    println!("cancelling {}", v["id"].as_str().unwrap_or(id));
     Ok(0)
 }
 
-pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
+pub async fn forget(socket: &Path, workflow: &str, task: &str) -> anyhow::Result<i32> {
+    Client::new(socket)
+        .json(
+            Method::DELETE,
+            &format!(
+                "/v1/workflows/{}/deployments/{}",
+                crate::client::encode(workflow),
+                crate::client::encode(task)
+            ),
+            None,
+        )
+        .await?;
+    println!(
+        "forgot {workflow}/{task}: gantry no longer tracks it, and will neither destroy nor roll it back"
+    );
+    Ok(exit::OK)
+}
+
+pub async fn status(socket: &Path, out: &Output) -> anyhow::Result<i32> {
     let status: Status = Client::new(socket)
         .typed(Method::GET, "/v1/status", None::<&()>)
         .await?;
-    if json_out {
-        print_json(&serde_json::to_value(&status)?);
-        return Ok(0);
+    if out.structured(&serde_json::to_value(&status)?) {
+        return Ok(exit::OK);
     }
     let reload = &status.last_reload;
     println!(
-        "gantry {} · configuration generation {} · {} runs running, {} queued",
+        "gantry {} · configuration generation {} · {} running, {} queued",
         status.version,
         status.generation,
         status.running_runs.len(),
         status.queued_runs
     );
-    if !reload.ok {
+    for id in &status.running_runs {
+        println!("  running {id}");
+    }
+    if !reload.ok && status.generation == 0 {
+        println!(
+            "NO CONFIGURATION IS ACTIVE: it did not load when the daemon started, so nothing can be deployed until it is fixed:"
+        );
+    } else if !reload.ok {
         println!("last reload FAILED; the previous configuration is active:");
-        for e in &reload.errors {
-            println!("  {e}");
-        }
+    }
+    for e in reload.errors.iter().filter(|_| !reload.ok) {
+        println!("  {e}");
     }
     if !reload.restart_needed.is_empty() {
         println!("settings waiting for a restart:");
@@ -219,7 +455,87 @@ pub async fn status(socket: &Path, json_out: bool) -> anyhow::Result<i32> {
             println!("  {p}");
         }
     }
-    Ok(0)
+    Ok(exit::OK)
+}
+
+/// `gantry workflows`: what the daemon has active.
+pub async fn workflows(socket: &Path, out: &Output) -> anyhow::Result<i32> {
+    let v = Client::new(socket)
+        .json(Method::GET, "/v1/workflows", None)
+        .await?;
+    if out.structured(&v) {
+        return Ok(exit::OK);
+    }
+    let count = |x: &Value| x.as_array().map_or(0, Vec::len).to_string();
+    let rows: Vec<Vec<String>> = v["workflows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let mut row = vec![
+                w["name"].as_str().unwrap_or("").to_string(),
+                count(&w["tasks"]),
+                count(&w["steps"]),
+                if w["auto_deploy"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+            ];
+            if out.wide() {
+                row.push(w["file"].as_str().unwrap_or("").to_string());
+                row.push(
+                    w["digest"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(12)
+                        .collect(),
+                );
+            }
+            row.push(w["description"].as_str().unwrap_or("").to_string());
+            row
+        })
+        .collect();
+    let header: &[&str] = if out.wide() {
+        &[
+            "WORKFLOW",
+            "TASKS",
+            "STEPS",
+            "AUTO_DEPLOY",
+            "FILE",
+            "DIGEST",
+            "DESCRIPTION",
+        ]
+    } else {
+        &["WORKFLOW", "TASKS", "STEPS", "AUTO_DEPLOY", "DESCRIPTION"]
+    };
+    print!("{}", output::table(header, &rows));
+    Ok(exit::OK)
+}
+
+/// `gantry version`: this CLI's version, and the daemon's when one answers.
+pub async fn version(socket: &Path, out: &Output) -> anyhow::Result<i32> {
+    let client = env!("CARGO_PKG_VERSION");
+    let daemon = Client::new(socket)
+        .typed::<Status>(Method::GET, "/v1/status", None::<&()>)
+        .await
+        .map(|s| s.version);
+    let v = json!({
+        "client": client,
+        "daemon": daemon.as_ref().ok(),
+        "contract_majors": crate::wasm::bindings::CONTRACTS,
+    });
+    if out.structured(&v) {
+        return Ok(exit::OK);
+    }
+    println!("gantry {client}");
+    match daemon {
+        Ok(version) => println!("daemon {version}"),
+        Err(e) => println!("daemon: {e}"),
+    }
+    Ok(exit::OK)
 }
 
 pub async fn reload(socket: &Path) -> anyhow::Result<i32> {
@@ -236,88 +552,4 @@ pub async fn reload(socket: &Path) -> anyhow::Result<i32> {
         }
         Ok(1)
     }
-}
-
-/// `plan` and `graph`: the compiled DAG of a workflow.
-pub async fn graph(
-    socket: &Path,
-    workflow: &str,
-    format: &str,
-    json_out: bool,
-) -> anyhow::Result<i32> {
-    let v = Client::new(socket)
-        .json(Method::GET, &format!("/v1/workflows/{workflow}/plan"), None)
-        .await?;
-    if json_out {
-        print_json(&v);
-        return Ok(0);
-    }
-    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
-    let id = |name: &str| name.replace(['/', '.', '-', ' ', '`'], "_");
-    // Per format: a node line, and an edge line for "must succeed" and for "runs after".
-    let diagram = |node: &dyn Fn(&str, &str) -> String,
-                   edge: &dyn Fn(&str, &str, bool) -> String| {
-        for n in &nodes {
-            let name = n["node"].as_str().unwrap_or("");
-            println!("{}", node(&id(name), &name.replace('"', "'")));
-            for d in n["after"].as_array().into_iter().flatten() {
-                let from = id(d["node"].as_str().unwrap_or(""));
-                let required = d["requires_success"].as_bool() == Some(true);
-                println!("{}", edge(&from, &id(name), required));
-            }
-        }
-    };
-    match format {
-        "dot" => {
-            println!("digraph \"{workflow}\" {{\n  rankdir=LR;");
-            diagram(
-                &|id, label| format!("  {id} [label=\"{label}\"];"),
-                &|from, to, required| {
-                    let style = if required { "solid" } else { "dashed" };
-                    format!("  {from} -> {to} [style={style}];")
-                },
-            );
-            println!("}}");
-        }
-        "mermaid" => {
-            println!("flowchart LR");
-            diagram(
-                &|id, label| format!("  {id}[\"{label}\"]"),
-                &|from, to, required| {
-                    let arrow = if required { "-->" } else { "-.->" };
-                    format!("  {from} {arrow} {to}")
-                },
-            );
-        }
-        _ => {
-            for n in &nodes {
-                let after: Vec<String> = n["after"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| {
-                        format!(
-                            "{}{}",
-                            d["node"].as_str().unwrap_or(""),
-                            if d["requires_success"].as_bool() == Some(true) {
-                                " (must succeed)"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                    .collect();
-                println!(
-                    "{}{}",
-                    n["node"].as_str().unwrap_or(""),
-                    if after.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  after {}", after.join(", "))
-                    }
-                );
-            }
-        }
-    }
-    Ok(0)
 }

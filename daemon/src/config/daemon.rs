@@ -33,6 +33,40 @@ pub struct DaemonConfig {
     /// Kubernetes clusters tasks may reach, by name: `[clusters.prod] kubeconfig = "..."`.
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterConfig>,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub history: HistorySettings,
+}
+
+/// `[history]`: how much of the past the daemon keeps. Finished runs older than `max_age`,
+/// or beyond the newest `max_runs`, are pruned with their tasks, events, logs and scratch
+/// directories; what each task has deployed now is kept whatever its age.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub max_age: Duration,
+    pub max_runs: usize,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            max_age: Duration::from_secs(90 * 24 * 3600),
+            max_runs: 1000,
+        }
+    }
+}
+
+/// `[metrics]`: where else `/metrics` is served besides the API socket.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// A loopback TCP address (`127.0.0.1:9464`) serving only `/metrics`, without
+    /// authentication, so Prometheus can scrape it without a proxy for the Unix socket.
+    /// Bound when the daemon starts.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +81,10 @@ pub struct DaemonSettings {
     /// A directory only the daemon's user can read, one file per `${secrets.NAME}`
     /// (relative to the config directory); systemd credentials are read first.
     pub secrets_dir: Option<PathBuf>,
+    /// How long destroying a task removed from its workflow may take before it is reported
+    /// pending (a workflow's own `cleanup_timeout` wins).
+    #[serde(deserialize_with = "super::duration::deserialize")]
+    pub cleanup_timeout: std::time::Duration,
 }
 
 impl Default for DaemonSettings {
@@ -55,6 +93,7 @@ impl Default for DaemonSettings {
             shutdown_grace: std::time::Duration::from_secs(300),
             watch_debounce: std::time::Duration::from_millis(300),
             secrets_dir: None,
+            cleanup_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -102,6 +141,8 @@ impl Default for DaemonConfig {
             api: Access::default(),
             daemon: DaemonSettings::default(),
             clusters: BTreeMap::new(),
+            metrics: MetricsSettings::default(),
+            history: HistorySettings::default(),
         }
     }
 }

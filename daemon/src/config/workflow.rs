@@ -138,6 +138,9 @@ pub struct Workflow {
     pub parallelism: usize,
     pub on_failure: OnFailure,
     pub timeout: Option<Duration>,
+    /// How long destroying a task removed from the workflow may take; `[daemon]
+    /// cleanup_timeout` when not given.
+    pub cleanup_timeout: Option<Duration>,
     pub retries: Retries,
     pub auto_deploy: bool,
     /// Environment variables `${env.NAME}` may read.
@@ -215,6 +218,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, Vec<ConfigError>> {
         parallelism: DEFAULT_PARALLELISM,
         on_failure: OnFailure::Continue,
         timeout: None,
+        cleanup_timeout: None,
         retries: Retries::default(),
         auto_deploy: false,
         env: Vec::new(),
@@ -233,6 +237,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, Vec<ConfigError>> {
             }
             "on_failure" => wf.on_failure = on_failure(&mut doc, value).unwrap_or_default(),
             "timeout" => wf.timeout = doc.duration(k, value),
+            "cleanup_timeout" => wf.cleanup_timeout = doc.duration(k, value),
             "retries" => wf.retries = retries(&mut doc, value).unwrap_or_default(),
             "auto_deploy" => wf.auto_deploy = doc.bool(k, value).unwrap_or(false),
             "env" => wf.env = doc.strings(k, value).into_iter().map(|(s, _)| s).collect(),
@@ -252,7 +257,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Workflow, Vec<ConfigError>> {
                     }
                 }
                 other => doc.error(key.span(), format!(
-                    "unknown setting `{group}` ({}); workflow settings are description, parallelism, on_failure, timeout, retries, auto_deploy, env, hooks and steps, and tasks go in tables like [services.NAME]",
+                    "unknown setting `{group}` ({}); workflow settings are description, parallelism, on_failure, timeout, cleanup_timeout, retries, auto_deploy, env, hooks and steps, and tasks go in tables like [services.NAME]",
                     type_name(other)
                 )),
             },
@@ -493,19 +498,48 @@ pub fn load_dir(config_dir: &Path) -> (BTreeMap<String, Workflow>, Vec<ConfigErr
     let dir = config_dir.join("workflows");
     let mut workflows = BTreeMap::new();
     let mut errors = Vec::new();
+    // A mistyped --config or a directory missing its workflows would otherwise validate as
+    // "0 workflows" and deploy nothing.
+    if !config_dir.is_dir() {
+        errors.push(ConfigError::whole_file(
+            config_dir,
+            "the configuration directory does not exist (give it with --config or GANTRY_CONFIG)",
+        ));
+        return (workflows, errors);
+    }
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (workflows, errors),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            errors.push(ConfigError::whole_file(
+                &dir,
+                "missing: a configuration directory holds gantry.toml and workflows/*.toml (an empty workflows/ is fine)",
+            ));
+            return (workflows, errors);
+        }
         Err(e) => {
             errors.push(ConfigError::whole_file(&dir, format!("cannot read: {e}")));
             return (workflows, errors);
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Editors' swap, backup and temporary files come and go beside the workflows.
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        if path.extension().is_some_and(|x| x == "toml") {
+            files.push(path);
+        } else if !path.is_dir() {
+            errors.push(ConfigError::whole_file(
+                &path,
+                "not a workflow: workflow files are named NAME.toml (rename it, or move it out of workflows/)",
+            ));
+        }
+    }
     files.sort();
     for path in files {
         let source = match super::read_file(&path) {

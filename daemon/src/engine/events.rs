@@ -112,8 +112,13 @@ pub enum EventKind {
     BarrierBroken {
         barrier: String,
     },
+    /// A task removed from its workflow is being destroyed (beside the deploy).
+    CleanupStarted,
     CleanupDestroyed,
     CleanupFailed,
+    /// The destroy did not finish in time: what it left is unknown, so it is not run again
+    /// by later deploys (each reports it) until `gantry forget` drops the task.
+    CleanupPending,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,6 +7,9 @@
 //!   half-applied release is worse than a finished one) and are then part of any rollback.
 //! - Without a halt, failed tasks are recorded and the run ends `succeeded_with_errors`.
 //! - A task skipped by a `pre_deploy` hook counts as done for what depends on it.
+//! - A barrier breaks when a participant has a failed task before it, whatever that
+//!   workflow's `on_failure`: the others were waiting for it to arrive whole. (Under
+//!   `continue` the culprit itself goes on with what does not need the barrier.)
 //! - Cleanup of tasks removed from a workflow runs beside the deploy, each under its own
 //!   timeout; its failure is reported and does not fail the run.
 
@@ -63,7 +66,7 @@ impl RunOptions {
     }
 
     /// A run of the configuration in `config_dir`: its task sources, the process's
-    /// environment for `${env.NAME}` and the configured secrets.
+    /// environment for `${env.NAME}`, the configured secrets and cleanup timeout.
     pub fn for_config(
         run: impl Into<String>,
         config_dir: &std::path::Path,
@@ -76,6 +79,7 @@ impl RunOptions {
                 config_dir,
                 settings.secrets_dir.as_deref(),
             )),
+            cleanup_timeout: settings.cleanup_timeout,
             ..RunOptions::new(run)
         }
     }
@@ -372,6 +376,8 @@ struct Sched<R: TaskRunner> {
     /// Whether each task (`[w][t]`) belongs to a step with `halt_on_error`.
     in_halting_step: Vec<Vec<bool>>,
     halted: Vec<bool>,
+    /// Tasks that failed, per workflow, for the barriers after them.
+    failed: Vec<Vec<NodeId>>,
     rollback_wanted: Vec<bool>,
     rollback_started: Vec<bool>,
     completed: Vec<NodeId>,
@@ -426,6 +432,7 @@ pub async fn execute<R: TaskRunner>(
             .collect(),
         in_halting_step: plan.workflows.iter().map(in_halting_step).collect(),
         halted: vec![false; w],
+        failed: vec![Vec::new(); w],
         rollback_wanted: vec![false; w],
         rollback_started: vec![false; w],
         completed: Vec::new(),
@@ -437,13 +444,25 @@ pub async fn execute<R: TaskRunner>(
     s.emit.emit(None, None, EventKind::RunStarted, "");
     for (wi, wf) in plan.workflows.iter().enumerate() {
         let deployed = history.deployed(&wf.name);
+        let pending = history.cleanup_pending(&wf.name);
         let removed: Vec<(String, Deployed)> = deployed
             .iter()
             .filter(|(task, _)| !s.task_index[wi].contains_key(*task))
             .map(|(task, d)| (task.clone(), d.clone()))
             .collect();
         for (task, d) in removed {
-            s.start_cleanup(wi, task, d);
+            match pending.get(&task) {
+                Some(earlier) => s.emit.emit(
+                    Some(&wf.name),
+                    Some(&task),
+                    EventKind::CleanupPending,
+                    format!(
+                        "still pending, not destroyed again ({earlier}); once what it left is dealt with, run `gantry forget {} {task}`",
+                        wf.name
+                    ),
+                ),
+                None => s.start_cleanup(wi, task, d),
+            }
         }
         s.previous.push(deployed);
         for t in &wf.tasks {
@@ -869,7 +888,10 @@ impl<R: TaskRunner> Sched<R> {
             hooks: self.wf(w).hooks.clone(),
             call,
         };
-        let limit = self.opts.cleanup_timeout;
+        let limit = self
+            .wf(w)
+            .cleanup_timeout
+            .unwrap_or(self.opts.cleanup_timeout);
         self.jobs.spawn(job.cleanup(limit));
     }
 
@@ -914,6 +936,13 @@ impl<R: TaskRunner> Sched<R> {
                 if let Some(w) = halting {
                     self.halted[w] = true;
                 }
+                let failed_in = match (&outcome, &self.plan.nodes[node].kind) {
+                    (Outcome::Failed(_), NodeKind::Task { workflow, .. }) => {
+                        self.failed[*workflow].push(node);
+                        Some(*workflow)
+                    }
+                    _ => None,
+                };
                 if let (Outcome::Succeeded(record), NodeKind::Task { workflow, task }) =
                     (&outcome, &self.plan.nodes[node].kind)
                 {
@@ -939,6 +968,8 @@ impl<R: TaskRunner> Sched<R> {
                 self.finish(node, outcome);
                 if let Some(w) = halting {
                     self.break_open_barriers(w);
+                } else if let Some(w) = failed_in {
+                    self.break_barriers_after(node, w);
                 }
             }
             Done::Rollback { rolled_back, .. } => self.rolled_back.extend(rolled_back),
@@ -1046,7 +1077,12 @@ impl<R: TaskRunner> Sched<R> {
             NodeKind::Barrier { name } => {
                 let name = name.clone();
                 let participants = self.plan.barrier_participants(node);
-                if let Some(&culprit) = participants.iter().find(|&&p| self.halted[p]) {
+                let culprit = participants
+                    .iter()
+                    .copied()
+                    .find(|&p| self.halted[p])
+                    .or_else(|| self.failed_before(node));
+                if let Some(culprit) = culprit {
                     self.break_barrier(node, culprit);
                 } else {
                     self.emit
@@ -1075,6 +1111,40 @@ impl<R: TaskRunner> Sched<R> {
         for b in open_barriers {
             self.break_barrier(b, w);
         }
+    }
+
+    /// Breaks the open barriers that failed task `node` (of workflow `w`) comes before.
+    fn break_barriers_after(&mut self, node: NodeId, w: usize) {
+        let open: Vec<NodeId> = (0..self.plan.nodes.len())
+            .filter(|&n| matches!(self.plan.nodes[n].kind, NodeKind::Barrier { .. }))
+            .filter(|&n| self.outcome[n].is_none() && self.ancestors(n).contains(&node))
+            .collect();
+        for b in open {
+            self.break_barrier(b, w);
+        }
+    }
+
+    /// The workflow of a failed task that comes before `barrier`, if there is one.
+    fn failed_before(&self, barrier: NodeId) -> Option<usize> {
+        if self.failed.iter().all(Vec::is_empty) {
+            return None;
+        }
+        let before = self.ancestors(barrier);
+        self.failed
+            .iter()
+            .position(|nodes| nodes.iter().any(|n| before.contains(n)))
+    }
+
+    /// Every node `node` waits for, directly or not.
+    fn ancestors(&self, node: NodeId) -> HashSet<NodeId> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<NodeId> = self.plan.nodes[node].deps.iter().map(|d| d.0).collect();
+        while let Some(n) = todo.pop() {
+            if seen.insert(n) {
+                todo.extend(self.plan.nodes[n].deps.iter().map(|d| d.0));
+            }
+        }
+        seen
     }
 
     /// Workflow `culprit` failed before arriving: every other participant fails at the
@@ -1323,7 +1393,14 @@ impl<R: TaskRunner> TaskJob<R> {
     /// Destroys a task removed from its workflow, after the workflow's `pre_destroy` hooks.
     async fn cleanup(self, limit: Duration) -> Done {
         let (workflow, task) = (self.call.workflow.clone(), self.call.task.clone());
+        self.emit.emit(
+            Some(&workflow),
+            Some(&task),
+            EventKind::CleanupStarted,
+            "removed from the workflow; destroying it",
+        );
         let mut result = Ok(());
+        let mut timed_out = false;
         for hook in &self.hooks.pre_destroy {
             match self
                 .hook(Phase::PreDestroy, hook, BTreeMap::new(), None)
@@ -1344,13 +1421,22 @@ impl<R: TaskRunner> TaskJob<R> {
             {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.message),
-                Err(_) => Err(format!(
-                    "cleanup did not finish within {}",
-                    humantime::format_duration(limit)
-                )),
+                Err(_) => {
+                    timed_out = true;
+                    Err(format!(
+                        "the destroy did not finish within {} (cleanup_timeout); it may have left things behind, so it is pending: check, then `gantry forget {workflow} {task}`",
+                        humantime::format_duration(limit)
+                    ))
+                }
             };
         }
         match &result {
+            Err(e) if timed_out => self.emit.emit(
+                Some(&workflow),
+                Some(&task),
+                EventKind::CleanupPending,
+                e.clone(),
+            ),
             Ok(()) => self.emit.emit(
                 Some(&workflow),
                 Some(&task),

@@ -193,6 +193,11 @@ pub trait History: Send + Sync {
     fn typical_durations(&self, _workflow: &str) -> std::collections::HashMap<String, f64> {
         std::collections::HashMap::new()
     }
+    /// Removed tasks of `workflow` whose destroy timed out, with what was reported then:
+    /// later deploys report them instead of destroying them again.
+    fn cleanup_pending(&self, _workflow: &str) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// No history: every task is new.

@@ -44,6 +44,8 @@ pub struct Loader {
     config_dir: PathBuf,
     host: PluginHost,
     built_with: EngineSettings,
+    /// `[metrics] listen` at start: the daemon binds it once.
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Loader {
@@ -66,6 +68,7 @@ impl Loader {
         Ok(Loader {
             config_dir: config_dir.to_path_buf(),
             built_with: EngineSettings::of(&config),
+            metrics_listen: config.metrics.listen,
             host,
         })
     }
@@ -127,12 +130,21 @@ impl Loader {
 
     /// The whole configuration, validated against its plugins; every problem at once.
     pub async fn load(&self) -> Result<Loaded, Vec<String>> {
-        let (config, registry) = self.plugins().await.map_err(|e| vec![e.to_string()])?;
+        let (config, registry) = match self.plugins().await {
+            Ok(loaded) => loaded,
+            Err(first) => return Err(self.gantry_toml_errors(first)),
+        };
         let mut errors: Vec<String> = registry
             .problems
             .iter()
             .map(|p| format!("{}: {}", p.source, p.message))
             .collect();
+        if let Some(addr) = config.metrics.listen.filter(|a| !a.ip().is_loopback()) {
+            errors.push(format!(
+                "{}: [metrics] listen = \"{addr}\" is not a loopback address; metrics are served without authentication, so only loopback (127.0.0.1 or [::1]) is allowed",
+                self.config_dir.join(crate::config::daemon::FILE_NAME).display()
+            ));
+        }
         match validate::validate_workflows(&self.config_dir, config, &registry).await {
             Ok(valid) if errors.is_empty() => Ok(Loaded {
                 config: valid,
@@ -146,12 +158,36 @@ impl Loader {
         }
     }
 
+    /// Every error of a `gantry.toml` that does not load, not only the first one.
+    fn gantry_toml_errors(&self, first: ConfigError) -> Vec<String> {
+        let path = self.config_dir.join(crate::config::daemon::FILE_NAME);
+        let all = match crate::config::read_file(&path) {
+            Ok(Some(source)) => {
+                crate::config::every_error::every_error::<DaemonConfig>(&path, &source)
+            }
+            _ => Vec::new(),
+        };
+        match all.is_empty() {
+            true => vec![first.to_string()],
+            false => all.iter().map(ToString::to_string).collect(),
+        }
+    }
+
     /// Settings of `config` that differ from what the running engine was built with and so
     /// wait for a restart, each saying what is in force meanwhile.
     pub fn restart_needed(&self, config: &DaemonConfig) -> Vec<String> {
         let now = &self.built_with;
         let wanted = EngineSettings::of(config);
         let mut pending = Vec::new();
+        if config.metrics.listen != self.metrics_listen {
+            let shown =
+                |a: Option<std::net::SocketAddr>| a.map_or("none".into(), |a| a.to_string());
+            pending.push(format!(
+                "[metrics] listen = {} takes effect after a restart; metrics are served on {} meanwhile",
+                shown(config.metrics.listen),
+                shown(self.metrics_listen)
+            ));
+        }
         if wanted.pooling != now.pooling {
             pending.push(format!(
                 "[wasm] pooling = {} takes effect after a restart; the engine runs with pooling = {}",

@@ -116,9 +116,26 @@ async fn check_plugins(
             })),
             Some(Err(e)) => errors.push(err(task.at, format!("task `{}`: the {} plugin could not validate it: {e}", task.id, task.kind))),
         }
+        if let Some(plugin) = registry.task(&task.kind) {
+            for (key, problem) in ungranted_programs(plugin, &task.params) {
+                let at = task.param_at.get(&key).copied().unwrap_or(task.at);
+                errors.push(err(
+                    at,
+                    format!("task `{}` ({}): {problem}", task.id, task.kind),
+                ));
+            }
+        }
         for hook in task.hooks.all().chain(wf.hooks.all()) {
             if let Some(e) = check_hook(hook, registry).await {
                 errors.push(err(hook.at, format!("task `{}`: {e}", task.id)));
+            }
+            if let Some(plugin) = registry.hook(&hook.kind) {
+                for (_, problem) in ungranted_programs(plugin, &hook.params) {
+                    errors.push(err(
+                        hook.at,
+                        format!("task `{}`: hook `{}`: {problem}", task.id, hook.kind),
+                    ));
+                }
             }
         }
     }
@@ -172,6 +189,42 @@ async fn validate_params(
         }
     }
     verdicts
+}
+
+/// Parameters naming a program to run: the first word of `command`, `rollback` and
+/// `destroy`, and `program`, as the built-in kinds spell them.
+const PROGRAM_PARAMS: &[&str] = &["command", "rollback", "destroy", "program"];
+
+/// Programs the parameters would run that the plugin may not, each with the parameter and
+/// the runtime's own refusal (naming the grant to add): the same check a run makes, made
+/// before anything runs. A program filled in from a template is known only at run time.
+fn ungranted_programs(
+    plugin: &crate::wasm::plugin::Plugin,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<(String, String)> {
+    // Only plugins that run programs read these parameters as programs.
+    if !plugin.caps.requested.iter().any(|r| r.starts_with("exec")) {
+        return Vec::new();
+    }
+    let programs = plugin
+        .caps
+        .grant::<crate::wasm::grants::Programs>(crate::host::process::NAME)
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    for key in PROGRAM_PARAMS {
+        let program = match params.get(*key) {
+            Some(serde_json::Value::Array(words)) => words.first().and_then(|w| w.as_str()),
+            Some(serde_json::Value::String(p)) if *key == "program" => Some(p.as_str()),
+            _ => None,
+        };
+        let Some(program) = program.filter(|p| !p.is_empty() && !p.contains("${")) else {
+            continue;
+        };
+        if let Err(why) = programs.program(&plugin.info.name, program) {
+            problems.push((key.to_string(), format!("parameter `{key}`: {why}")));
+        }
+    }
+    problems
 }
 
 async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {

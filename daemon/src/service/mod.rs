@@ -1,6 +1,7 @@
 //! `gantry daemon`: the long-running service. It owns the Wasm host, the active (last good)
 //! configuration, the run history and the runs in flight; the API and the watcher act on it.
 
+pub mod history;
 pub mod lock;
 pub mod metrics;
 pub mod runs;
@@ -24,6 +25,12 @@ pub enum StartError {
     NoWorkflows,
     #[error("no workflow `{name}` (workflows: {known})")]
     UnknownWorkflow { name: String, known: String },
+    /// The configuration has not loaded since the daemon started: nothing can run until it
+    /// is fixed (and reloaded, which a change to the files does by itself).
+    #[error(
+        "no configuration is active: the one in {dir} did not load when the daemon started; fix it (`gantry validate` lists what is wrong): {errors}"
+    )]
+    NoConfiguration { dir: String, errors: String },
     #[error("{0}")]
     Plan(String),
     #[error(transparent)]
@@ -102,7 +109,15 @@ impl Daemon {
             simulator,
         });
         daemon.reload().await;
+        daemon.prune_history();
         Ok(daemon)
+    }
+
+    /// Prunes the history `[history]` no longer keeps, off the async threads.
+    fn prune_history(&self) {
+        let (store, dir) = (self.store.clone(), self.state_dir.clone());
+        let settings = self.active().config.daemon.history.clone();
+        tokio::task::spawn_blocking(move || history::prune(&store, &dir, &settings));
     }
 
     pub fn active(&self) -> Arc<Active> {
@@ -200,6 +215,28 @@ impl Daemon {
         self.loader.load().await
     }
 
+    /// For each of `names` whose file the last reload rejected: the run deploys the last good
+    /// version of it, not what the file says now.
+    pub fn stale(&self, names: &[String]) -> Vec<String> {
+        let last = self.last_reload();
+        if last.ok {
+            return Vec::new();
+        }
+        let active = self.active();
+        names
+            .iter()
+            .filter_map(|name| active.config.workflows.get(name))
+            .filter_map(|wf| {
+                let file = format!("{}:", wf.file.display());
+                let first = last.errors.iter().find(|e| e.starts_with(&file))?;
+                Some(format!(
+                    "the latest edit of workflow `{}` was rejected, so its last good version (configuration generation {}) is deployed; the edit's first error: {first}",
+                    wf.name, active.generation
+                ))
+            })
+            .collect()
+    }
+
     /// Starts a run of `names` with the active configuration and returns its id. The API and
     /// the config watcher (auto-deploy) both start runs here.
     pub fn start_run(
@@ -211,6 +248,12 @@ impl Daemon {
             return Err(StartError::NoWorkflows);
         }
         let active = self.active();
+        if active.generation == 0 {
+            return Err(StartError::NoConfiguration {
+                dir: self.config_dir.display().to_string(),
+                errors: self.last_reload().errors.join("; "),
+            });
+        }
         let mut selected = Vec::new();
         for name in names {
             match active.config.workflows.get(name) {
@@ -240,6 +283,8 @@ impl Daemon {
             &self.config_dir,
             &active.config.daemon.daemon,
         );
+        // Each run started is a moment to forget what `[history]` no longer keeps.
+        self.prune_history();
         self.runs.start(
             id.clone(),
             plan,

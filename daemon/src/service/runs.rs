@@ -118,7 +118,13 @@ impl LogSink for LiveSink {
         if self.feed.receiver_count() == 0 {
             return;
         }
-        let level = format!("{level:?}").to_lowercase();
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
         let json = serde_json::json!({
             "at": crate::store::now_millis(),
             "run": self.run,
@@ -169,12 +175,25 @@ impl RunManager {
         self.feed.subscribe()
     }
 
-    /// Runs not yet finished: running or waiting for their workflows.
+    /// Runs executing now; those waiting for their workflows are [`Self::queued`].
     pub fn running(&self) -> Vec<String> {
-        self.running
+        let waiting: HashSet<String> = self
+            .queue
             .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default()
+            .map(|q| q.waiting.iter().map(|w| w.id.clone()).collect())
+            .unwrap_or_default();
+        let mut ids: Vec<String> = self
+            .running
+            .lock()
+            .map(|r| {
+                r.keys()
+                    .filter(|id| !waiting.contains(*id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
     }
 
     /// Runs waiting for a workflow another run is deploying.
@@ -244,9 +263,11 @@ impl RunManager {
         });
         opts.run = id.clone();
         let manager = self.clone();
+        let trigger = trigger.to_string();
         tokio::spawn(async move {
             let claimed = manager.wait_turn(ticket, &cancel).await;
             if claimed {
+                tracing::info!(run = %id, workflows = %workflows.join(","), trigger = %trigger, "run started");
                 let started = std::time::Instant::now();
                 let report = execute(
                     plan,
@@ -258,7 +279,13 @@ impl RunManager {
                 )
                 .await;
                 manager.observe(&report, started.elapsed());
-                tracing::info!(run = %id, state = report.state.as_str(), "run finished");
+                tracing::info!(
+                    run = %id,
+                    workflows = %workflows.join(","),
+                    trigger = %trigger,
+                    state = report.state.as_str(),
+                    "run finished"
+                );
             } else {
                 manager.finish_unstarted(&id);
             }

@@ -48,6 +48,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     systemd::spawn_watchdog(daemon.clone());
     tracing::info!(socket = %opts.socket.display(), "gantry daemon ready");
 
+    // Bound once at start, on loopback only (the loader refuses other addresses).
+    let metrics = match daemon.active().config.daemon.metrics.listen {
+        Some(addr) if addr.ip().is_loopback() => {
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("[metrics] listen = \"{addr}\": {e}"))?;
+            tracing::info!(%addr, "serving /metrics");
+            let router = crate::api::metrics_router(daemon.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(tcp, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     let app = crate::api::router(daemon.clone());
     let shutdown = shutdown_signal(daemon.clone());
     let limits = {
@@ -61,6 +77,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
     };
     crate::api::server::serve(listener, app, limits, shutdown).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     drop(watcher);
     if owned {
         let _ = std::fs::remove_file(&opts.socket);

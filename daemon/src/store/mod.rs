@@ -70,6 +70,19 @@ pub struct TaskRow {
     pub finished_at: Option<i64>,
     pub error: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    /// What the task's hooks decided, in order; kept from the run's events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRow>,
+}
+
+/// One hook's decision about a task.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct HookRow {
+    pub phase: String,
+    pub hook: String,
+    pub decision: String,
+    #[serde(default, rename = "message", skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// Which runs to list; `None` matches everything.
@@ -84,6 +97,10 @@ pub struct RunFilter {
 pub struct Counts {
     pub runs: Vec<(String, i64)>,
     pub tasks: Vec<(String, i64)>,
+    /// Runs by workflow and final state.
+    pub workflow_runs: Vec<(String, String, i64)>,
+    /// The end of each workflow's last successful run, in Unix milliseconds.
+    pub last_success: Vec<(String, i64)>,
 }
 
 /// A unique run id that sorts by creation time and reads as one:
@@ -163,7 +180,7 @@ impl Store {
             params![now],
         )?;
         conn.execute(
-            "UPDATE tasks SET state = 'interrupted', finished_at = ?1 WHERE state IN ('queued', 'running')",
+            "UPDATE tasks SET state = 'interrupted', finished_at = ?1 WHERE state IN ('queued', 'running', 'cleaning_up')",
             params![now],
         )?;
         Ok(Store {
@@ -240,6 +257,16 @@ impl Store {
             Ok(Counts {
                 runs: count("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")?,
                 tasks: count("SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state")?,
+                workflow_runs: {
+                    let mut stmt = c.prepare(
+                        "SELECT w.value, r.state, COUNT(*) FROM runs r, json_each(r.workflows) w GROUP BY w.value, r.state ORDER BY w.value, r.state",
+                    )?;
+                    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                },
+                last_success: count(
+                    "SELECT w.value, MAX(r.finished_at) FROM runs r, json_each(r.workflows) w WHERE r.state = 'succeeded' AND r.finished_at IS NOT NULL GROUP BY w.value ORDER BY w.value",
+                )?,
             })
         })
     }
@@ -259,6 +286,77 @@ impl Store {
                 run_row,
             )?;
             rows.collect()
+        })
+    }
+
+    /// Deletes finished runs created before `older_than` (Unix milliseconds) or beyond the
+    /// newest `keep` runs, with their tasks, attempts, outputs and events, at most `batch`
+    /// of them per call so the store is not held long; their ids, for their files.
+    /// Deployments stay: they are what is deployed now, whichever run did it.
+    pub fn prune(
+        &self,
+        older_than: i64,
+        keep: usize,
+        batch: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let ids: Vec<String> = c
+                .prepare(
+                    "SELECT id FROM runs
+                     WHERE state NOT IN ('queued', 'running')
+                       AND (created_at < ?1
+                            OR rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?2))
+                     ORDER BY rowid LIMIT ?3",
+                )?
+                .query_map(
+                    params![older_than, i64::try_from(keep).unwrap_or(i64::MAX), i64::try_from(batch).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            let tx = c.unchecked_transaction()?;
+            for id in &ids {
+                for table in ["tasks", "attempts", "outputs", "events"] {
+                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE run_id = ?1"))?
+                        .execute(params![id])?;
+                }
+                tx.prepare_cached("DELETE FROM runs WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    /// Stops tracking a task's deployment (`gantry forget`): it is neither destroyed nor
+    /// rolled back from then on. False when nothing was recorded for it.
+    pub fn forget(&self, workflow: &str, task: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let known: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM deployments WHERE workflow = ?1 AND task = ?2)",
+                params![workflow, task],
+                |r| r.get(0),
+            )?;
+            forget_deployment(c, workflow, task)?;
+            Ok(known)
+        })
+    }
+
+    /// The runs `name` may stand for: the newest for `latest`, the one with that id, or
+    /// those whose id starts with it (at most two: one is an answer, two are ambiguous).
+    pub fn runs_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            if name == "latest" {
+                let mut stmt = c.prepare("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1")?;
+                return stmt.query_map([], |r| r.get(0))?.collect();
+            }
+            let mut stmt = c.prepare("SELECT id FROM runs WHERE id >= ?1 ORDER BY id LIMIT 2")?;
+            let ids: Vec<String> = stmt
+                .query_map(params![name], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(match ids.first() {
+                Some(first) if first == name => vec![first.clone()],
+                _ => ids.into_iter().filter(|id| id.starts_with(name)).collect(),
+            })
         })
     }
 
@@ -285,6 +383,7 @@ impl Store {
                         finished_at: r.get(5)?,
                         error: r.get(6)?,
                         outputs: BTreeMap::new(),
+                        hooks: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
@@ -299,6 +398,20 @@ impl Store {
                 let (w, t, k, v) = row?;
                 if let Some(&i) = position.get(&(w, t)) {
                     tasks[i].outputs.insert(k, v);
+                }
+            }
+            let mut hooks = c.prepare(
+                "SELECT workflow, task, body FROM events WHERE run_id = ?1 AND kind = 'hook_decision' ORDER BY seq",
+            )?;
+            let rows = hooks.query_map(params![run], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
+            for row in rows {
+                let (w, t, body) = row?;
+                if let (Some(&i), Ok(hook)) =
+                    (position.get(&(w, t)), serde_json::from_str::<HookRow>(&body))
+                {
+                    tasks[i].hooks.push(hook);
                 }
             }
             Ok(tasks)
@@ -441,7 +554,27 @@ fn write_event(c: &Connection, e: &Event, body: &str) -> rusqlite::Result<i64> {
         }
         // History learns of deployments from these events only.
         EventKind::TaskDeployed { deployed } => save_deployment(c, &e.run, wf, task, deployed)?,
-        EventKind::CleanupDestroyed => forget_deployment(c, wf, task)?,
+        // A removed task shows in the run beside its tasks, with its own log.
+        EventKind::CleanupStarted => exec(
+            "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state, attempts, started_at) VALUES (?1, ?2, ?3, 'cleaning_up', 1, ?4)",
+            params![e.run, wf, task, at],
+        )?,
+        EventKind::CleanupDestroyed => {
+            task_state("destroyed")?;
+            forget_deployment(c, wf, task)?
+        }
+        EventKind::CleanupFailed => task_state("cleanup_failed")?,
+        EventKind::CleanupPending => {
+            exec(
+                "INSERT OR IGNORE INTO tasks (run_id, workflow, task, state, started_at) VALUES (?1, ?2, ?3, 'cleanup_pending', ?4)",
+                params![e.run, wf, task, at],
+            )?;
+            task_state("cleanup_pending")?;
+            exec(
+                "UPDATE deployments SET cleanup_pending = COALESCE(cleanup_pending, ?3) WHERE workflow = ?1 AND task = ?2",
+                params![wf, task, format!("since run {}", e.run)],
+            )?
+        }
         _ => {}
     }
     Ok(seq)
@@ -468,6 +601,20 @@ impl EventSink for Store {
 }
 
 impl History for Store {
+    fn cleanup_pending(&self, workflow: &str) -> BTreeMap<String, String> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT task, cleanup_pending FROM deployments WHERE workflow = ?1 AND cleanup_pending IS NOT NULL",
+            )?;
+            let rows = stmt.query_map(params![workflow], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<BTreeMap<String, String>>>()
+        });
+        rows.unwrap_or_else(|e| {
+            tracing::error!(error = %e, workflow, "could not read pending cleanups");
+            BTreeMap::new()
+        })
+    }
+
     fn deployed(&self, workflow: &str) -> BTreeMap<String, Deployed> {
         let rows = self.with(|c| {
             let mut stmt = c.prepare(

@@ -93,6 +93,9 @@ const MIGRATIONS: &[&str] = &[
     )
     WHERE n <= 9
     GROUP BY workflow, task;",
+    // Set when the destroy of a removed task timed out: later deploys report it instead of
+    // destroying it again, until `gantry forget`.
+    "ALTER TABLE deployments ADD COLUMN cleanup_pending TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

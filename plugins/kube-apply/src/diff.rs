@@ -58,9 +58,41 @@ fn walk(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
                 }
             }
         }
-        _ if a != b => out.push(format!("{at}: {} → {}", short(a), short(b))),
+        _ if a != b => {
+            let (before, after) = short_pair(a, b);
+            out.push(format!("{at}: {before} → {after}"));
+        }
         _ => {}
     }
+}
+
+/// Both sides of a change, shortened around where they first differ, so two long values
+/// that share a beginning (an image bumped at the end of a long name) do not read the same.
+fn short_pair(a: &Value, b: &Value) -> (String, String) {
+    let (x, y) = (a.to_string(), b.to_string());
+    let (sx, sy) = (short(a), short(b));
+    if sx != sy {
+        return (sx, sy);
+    }
+    let differ = x
+        .char_indices()
+        .zip(y.chars())
+        .find(|((_, p), q)| p != q)
+        .map_or(x.len().min(y.len()), |((i, _), _)| i);
+    let from = x[..differ]
+        .char_indices()
+        .rev()
+        .nth(20)
+        .map_or(0, |(i, _)| i);
+    let cut = |s: &str| {
+        let tail = &s[from..];
+        let tail = match tail.char_indices().nth(80) {
+            Some((i, _)) => format!("{}…", &tail[..i]),
+            None => tail.to_string(),
+        };
+        format!("…{tail}")
+    };
+    (cut(&x), cut(&y))
 }
 
 fn short(v: &Value) -> String {
@@ -110,6 +142,24 @@ mod tests {
             vec!["spec.replicas: 1 → 3"]
         );
         assert!(changed_fields(&strip(live.clone()), &strip(live)).is_empty());
+    }
+
+    #[test]
+    fn long_values_differing_at_the_end_read_differently() {
+        let name = "registry.example.com/team/shop/web-frontend-with-a-rather-long-name-indeed";
+        let fields = changed_fields(
+            &json!({"image": format!("{name}:1.0.1")}),
+            &json!({"image": format!("{name}:1.0.2")}),
+        );
+        assert_eq!(fields.len(), 1);
+        let (before, after) = fields[0]
+            .split_once(" → ")
+            .unwrap_or_else(|| panic!("{fields:?}"));
+        assert_ne!(before.trim_start_matches("image: "), after, "{fields:?}");
+        assert!(
+            before.contains("1.0.1") && after.contains("1.0.2"),
+            "{fields:?}"
+        );
     }
 
     #[test]
