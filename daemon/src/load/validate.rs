@@ -206,10 +206,11 @@ fn ungranted_programs(
     if !plugin.caps.requested.iter().any(|r| r.starts_with("exec")) {
         return Vec::new();
     }
-    let programs = plugin
+    let grant = plugin
         .caps
-        .grant::<crate::wasm::grants::Programs>(crate::host::process::NAME)
+        .grant::<crate::host::process::grant::ProgramGrant>(crate::host::process::NAME)
         .unwrap_or_default();
+    let programs = &grant.programs;
     let mut problems = Vec::new();
     for key in PROGRAM_PARAMS {
         let program = match params.get(*key) {
