@@ -337,8 +337,11 @@ fn the_durations_migration_reads_the_history_kept_so_far() {
     drop(Store::open(dir.path()).unwrap());
     {
         let db = rusqlite::Connection::open(dir.path().join("gantry.db")).unwrap();
-        db.execute_batch("DROP TABLE task_durations; PRAGMA user_version = 1;")
-            .unwrap();
+        // Back to the first schema: what later migrations added goes.
+        db.execute_batch(
+            "DROP TABLE task_durations; ALTER TABLE deployments DROP COLUMN cleanup_pending; PRAGMA user_version = 1;",
+        )
+        .unwrap();
         for (i, ms) in [500, 100, 300, 200, 400, 900, 800, 700, 600, 1000, 50]
             .into_iter()
             .enumerate()
