@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILTIN=(exec hooks manifest helm terraform compose)
-FIXTURES=(hostile intruder)
+FIXTURES=(hostile intruder spin-describe)
 
 scripts/setup-wasm-toolchain.sh >/dev/null
 
@@ -38,6 +38,6 @@ for p in "${BUILTIN[@]}"; do
   install_if_changed "$out_dir/gantry_plugin_${p}.wasm" "target/plugins/$p.wasm"
 done
 for f in "${FIXTURES[@]}"; do
-  install_if_changed "$out_dir/gantry_fixture_${f}.wasm" "target/plugins/fixtures/$f.wasm"
+  install_if_changed "$out_dir/gantry_fixture_${f//-/_}.wasm" "target/plugins/fixtures/$f.wasm"
 done
 echo "plugins: ${BUILTIN[*]}; fixtures: ${FIXTURES[*]} -> target/plugins"

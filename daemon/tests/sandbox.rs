@@ -311,3 +311,30 @@ async fn calls_beyond_the_pool_wait_for_a_slot() {
         started.elapsed()
     );
 }
+
+/// A plugin whose `describe` spins is given up on after loading's own short CPU budget, not
+/// the task budget, and the other plugins load.
+#[test]
+fn a_plugin_spinning_in_describe_is_given_up_on_within_the_loading_budget() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).expect("workflows");
+    std::fs::create_dir_all(cfg.join("plugins")).expect("plugins");
+    std::fs::write(cfg.join("gantry.toml"), "[limits]\ncpu_time = \"10m\"\n").expect("toml");
+    std::fs::copy(
+        common::repo_root().join("target/plugins/fixtures/spin-describe.wasm"),
+        cfg.join("plugins/spin-describe.wasm"),
+    )
+    .expect("the spin-describe fixture is built by scripts/build-plugins.sh");
+    let (code, out) = common::gantry(&cfg, &tmp.path().join("state"), &["plugins"]);
+    assert!(out.contains("spin-describe.wasm"), "{code}: {out}");
+    assert!(out.contains("describe() failed"), "{code}: {out}");
+    assert!(
+        out.contains("2s") || out.contains("2 s"),
+        "the loading budget, not the 10 min task budget, should have stopped it: {out}"
+    );
+    assert!(
+        out.contains("exec"),
+        "the built-in plugins still load: {out}"
+    );
+}
