@@ -944,7 +944,7 @@ fn hook_output_and_decisions_and_cleanup_show_in_progress_show_and_logs() {
 #[test]
 fn a_destroy_that_times_out_stays_pending_until_forgotten() {
     // The daemon allows 5 minutes; the workflow's own cleanup_timeout wins.
-    let grant = "[plugins.exec]\nexec = [\"sh\"]\n[daemon]\ncleanup_timeout = \"5m\"\n";
+    let grant = "[plugins.exec]\nexec = [\"sh\", \"sleep\"]\n[daemon]\ncleanup_timeout = \"5m\"\n";
     let before = "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo old\"]\ndestroy = [\"sh\", \"-c\", \"sleep 30\"]\n";
     let after = "cleanup_timeout = \"1s\"\n[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n";
     let site = Site::new(grant, &[("app", before)]);

@@ -266,7 +266,7 @@ fn the_daemon_settings_cleanup_timeout_bounds_a_local_runs_destroy() {
     std::fs::create_dir_all(cfg.join("workflows")).unwrap();
     std::fs::write(
         cfg.join("gantry.toml"),
-        "[plugins.exec]\nexec = [\"sh\"]\n[daemon]\ncleanup_timeout = \"1s\"\n",
+        "[plugins.exec]\nexec = [\"sh\", \"sleep\"]\n[daemon]\ncleanup_timeout = \"1s\"\n",
     )
     .unwrap();
     let wf = cfg.join("workflows/app.toml");
