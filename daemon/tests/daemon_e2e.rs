@@ -1074,3 +1074,33 @@ fn metrics_on_loopback_tcp_clean_levels_and_a_plain_text_log() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("is not a loopback address"), "{out}");
 }
+
+/// Following a run that is already under way shows what its tasks printed before, once,
+/// then what they print next.
+#[test]
+fn logs_follow_attached_late_shows_earlier_lines_once_then_live_ones() {
+    let slow = "[jobs.slow]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo early-line; sleep 3; echo late-line\"]\n";
+    let site = Site::new(EXEC_GRANT, &[("slow", slow)]);
+    let daemon = site.start();
+    let id = daemon.trigger(&["slow"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, log) = daemon.request("GET", &format!("/v1/runs/{id}/logs/slow/jobs.slow"), None);
+        if log.contains("early-line") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never printed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(daemon.run_state(&id), "running");
+    let (code, out) = site.cli(&["logs", &id, "-f"]);
+    assert_eq!(code, 0, "{out}");
+    // (`| running sh -c echo early-line ...` names both words once more.)
+    assert_eq!(out.matches("| early-line").count(), 1, "{out}");
+    assert_eq!(out.matches("| late-line").count(), 1, "{out}");
+    assert_eq!(out.matches("run started").count(), 1, "{out}");
+    assert!(out.find("early-line") < out.find("late-line"), "{out}");
+}

@@ -52,7 +52,16 @@ pub async fn deploy(
     if !json_out {
         println!("run {id}: {}", workflows.join(", "));
     }
-    let Some(state) = follow_run(&client, &id, &Progress::new(), json_out, None).await? else {
+    let Some(state) = follow_run(
+        &client,
+        &id,
+        &Progress::new(),
+        json_out,
+        None,
+        &Shown::default(),
+    )
+    .await?
+    else {
         return Ok(INTERRUPTED);
     };
     if !json_out {
@@ -202,11 +211,12 @@ async fn follow_run(
     progress: &Progress,
     json_out: bool,
     only: Option<(&str, &str)>,
+    shown: &Shown,
 ) -> anyhow::Result<Option<String>> {
     let mut finished = None;
-    let path = format!("/v1/runs/{id}/events");
+    let path = format!("/v1/runs/{id}/events?since={}", shown.seq);
     let stream = client.lines(&path, |e| {
-        if !about(&e, only) {
+        if !about(&e, only) || shown.covers(&e) {
             return;
         }
         if e["type"] == "run_finished" {
@@ -232,6 +242,79 @@ async fn follow_run(
         Some(state) => state,
         None => run_state(client, id).await?,
     }))
+}
+
+/// What a follower who attached to a running run has already printed: stored events up to
+/// a sequence number (the stream starts after it), and each task's log lines up to a time
+/// (live lines have no sequence number, so the stream's are skipped by time).
+#[derive(Default)]
+struct Shown {
+    seq: i64,
+    log_lines: std::collections::HashMap<(String, String), i64>,
+}
+
+impl Shown {
+    fn covers(&self, e: &Value) -> bool {
+        e["type"] == "task_log"
+            && self
+                .log_lines
+                .get(&(
+                    e["workflow"].as_str().unwrap_or_default().to_string(),
+                    e["task"].as_str().unwrap_or_default().to_string(),
+                ))
+                .is_some_and(|last| e["at"].as_i64().unwrap_or(0) <= *last)
+    }
+}
+
+/// A running run so far, for a follower who attaches late: its stored events and the lines
+/// its tasks printed (live lines are not stored as events, so they come from the log files),
+/// in time order.
+async fn so_far(
+    client: &Client,
+    id: &str,
+    tasks: &[(String, String)],
+    only: Option<(&str, &str)>,
+    progress: &Progress,
+    structured: bool,
+) -> anyhow::Result<Shown> {
+    let mut shown = Shown::default();
+    let mut lines = Vec::new();
+    client
+        .lines(&format!("/v1/runs/{id}/events?follow=false"), |e| {
+            shown.seq = shown.seq.max(e["seq"].as_i64().unwrap_or(0));
+            if about(&e, only) {
+                lines.push(e);
+            }
+        })
+        .await?;
+    for (wf, task) in tasks {
+        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
+            continue;
+        }
+        let Ok(text) = client
+            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
+            .await
+        else {
+            continue;
+        };
+        let task_lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| logged_line(id, wf, task, l))
+            .collect();
+        if let Some(last) = task_lines.iter().filter_map(|e| e["at"].as_i64()).max() {
+            shown.log_lines.insert((wf.clone(), task.clone()), last);
+        }
+        lines.extend(task_lines);
+    }
+    lines.sort_by_key(|e| e["at"].as_i64().unwrap_or(0));
+    for e in &lines {
+        if structured {
+            println!("{e}");
+        } else {
+            progress.show(e);
+        }
+    }
+    Ok(shown)
 }
 
 /// Whether event `e` is one to show when keeping to task `only`.
@@ -367,7 +450,8 @@ pub async fn logs(
         let state = if finished {
             Some(replay(&client, id, &tasks, only, &progress, structured).await?)
         } else {
-            follow_run(&client, id, &progress, structured, only).await?
+            let shown = so_far(&client, id, &tasks, only, &progress, structured).await?;
+            follow_run(&client, id, &progress, structured, only, &shown).await?
         };
         return Ok(state.map_or(INTERRUPTED, |s| exit_code(&s)));
     }

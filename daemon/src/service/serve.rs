@@ -29,12 +29,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let kubeconfig = simulator.as_ref().map(|s| s.kubeconfig.clone());
     let daemon = Daemon::start(&opts.config_dir, &opts.state_dir, kubeconfig).await?;
+    // Watching starts before the socket takes connections: a client that edits a workflow
+    // once it can connect must not edit it before the watch sees the tree.
+    let shutdown = shutdown_signal(daemon.clone());
+    let watcher = crate::watch::spawn(daemon.clone());
     // A socket systemd passed is systemd's to remove; one we bound is ours.
     let (listener, owned) = match systemd::activated_listener()? {
         Some(l) => (l, false),
         None => (bind(&opts.socket)?, true),
     };
-    let watcher = crate::watch::spawn(daemon.clone());
     let status = daemon.last_reload();
     systemd::ready(&format!(
         "serving; configuration generation {}{}",
@@ -65,7 +68,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         _ => None,
     };
     let app = crate::api::router(daemon.clone());
-    let shutdown = shutdown_signal(daemon.clone());
     let limits = {
         let daemon = daemon.clone();
         move || {
@@ -110,15 +112,29 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Resolves when the daemon should stop serving: after SIGTERM or SIGINT and the drain.
-async fn shutdown_signal(daemon: Arc<Daemon>) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+/// The daemon's signal handlers, installed when this is called (not when the returned future
+/// is first polled), so a SIGTERM that comes as soon as the socket answers is not fatal.
+fn shutdown_signal(daemon: Arc<Daemon>) -> impl std::future::Future<Output = ()> {
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
+    );
+    async move {
+        let (Ok(term), Ok(int), Ok(hup)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+            return std::future::pending().await;
+        };
+        until_stopped(daemon, term, int, hup).await
+    }
+}
+
+async fn until_stopped(
+    daemon: Arc<Daemon>,
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut hup: tokio::signal::unix::Signal,
+) {
     loop {
         tokio::select! {
             _ = term.recv() => break,

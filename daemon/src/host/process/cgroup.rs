@@ -138,13 +138,24 @@ impl ProgramGroup {
         }
     }
 
-    /// Kills what is left in the group and removes it once it is empty.
-    pub async fn end(mut self) {
+    /// Kills what is left in the group now, and removes the group once it is empty: at
+    /// once when it already is, else in the background, so the task does not wait for the
+    /// kernel to finish tearing its processes down.
+    pub fn end(mut self) {
         self.kill();
         let dir = std::mem::take(&mut self.dir);
-        let deadline = tokio::time::Instant::now() + EMPTY_WAIT;
-        while std::fs::remove_dir(&dir).is_err() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(EMPTY_POLL).await;
+        if std::fs::remove_dir(&dir).is_ok() {
+            return;
+        }
+        let remove = async move {
+            let deadline = tokio::time::Instant::now() + EMPTY_WAIT;
+            while std::fs::remove_dir(&dir).is_err() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(EMPTY_POLL).await;
+            }
+        };
+        // Without a runtime, what is left is swept when the next daemon starts.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(remove);
         }
     }
 }

@@ -320,7 +320,7 @@ impl ProcessHost {
                 group.terminate();
                 let exited = tokio::time::timeout(grace, child.wait()).await.is_ok();
                 drop(group);
-                ended.end().await;
+                ended.end();
                 let how = if exited {
                     "stopped with SIGTERM".to_string()
                 } else {
@@ -341,7 +341,7 @@ impl ProcessHost {
         };
         // The program has exited: whatever it left running goes with it.
         drop(group);
-        ended.end().await;
+        ended.end();
         let status =
             status.map_err(|e| TaskError::Internal(format!("waiting for {}: {e}", cmd.program)))?;
         let out = drain(stdout).await;
@@ -530,9 +530,9 @@ struct Ended {
 }
 
 impl Ended {
-    async fn end(self) {
+    fn end(self) {
         if let Some(group) = self.cgroup {
-            group.end().await;
+            group.end();
         }
     }
 }
