@@ -341,3 +341,14 @@ fn history_keeps_the_newest_runs_and_drops_old_ones_with_their_logs() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(logs, ids);
 }
+
+/// A first diff of a workflow whose later tasks read earlier tasks' outputs: those tasks
+/// cannot be planned yet, and that is a change to come (exit 1), not an error.
+#[test]
+fn a_first_diff_counts_tasks_awaiting_inputs_as_changes() {
+    let example = common::repo_root().join("examples/releasehub");
+    let state = tempfile::tempdir().unwrap();
+    let (code, out) = gantry(&example, state.path(), &["diff", "--sim", "release"]);
+    assert!(out.contains("has not been deployed yet"), "{out}");
+    assert_eq!(code, 1, "{out}");
+}

@@ -91,7 +91,9 @@ pub async fn diff(
     let redactor = Arc::new(crate::engine::redact::Redactor::default());
     let mut report = Vec::new();
     let mut failed = false;
+    let mut pending = false;
     for task in &wf.tasks {
+        let awaits_inputs = std::cell::Cell::new(false);
         let mut params = serde_json::Value::Object(task.params.clone());
         let lookup = |r: &Reference| -> Result<String, String> {
             match r {
@@ -109,12 +111,19 @@ pub async fn diff(
                     .and_then(|rec| rec.outputs.get(key))
                     .cloned()
                     .ok_or_else(|| {
+                        awaits_inputs.set(true);
                         format!("needs output `{key}` of `{task}`, which has not been deployed yet")
                     }),
             }
         };
         if let Err(why) = substitute(&mut params, &lookup) {
-            failed = true;
+            // Inputs from tasks not deployed yet: the deploy will change it, the plan is
+            // unknowable now. Anything else (an unset variable, a missing secret) is an error.
+            if awaits_inputs.get() {
+                pending = true;
+            } else {
+                failed = true;
+            }
             report.push(json!({"task": task.id, "kind": task.kind, "error": why}));
             continue;
         }
@@ -181,7 +190,7 @@ pub async fn diff(
     } else {
         print_report(workflow, &report);
     }
-    Ok(match (failed, changed) {
+    Ok(match (failed, changed || pending) {
         (true, _) => exit::ERROR,
         (false, true) => exit::NO,
         (false, false) => exit::OK,
