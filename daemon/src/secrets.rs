@@ -73,6 +73,18 @@ impl SecretStore {
         Ok(value)
     }
 
+    /// The value of secret `name`, masked by `redactor` from now on: the one way a secret
+    /// is handed to a task, so none reaches a person unmasked.
+    pub fn reveal(
+        &self,
+        name: &str,
+        redactor: &crate::engine::redact::Redactor,
+    ) -> Result<String, SecretError> {
+        let value = self.get(name)?;
+        redactor.add(&value);
+        Ok(value)
+    }
+
     fn read_value(&self, name: &str) -> Result<String, SecretError> {
         if let Some(dir) = &self.credentials
             && let Some(value) = read_file(name, &dir.join(name))?

@@ -102,9 +102,7 @@ pub async fn diff(
                     .cloned()
                     .ok_or_else(|| format!("${{env.{name}}} is not set")),
                 Reference::Secret(name) => {
-                    let value = secrets.get(name).map_err(|e| e.to_string())?;
-                    redactor.add(&value);
-                    Ok(value)
+                    secrets.reveal(name, &redactor).map_err(|e| e.to_string())
                 }
                 Reference::Output { task, key } => deployed
                     .get(task)

@@ -86,9 +86,9 @@ impl RunOptions {
 
     /// A secret's value, masked from now on wherever the run's redactor reaches.
     fn secret(&self, name: &str) -> Result<String, String> {
-        let value = self.secrets.get(name).map_err(|e| e.to_string())?;
-        self.redactor.add(&value);
-        Ok(value)
+        self.secrets
+            .reveal(name, &self.redactor)
+            .map_err(|e| e.to_string())
     }
 }
 
