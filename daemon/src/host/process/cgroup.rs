@@ -6,6 +6,7 @@
 
 use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,8 +96,8 @@ pub struct ProgramGroup {
 }
 
 impl ProgramGroup {
-    /// A new empty group and its `cgroup.procs`, open for the child to move itself into
-    /// before it executes the program. `None` when this host gives programs no cgroup.
+    /// A new empty group and its directory, open for the child to be born in
+    /// (`CLONE_INTO_CGROUP`). `None` when this host gives programs no cgroup.
     pub fn create() -> std::io::Result<Option<(ProgramGroup, OwnedFd)>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let Some(parent) = parent() else {
@@ -109,10 +110,20 @@ impl ProgramGroup {
         ));
         std::fs::create_dir(&dir)?;
         let group = ProgramGroup { dir };
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&group.dir)?;
+        Ok(Some((group, handle.into())))
+    }
+
+    /// The group's `cgroup.procs`, open for a forked child to move itself into before it
+    /// executes the program.
+    pub fn procs(&self) -> std::io::Result<OwnedFd> {
         let procs = OpenOptions::new()
             .write(true)
-            .open(group.dir.join("cgroup.procs"))?;
-        Ok(Some((group, procs.into())))
+            .open(self.dir.join("cgroup.procs"))?;
+        Ok(procs.into())
     }
 
     /// Kills every process in the group (`cgroup.kill`, or one by one on kernels before 5.14).

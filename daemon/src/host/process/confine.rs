@@ -1,9 +1,10 @@
 //! Confinement of one program run. Everything that allocates or can fail for a reason worth
-//! reporting is prepared here, in the daemon; the child, between fork and exec, only makes
-//! system calls on what was prepared:
+//! reporting is prepared here, in the daemon; the child (see `spawn`), between its start and
+//! exec, only makes system calls on what was prepared:
 //!
 //! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps);
-//! 2. it moves itself into its own cgroup (see `cgroup`), so nothing it starts survives it;
+//! 2. it runs in its own cgroup (see `cgroup`), so nothing it starts survives it: born in
+//!    it, or, when forked, moving itself into it;
 //! 3. without `exec_network`, it joins an empty network namespace (inside a user namespace
 //!    when the daemon is not root), made once: no interface but a loopback that is down;
 //! 4. `PR_SET_NO_NEW_PRIVS`: no setuid, no file capabilities;
@@ -15,7 +16,7 @@
 //! A kernel without Landlock or namespaces gets what it supports; `probe` says what that is,
 //! and the daemon logs it once.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -270,7 +271,7 @@ fn enter_new(maps: Option<&(Vec<u8>, Vec<u8>)>) -> std::io::Result<()> {
 
 impl SharedNet {
     /// Joins the namespaces. Runs in the child between fork and exec: system calls only.
-    fn join(&self) -> std::io::Result<()> {
+    fn join(&self) -> Result<(), Failed> {
         for (fd, kind) in [
             (self.user.as_ref(), libc::CLONE_NEWUSER),
             (Some(&self.net), libc::CLONE_NEWNET),
@@ -278,7 +279,7 @@ impl SharedNet {
             let Some(fd) = fd else { continue };
             // SAFETY: setns(2) on a namespace descriptor opened before the fork.
             if unsafe { libc::setns(fd.as_raw_fd(), kind) } != 0 {
-                return Err(std::io::Error::last_os_error());
+                return Err(Failed::last(Step::Network));
             }
         }
         Ok(())
@@ -306,7 +307,10 @@ pub struct Confinement {
     ruleset: Option<OwnedFd>,
     /// The namespace to join, unless the grant gives the daemon's network.
     network: Option<&'static SharedNet>,
+    /// The program's cgroup, and its directory to start the child in.
     cgroup: Option<(ProgramGroup, OwnedFd)>,
+    /// A forked child moves itself into the cgroup through this (`cgroup.procs`).
+    procs: Option<OwnedFd>,
     max_file_bytes: u64,
 }
 
@@ -321,6 +325,86 @@ pub enum ConfineError {
         "this host can keep programs off the network neither with a network namespace nor with Landlock ABI 4; grant exec_network = true to run them with the daemon's network"
     )]
     NoNetworkIsolation,
+}
+
+/// A step the child takes between being made and executing the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Step {
+    Signals = 1,
+    Stdio,
+    WorkingDirectory,
+    ProcessGroup,
+    Limits,
+    Cgroup,
+    Network,
+    NoNewPrivileges,
+    Landlock,
+    Exec,
+}
+
+impl Step {
+    pub(super) const ALL: [Step; 10] = [
+        Step::Signals,
+        Step::Stdio,
+        Step::WorkingDirectory,
+        Step::ProcessGroup,
+        Step::Limits,
+        Step::Cgroup,
+        Step::Network,
+        Step::NoNewPrivileges,
+        Step::Landlock,
+        Step::Exec,
+    ];
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Signals => "resetting signal handling",
+            Step::Stdio => "connecting standard input and output",
+            Step::WorkingDirectory => "entering the working directory",
+            Step::ProcessGroup => "starting a process group",
+            Step::Limits => "setting resource limits",
+            Step::Cgroup => "joining the program's cgroup",
+            Step::Network => "joining the empty network namespace",
+            Step::NoNewPrivileges => "setting no_new_privs",
+            Step::Landlock => "applying the Landlock rules",
+            Step::Exec => "executing the program",
+        })
+    }
+}
+
+/// A step the child failed, and the error number it failed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    pub step: Step,
+    pub errno: i32,
+}
+
+impl Failed {
+    /// `step` failed with the calling thread's `errno`.
+    pub fn last(step: Step) -> Self {
+        // SAFETY: __errno_location returns this thread's errno slot, always valid.
+        let errno = unsafe { *libc::__errno_location() };
+        Failed { step, errno }
+    }
+
+    /// One word the child can store where the parent reads it; never 0.
+    pub fn pack(self) -> u64 {
+        (u64::from(self.step as u8) << 32) | u64::from(self.errno.unsigned_abs())
+    }
+
+    pub fn unpack(word: u64) -> Self {
+        let index = usize::try_from(word >> 32).unwrap_or(0);
+        Failed {
+            step: Step::ALL
+                .get(index.wrapping_sub(1))
+                .copied()
+                .unwrap_or(Step::Exec),
+            errno: i32::try_from(word & u64::from(u32::MAX)).unwrap_or(libc::EINVAL),
+        }
+    }
 }
 
 impl Confinement {
@@ -341,66 +425,72 @@ impl Confinement {
             ruleset: ruleset(grant, dirs)?,
             network,
             cgroup: ProgramGroup::create().map_err(ConfineError::Cgroup)?,
+            procs: None,
             max_file_bytes,
         })
     }
 
-    /// Arranges for the child to confine itself before it executes the program; returns
-    /// the program's cgroup, to be ended when the program has.
-    pub fn apply(self, command: &mut tokio::process::Command) -> Option<ProgramGroup> {
-        let (group, procs) = match self.cgroup {
-            Some((group, procs)) => (Some(group), Some(procs)),
-            None => (None, None),
-        };
-        let ruleset = self.ruleset;
-        let network = self.network;
-        let max_file_bytes = self.max_file_bytes;
-        let child = move || -> std::io::Result<()> {
-            set_limit(libc::RLIMIT_FSIZE, max_file_bytes)?;
-            set_limit(libc::RLIMIT_CORE, 0)?;
-            if let Some(procs) = &procs {
-                // SAFETY: write(2) of a static buffer to a descriptor opened before the fork.
-                let written = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-                if written != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if let Some(network) = network {
-                network.join()?;
-            }
-            // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integers only.
-            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(ruleset) = &ruleset {
-                // SAFETY: landlock_restrict_self(2) on the ruleset descriptor made before
-                // the fork, with no flags.
-                let done = unsafe {
-                    libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32)
-                };
-                if done != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        };
-        // SAFETY: the closure makes only async-signal-safe system calls on values prepared
-        // before the fork (descriptors, byte buffers, integers); it allocates nothing.
-        unsafe {
-            command.pre_exec(child);
+    /// The cgroup directory the child is to be born in.
+    pub fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup.as_ref().map(|(_, dir)| dir.as_fd())
+    }
+
+    /// For a child made by fork, which must move itself into its cgroup: opens the group's
+    /// `cgroup.procs` for it.
+    pub fn for_fork(mut self) -> Result<Self, ConfineError> {
+        if let Some((group, _)) = &self.cgroup {
+            self.procs = Some(group.procs().map_err(ConfineError::Cgroup)?);
         }
-        group
+        Ok(self)
+    }
+
+    /// The program's cgroup, to be ended once the program has; what is left of the
+    /// confinement is of no more use.
+    pub fn take_group(&mut self) -> Option<ProgramGroup> {
+        self.cgroup.take().map(|(group, _)| group)
+    }
+
+    /// The steps the child takes on itself before it executes the program. It runs between
+    /// fork (or clone) and exec: system calls on prepared values only, no allocation.
+    pub fn enter(&self) -> Result<(), Failed> {
+        set_limit(libc::RLIMIT_FSIZE, self.max_file_bytes)?;
+        set_limit(libc::RLIMIT_CORE, 0)?;
+        if let Some(procs) = &self.procs {
+            // SAFETY: write(2) of a static buffer to a descriptor opened before the fork.
+            let written = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            if written != 1 {
+                return Err(Failed::last(Step::Cgroup));
+            }
+        }
+        if let Some(network) = self.network {
+            network.join()?;
+        }
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integers only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Failed::last(Step::NoNewPrivileges));
+        }
+        if let Some(ruleset) = &self.ruleset {
+            // SAFETY: landlock_restrict_self(2) on the ruleset descriptor made before the
+            // child, with no flags.
+            let done = unsafe {
+                libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32)
+            };
+            if done != 0 {
+                return Err(Failed::last(Step::Landlock));
+            }
+        }
+        Ok(())
     }
 }
 
-fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), Failed> {
     let limit = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
     };
     // SAFETY: setrlimit(2) reads the struct passed by reference.
     if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(Failed::last(Step::Limits));
     }
     Ok(())
 }

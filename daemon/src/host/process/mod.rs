@@ -7,10 +7,12 @@
 mod cgroup;
 pub mod confine;
 pub mod grant;
+mod spawn;
 mod startup;
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -241,37 +243,36 @@ impl ProcessHost {
             .map_or(DEFAULT_GRACE, Duration::from_millis)
             .min(MAX_GRACE);
 
-        let mut child = tokio::process::Command::new(&program);
-        child
-            .args(&cmd.args)
-            .env_clear()
-            .env("PATH", SAFE_PATH)
-            .env("HOME", &scratch)
-            .env("TMPDIR", &scratch)
-            .env("LANG", "C.UTF-8")
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&cwd)
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
         let confinement = confine::Confinement::prepare(
             &self.grant,
             dirs,
             self.max_scratch.min(confine::DEFAULT_MAX_FILE_BYTES),
         )
         .map_err(|e| TaskError::Internal(format!("{}: {e}", cmd.program)))?;
-        let cgroup = confinement.apply(&mut child);
-        let mut child = child
-            .spawn()
+        // The plugin's variables (already checked against the grant) over the defaults.
+        let mut env: BTreeMap<&OsStr, &OsStr> = BTreeMap::from([
+            ("PATH".as_ref(), SAFE_PATH.as_ref()),
+            ("HOME".as_ref(), scratch.as_os_str()),
+            ("TMPDIR".as_ref(), scratch.as_os_str()),
+            ("LANG".as_ref(), "C.UTF-8".as_ref()),
+        ]);
+        env.extend(
+            cmd.env
+                .iter()
+                .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str()))),
+        );
+        let prepared = spawn::Program::new(
+            &program,
+            cmd.args.iter().map(String::as_str),
+            env,
+            &cwd,
+            cmd.stdin.is_some(),
+        )
+        .map_err(|e| TaskError::InvalidConfig(format!("{}: {e}", cmd.program)))?;
+        let (mut child, cgroup) = spawn::start(&prepared, confinement)
             .map_err(|e| TaskError::Internal(format!("starting {}: {e}", program.display())))?;
         // Whatever happens next, nothing the program started outlives this call.
-        let group = GroupKiller(child.id());
+        let group = GroupKiller(Some(child.pid));
         let ended = Ended { cgroup };
 
         let stdin_task = match (child.stdin.take(), cmd.stdin) {
@@ -563,7 +564,11 @@ struct GroupKiller(Option<u32>);
 
 impl GroupKiller {
     fn signal(&self, signal: i32) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0)
+        {
             // SAFETY: kill(2) with a negative pid signals the process group we created with
             // process_group(0) for this child; it has no memory-safety preconditions.
             unsafe {
