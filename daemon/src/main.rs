@@ -36,5 +36,6 @@ fn main() {
             gantry::cli::exit::of_error(&e)
         }
     };
+    gantry::host::process::release_idle_cgroups();
     std::process::exit(code);
 }

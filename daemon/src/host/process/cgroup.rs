@@ -4,12 +4,12 @@
 //! delegates it (`Delegate=yes`); root can write it anyway. Without it, programs run without
 //! one and only their process group is killed (see docs/SANDBOX.md).
 
-use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// How long a killed group may take to empty before its directory is left to a later sweep.
@@ -83,38 +83,99 @@ fn sweep(dir: &Path) {
         if let Some(pid) = owner
             && !Path::new(&format!("/proc/{pid}")).exists()
         {
-            let group = ProgramGroup { dir: entry.path() };
-            group.kill();
-            let _ = std::fs::remove_dir(&group.dir);
+            kill_all(&entry.path());
+            let _ = std::fs::remove_dir(entry.path());
         }
+    }
+}
+
+/// Kills every process in the group at `dir` (`cgroup.kill`, or one by one on kernels
+/// before 5.14).
+fn kill_all(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for _ in 0..8 {
+        let Ok(pids) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+            return;
+        };
+        if pids.trim().is_empty() {
+            return;
+        }
+        for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid was read from a
+            // program group of gantry's, so only its processes are signalled.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(EMPTY_POLL);
     }
 }
 
 /// A program's cgroup; everything in it is killed when this is dropped.
 pub struct ProgramGroup {
     dir: PathBuf,
+    /// The directory, open for the child to be born in (`CLONE_INTO_CGROUP`).
+    handle: OwnedFd,
+    /// `cgroup.events`, read to tell whether the group is empty.
+    events: File,
+}
+
+/// Empty groups kept for the next programs: making and removing a cgroup for every program
+/// costs more than checking that a used one is empty.
+static IDLE: Mutex<Vec<ProgramGroup>> = Mutex::new(Vec::new());
+/// At most this many empty groups are kept (a few more than programs usually run at once).
+const MAX_IDLE: usize = 64;
+
+/// Removes the empty groups kept for reuse; called as gantry exits. What a crash leaves is
+/// swept by the next start.
+pub fn release_idle() {
+    let idle = IDLE.lock().map(|mut idle| std::mem::take(&mut *idle));
+    drop(idle);
 }
 
 impl ProgramGroup {
-    /// A new empty group and its directory, open for the child to be born in
-    /// (`CLONE_INTO_CGROUP`). `None` when this host gives programs no cgroup.
-    pub fn create() -> std::io::Result<Option<(ProgramGroup, OwnedFd)>> {
+    /// An empty group (a kept one, or a new one). `None` when this host gives programs no
+    /// cgroup.
+    pub fn create() -> std::io::Result<Option<ProgramGroup>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let Some(parent) = parent() else {
             return Ok(None);
         };
+        if let Some(kept) = IDLE.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(Some(kept));
+        }
         let dir = parent.join(format!(
             "{PREFIX}{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir(&dir)?;
-        let group = ProgramGroup { dir };
-        let handle = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&group.dir)?;
-        Ok(Some((group, handle.into())))
+        let opened = (|| {
+            let handle = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(&dir)?;
+            let events = File::open(dir.join("cgroup.events"))?;
+            Ok((handle, events))
+        })();
+        match opened {
+            Ok((handle, events)) => Ok(Some(ProgramGroup {
+                dir,
+                handle: handle.into(),
+                events,
+            })),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The group's directory, for `CLONE_INTO_CGROUP`.
+    pub fn handle(&self) -> BorrowedFd<'_> {
+        self.handle.as_fd()
     }
 
     /// The group's `cgroup.procs`, open for a forked child to move itself into before it
@@ -126,33 +187,38 @@ impl ProgramGroup {
         Ok(procs.into())
     }
 
-    /// Kills every process in the group (`cgroup.kill`, or one by one on kernels before 5.14).
-    fn kill(&self) {
-        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok() {
-            return;
-        }
-        for _ in 0..8 {
-            let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
-                return;
-            };
-            if pids.trim().is_empty() {
-                return;
-            }
-            for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                // SAFETY: kill(2) has no memory-safety preconditions; the pid was read from
-                // the group this program run made, so only its processes are signalled.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-            std::thread::sleep(EMPTY_POLL);
-        }
+    /// Whether no process is left in the group (`populated 0`).
+    fn is_empty(&self) -> bool {
+        let mut buf = [0u8; 128];
+        self.events.read_at(&mut buf, 0).is_ok_and(|n| {
+            buf.get(..n).is_some_and(|text| {
+                text.split(|&b| b == b'\n')
+                    .any(|line| line == b"populated 0")
+            })
+        })
     }
 
-    /// Kills what is left in the group now, and removes the group once it is empty: at
-    /// once when it already is, else in the background, so the task does not wait for the
-    /// kernel to finish tearing its processes down.
+    fn kill(&self) {
+        kill_all(&self.dir);
+    }
+
+    /// Ends the group once its program has: kept for the next program when nothing is left
+    /// in it; else what is left is killed now and the group removed once it is empty, in the
+    /// background, so the task does not wait for the kernel to tear its processes down.
     pub fn end(mut self) {
+        if self.is_empty() {
+            let kept = IDLE.lock().map(|mut idle| {
+                if idle.len() < MAX_IDLE {
+                    idle.push(self);
+                    None
+                } else {
+                    Some(self)
+                }
+            });
+            // Not kept (enough are): removed now, which an empty group allows at once.
+            drop(kept);
+            return;
+        }
         self.kill();
         let dir = std::mem::take(&mut self.dir);
         if std::fs::remove_dir(&dir).is_ok() {
@@ -178,5 +244,45 @@ impl Drop for ProgramGroup {
         }
         self.kill();
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_empty_group_is_kept_for_reuse_and_one_with_processes_is_killed_and_removed() {
+        if !available() {
+            return;
+        }
+        let group = ProgramGroup::create().unwrap().unwrap();
+        let kept = group.dir.clone();
+        assert!(group.is_empty());
+        group.end();
+        assert!(kept.is_dir(), "an empty group was removed instead of kept");
+
+        let group = ProgramGroup::create().unwrap().unwrap();
+        let dir = group.dir.clone();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        assert!(!group.is_empty());
+        group.end();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        let removed = async {
+            while dir.exists() {
+                tokio::time::sleep(EMPTY_POLL).await;
+            }
+        };
+        tokio::time::timeout(EMPTY_WAIT * 2, removed)
+            .await
+            .expect("the killed group is removed once empty");
     }
 }

@@ -16,17 +16,18 @@
 //! A kernel without Landlock or namespaces gets what it supports; `probe` says what that is,
 //! and the daemon logs it once.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreatedAttr, Scope,
 };
 
 use super::cgroup::ProgramGroup;
 use super::grant::ProgramGrant;
+use super::opened;
 use crate::host::TaskDirs;
 
 /// The Landlock ABI whose rights are asked for (files, TCP, scopes); an older kernel gets
@@ -307,8 +308,8 @@ pub struct Confinement {
     ruleset: Option<OwnedFd>,
     /// The namespace to join, unless the grant gives the daemon's network.
     network: Option<&'static SharedNet>,
-    /// The program's cgroup, and its directory to start the child in.
-    cgroup: Option<(ProgramGroup, OwnedFd)>,
+    /// The program's cgroup.
+    cgroup: Option<ProgramGroup>,
     /// A forked child moves itself into the cgroup through this (`cgroup.procs`).
     procs: Option<OwnedFd>,
     max_file_bytes: u64,
@@ -432,13 +433,13 @@ impl Confinement {
 
     /// The cgroup directory the child is to be born in.
     pub fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
-        self.cgroup.as_ref().map(|(_, dir)| dir.as_fd())
+        self.cgroup.as_ref().map(ProgramGroup::handle)
     }
 
     /// For a child made by fork, which must move itself into its cgroup: opens the group's
     /// `cgroup.procs` for it.
     pub fn for_fork(mut self) -> Result<Self, ConfineError> {
-        if let Some((group, _)) = &self.cgroup {
+        if let Some(group) = &self.cgroup {
             self.procs = Some(group.procs().map_err(ConfineError::Cgroup)?);
         }
         Ok(self)
@@ -447,7 +448,7 @@ impl Confinement {
     /// The program's cgroup, to be ended once the program has; what is left of the
     /// confinement is of no more use.
     pub fn take_group(&mut self) -> Option<ProgramGroup> {
-        self.cgroup.take().map(|(group, _)| group)
+        self.cgroup.take()
     }
 
     /// The steps the child takes on itself before it executes the program. It runs between
@@ -504,36 +505,36 @@ fn ruleset(grant: &ProgramGrant, dirs: &TaskDirs) -> Result<Option<OwnedFd>, Con
     let run = read | AccessFs::Execute;
     let write = all & !AccessFs::Execute;
     let task_write = if grant.exec_in_task_dirs { all } else { write };
-    let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = Vec::new();
-    rules.extend(SYSTEM_READ.iter().map(|p| (PathBuf::from(p), read)));
-    rules.extend(
-        DEVICES
-            .iter()
-            .map(|p| (PathBuf::from(p), AccessFs::ReadFile | AccessFs::WriteFile)),
-    );
-    rules.extend(grant.runnable.iter().map(|p| (p.clone(), run)));
-    rules.push((dirs.source.clone(), read));
-    rules.extend(dirs.scratch.iter().map(|p| (p.clone(), task_write)));
-    rules.extend(dirs.workspace.iter().map(|p| (p.clone(), task_write)));
+    let kept = |paths: &mut dyn Iterator<Item = &Path>, access| {
+        paths
+            .filter_map(opened::open_kept)
+            .map(move |o| (o, access))
+            .collect::<Vec<_>>()
+    };
+    let mut rules = kept(&mut SYSTEM_READ.iter().map(Path::new), read);
+    rules.extend(kept(
+        &mut DEVICES.iter().map(Path::new),
+        AccessFs::ReadFile | AccessFs::WriteFile,
+    ));
+    rules.extend(kept(&mut grant.runnable.iter().map(PathBuf::as_path), run));
+    // The task's own directories are new for each task: not worth keeping.
+    let task_dirs = std::iter::once((dirs.source.as_path(), read))
+        .chain(dirs.scratch.iter().map(|p| (p.as_path(), task_write)))
+        .chain(dirs.workspace.iter().map(|p| (p.as_path(), task_write)));
+    rules.extend(task_dirs.filter_map(|(p, access)| opened::open(p).map(|o| (o, access))));
 
     let mut ruleset = Ruleset::default().handle_access(all)?;
     if !grant.network {
         ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
     }
     let mut created = ruleset.scope(Scope::from_all(abi))?.create()?;
-    for (path, access) in rules {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        let access = if meta.is_dir() {
-            access
+    for (opened, access) in &rules {
+        let access = if opened.is_dir {
+            *access
         } else {
-            access & AccessFs::from_file(abi)
+            *access & AccessFs::from_file(abi)
         };
-        let Ok(fd) = PathFd::new(&path) else {
-            continue;
-        };
-        created = created.add_rule(PathBeneath::new(fd, access))?;
+        created = created.add_rule(PathBeneath::new(opened.fd.as_ref(), access))?;
     }
     Ok(created.into())
 }

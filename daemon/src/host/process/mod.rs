@@ -7,6 +7,7 @@
 mod cgroup;
 pub mod confine;
 pub mod grant;
+mod opened;
 mod spawn;
 mod startup;
 
@@ -34,7 +35,7 @@ use crate::wasm::bindings::{Linkers, v1, v2};
 use crate::wasm::grants::Programs;
 use grant::ProgramGrant;
 
-pub use cgroup::in_program_cgroup;
+pub use cgroup::{in_program_cgroup, release_idle as release_idle_cgroups};
 
 /// The capability's name, under which its grant is filed.
 pub const NAME: &str = "exec";

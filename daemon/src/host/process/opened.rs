@@ -1,0 +1,93 @@
+//! The files and directories Landlock rules name, opened once and kept between program
+//! runs: the system's directories, the granted programs and their loaders are the same for
+//! every run, and opening each of them again was most of the cost of confining a program.
+//! A path whose file was replaced since (a package upgrade renames a new binary or
+//! `ld.so.cache` into place) has another inode, and is opened again.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// An opened path (`O_PATH`: it can be named in a rule, not read) and what it was.
+#[derive(Clone)]
+pub struct Opened {
+    pub fd: Arc<OwnedFd>,
+    pub is_dir: bool,
+    identity: (u64, u64),
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, Opened>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Opened>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// `path`, opened (or as opened before, if it is still the same file); `None` when it
+/// does not exist or cannot be opened, so there is nothing to allow.
+pub fn open_kept(path: &Path) -> Option<Opened> {
+    let now = std::fs::metadata(path).ok()?;
+    let identity = (now.dev(), now.ino());
+    if let Ok(cache) = cache().lock()
+        && let Some(kept) = cache.get(path)
+        && kept.identity == identity
+    {
+        return Some(kept.clone());
+    }
+    let opened = open(path)?;
+    if let Ok(mut cache) = cache().lock() {
+        cache.insert(path.to_path_buf(), opened.clone());
+    }
+    Some(opened)
+}
+
+/// `path`, opened now, for a rule on a directory that is made for one task.
+pub fn open(path: &Path) -> Option<Opened> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+        .ok()?;
+    // The identity is the opened file's, so a file replaced between the two calls is not
+    // kept under the old one's.
+    let meta = file.metadata().ok()?;
+    Some(Opened {
+        fd: Arc::new(file.into()),
+        is_dir: meta.is_dir(),
+        identity: (meta.dev(), meta.ino()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_file_is_opened_again_and_an_unchanged_one_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("ld.so.cache");
+        std::fs::write(&path, "old").unwrap();
+        let first = open_kept(&path).unwrap();
+        let again = open_kept(&path).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.fd, &again.fd),
+            "reopened an unchanged file"
+        );
+        assert!(!first.is_dir);
+
+        let new = tmp.path().join("ld.so.cache.new");
+        std::fs::write(&new, "new").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        let replaced = open_kept(&path).unwrap();
+        assert!(
+            !Arc::ptr_eq(&first.fd, &replaced.fd),
+            "kept a replaced file"
+        );
+        assert_ne!(first.identity, replaced.identity);
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(open_kept(&path).is_none());
+        assert!(open_kept(tmp.path()).unwrap().is_dir);
+    }
+}
