@@ -38,9 +38,9 @@ pub async fn validate_workflows(
             errors.extend(errs.into_iter().map(|e| located(&sound[e.workflow], e)));
         }
     }
-    let daemon_paths = protected_paths(config_dir, &daemon);
+    let guard = SourceGuard::new(config_dir, &daemon);
     for wf in workflows.values() {
-        errors.extend(check_plugins(config_dir, &daemon_paths, wf, registry).await);
+        errors.extend(check_plugins(config_dir, &guard, wf, registry).await);
     }
     let mut seen = BTreeSet::new();
     errors.retain(|e| seen.insert((e.file.clone(), e.line, e.column, e.message.clone())));
@@ -62,7 +62,7 @@ fn located(wf: &Workflow, e: PlanError) -> ConfigError {
 
 async fn check_plugins(
     config_dir: &Path,
-    daemon_paths: &[std::path::PathBuf],
+    guard: &SourceGuard,
     wf: &Workflow,
     registry: &Registry,
 ) -> Vec<ConfigError> {
@@ -77,7 +77,7 @@ async fn check_plugins(
     let mut sources = Vec::with_capacity(wf.tasks.len());
     for task in &wf.tasks {
         let source = task.source_dir(config_dir);
-        match unsafe_source(config_dir, daemon_paths, task, &source) {
+        match guard.unsafe_source(task, &source) {
             Some(problem) => {
                 errors.push(err(task.at, problem));
                 sources.push(Err(()));
@@ -279,44 +279,75 @@ fn protected_paths(config_dir: &Path, daemon: &DaemonConfig) -> Vec<std::path::P
     paths
 }
 
-/// Why a task's source directory may not be mounted for its plugin, if it may not: it must
-/// exist when named, stay inside the config directory, and hold none of the protected paths.
-fn unsafe_source(
-    config_dir: &Path,
-    protected: &[std::path::PathBuf],
-    task: &crate::config::workflow::TaskSpec,
-    source: &Path,
-) -> Option<String> {
-    let named = task.source.as_ref().map(|s| s.display().to_string());
-    let Ok(real) = source.canonicalize() else {
-        return named.map(|s| {
-            format!(
-                "task `{}`: source directory `{s}` does not exist under {}",
-                task.id,
-                config_dir.display()
-            )
-        });
-    };
-    let root = config_dir
-        .canonicalize()
-        .unwrap_or_else(|_| config_dir.to_path_buf());
-    let what = named.unwrap_or_else(|| crate::config::workflow::DEFAULT_SOURCE.to_string());
-    if !real.starts_with(&root) || real == root {
-        return Some(format!(
-            "task `{}`: source `{what}` must be a directory inside the configuration directory, not the directory itself or one outside it (the default is `{}`)",
-            task.id,
-            crate::config::workflow::DEFAULT_SOURCE
-        ));
+/// Checks task sources against the configuration directory and the protected paths, each
+/// resolved once for the whole load rather than once per task.
+struct SourceGuard {
+    config_dir: std::path::PathBuf,
+    root: std::path::PathBuf,
+    protected: Vec<std::path::PathBuf>,
+    /// Each source directory as resolved (`None`: it does not exist); tasks share a few.
+    resolved:
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Option<std::path::PathBuf>>>,
+}
+
+impl SourceGuard {
+    fn new(config_dir: &Path, daemon: &DaemonConfig) -> Self {
+        SourceGuard {
+            config_dir: config_dir.to_path_buf(),
+            root: config_dir
+                .canonicalize()
+                .unwrap_or_else(|_| config_dir.to_path_buf()),
+            protected: protected_paths(config_dir, daemon)
+                .iter()
+                .filter_map(|p| p.canonicalize().ok())
+                .collect(),
+            resolved: Default::default(),
+        }
     }
-    protected
-        .iter()
-        .filter_map(|p| p.canonicalize().ok())
-        .find(|p| p.starts_with(&real))
-        .map(|p| {
+
+    fn resolve(&self, source: &Path) -> Option<std::path::PathBuf> {
+        let mut resolved = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        resolved
+            .entry(source.to_path_buf())
+            .or_insert_with(|| source.canonicalize().ok())
+            .clone()
+    }
+
+    /// Why a task's source directory may not be mounted for its plugin, if it may not: it
+    /// must exist when named, stay inside the config directory, and hold none of the
+    /// protected paths.
+    fn unsafe_source(
+        &self,
+        task: &crate::config::workflow::TaskSpec,
+        source: &Path,
+    ) -> Option<String> {
+        let named = task.source.as_ref().map(|s| s.display().to_string());
+        let Some(real) = self.resolve(source) else {
+            return named.map(|s| {
+                format!(
+                    "task `{}`: source directory `{s}` does not exist under {}",
+                    task.id,
+                    self.config_dir.display()
+                )
+            });
+        };
+        let what = named.unwrap_or_else(|| crate::config::workflow::DEFAULT_SOURCE.to_string());
+        if !real.starts_with(&self.root) || real == self.root {
+            return Some(format!(
+                "task `{}`: source `{what}` must be a directory inside the configuration directory, not the directory itself or one outside it (the default is `{}`)",
+                task.id,
+                crate::config::workflow::DEFAULT_SOURCE
+            ));
+        }
+        self.protected.iter().find(|p| p.starts_with(&real)).map(|p| {
             format!(
                 "task `{}`: source `{what}` contains {}, which no plugin may read; keep gantry's configuration, plugins, kubeconfigs and secrets outside task sources",
                 task.id,
                 p.display()
             )
         })
+    }
 }

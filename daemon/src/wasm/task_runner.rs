@@ -79,6 +79,10 @@ struct Prepared {
 
 impl Drop for Prepared {
     fn drop(&mut self) {
+        // Most tasks leave their scratch directory empty: one rmdir, not a walk.
+        if std::fs::remove_dir(&self.scratch).is_ok() {
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.scratch)
             && e.kind() != std::io::ErrorKind::NotFound
         {
