@@ -4,6 +4,8 @@
 //!    max(critical path, work / cap) and against the ideal greedy list schedule;
 //! 2. overhead per task: 1,000 × `true` under a cap of 7, against `xargs -P7` and `make -j7`.
 //!
+//! Every contender's programs get the environment gantry gives its programs (`program_env`).
+//!
 //! Needs make and ninja (scripts/setup-bench-tools.sh) and the built plugins.
 //!
 //!     cargo bench -p gantry --bench compare
@@ -47,7 +49,7 @@ fn dag() {
         daemon_t.push(daemon_run(&d, "dag"));
     }
     let serial_script: String = (0..dag.len()).map(|_| "sleep 0.05\n").collect();
-    let serial = timed(Command::new("sh").args(["-c", &serial_script]));
+    let serial = timed(program_env(&mut Command::new("sh")).args(["-c", &serial_script]));
 
     let bound = dag.lower_bound(CAP);
     let greedy = dag.greedy(CAP);
@@ -103,7 +105,7 @@ fn overhead() {
     let xargs = || {
         let input: String = (0..N).map(|i| format!("{i}\n")).collect();
         let t0 = std::time::Instant::now();
-        let mut child = Command::new("xargs")
+        let mut child = program_env(&mut Command::new("xargs"))
             .args([&format!("-P{CAP}"), "-n1", "true"])
             .stdin(Stdio::piped())
             .spawn()

@@ -20,7 +20,7 @@ fn main() {
     let xargs = || {
         let input: String = (0..dag.len()).map(|i| format!("{i}\n")).collect();
         let t0 = std::time::Instant::now();
-        let mut child = std::process::Command::new("xargs")
+        let mut child = program_env(&mut std::process::Command::new("xargs"))
             .args(["-P256", "-n1", "sh", "-c", "exec sleep 1", "x"])
             .stdin(std::process::Stdio::piped())
             .spawn()

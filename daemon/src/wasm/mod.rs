@@ -9,6 +9,7 @@ pub mod grants;
 pub mod limits;
 pub mod plugin;
 pub mod registry;
+pub mod scratch;
 pub mod task_runner;
 
 pub use call::{CallError, CallOptions, Called};

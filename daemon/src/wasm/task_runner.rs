@@ -12,6 +12,7 @@ use super::bindings::types::{
     Deployment, HookContext, HookDecision, Output, Phase as WitPhase, PlannedChange,
     RollbackOutcome, TaskContext, TaskError,
 };
+use super::scratch::ScratchPool;
 use super::{CallError, CallOptions, Plugin, Registry};
 use crate::engine::redact::Redactor;
 use crate::engine::runner::{
@@ -43,7 +44,7 @@ impl LogFactory for TracingLogs {
 /// Where a runner keeps the directories it gives tasks.
 #[derive(Debug, Clone)]
 pub struct TaskRoots {
-    /// Scratch directories: `<scratch>/<run>/<workflow>/<task>`, removed after each call.
+    /// Scratch directories: `<scratch>/<run>/<n>`, emptied after each call (see `scratch`).
     pub scratch: PathBuf,
     /// Workspaces: `<workspaces>/<workflow>/<task>`, kept until the task is destroyed.
     pub workspaces: PathBuf,
@@ -66,28 +67,22 @@ impl TaskRoots {
 pub struct PluginRunner {
     registry: Arc<Registry>,
     roots: TaskRoots,
+    scratch: Arc<ScratchPool>,
     logs: Arc<dyn LogFactory>,
     clusters: Arc<Clusters>,
 }
 
-/// One call's directories; the scratch directory goes when this is dropped.
+/// One call's directories; the scratch directory goes back to the pool when this is dropped.
 struct Prepared {
     opts: CallOptions,
     ctx: TaskContext,
     scratch: PathBuf,
+    pool: Arc<ScratchPool>,
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        // Most tasks leave their scratch directory empty: one rmdir, not a walk.
-        if std::fs::remove_dir(&self.scratch).is_ok() {
-            return;
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.scratch)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(dir = %self.scratch.display(), error = %e, "cannot remove a scratch directory");
-        }
+        self.pool.give_back(std::mem::take(&mut self.scratch));
     }
 }
 
@@ -99,6 +94,7 @@ impl PluginRunner {
         clusters: Arc<Clusters>,
     ) -> Self {
         PluginRunner {
+            scratch: Arc::new(ScratchPool::new(roots.scratch.clone())),
             registry,
             roots,
             logs,
@@ -111,13 +107,6 @@ impl PluginRunner {
             std::fs::create_dir_all(dir)
                 .map_err(|e| TaskFailure::permanent(format!("creating {}: {e}", dir.display())))
         };
-        let scratch = self
-            .roots
-            .scratch
-            .join(&call.run)
-            .join(&call.workflow)
-            .join(&call.task);
-        create(&scratch)?;
         let workspace = plugin
             .caps
             .has(crate::host::workspace::NAME)
@@ -125,13 +114,21 @@ impl PluginRunner {
         if let Some(w) = &workspace {
             create(w)?;
         }
-        let source = call.source_dir.clone().unwrap_or_else(|| scratch.clone());
-        if !source.is_dir() {
+        if let Some(source) = &call.source_dir
+            && !source.is_dir()
+        {
             return Err(TaskFailure::permanent(format!(
                 "source directory {} does not exist",
                 source.display()
             )));
         }
+        let scratch = self.scratch.take(&call.run).map_err(|e| {
+            TaskFailure::permanent(format!(
+                "creating a scratch directory under {}: {e}",
+                self.roots.scratch.display()
+            ))
+        })?;
+        let source = call.source_dir.clone().unwrap_or_else(|| scratch.clone());
         let opts = CallOptions {
             dirs: Some(TaskDirs {
                 source,
@@ -156,7 +153,12 @@ impl PluginRunner {
             workspace_dir: workspace.map(|_| GUEST_WORKSPACE_DIR.into()),
             previous: call.previous.as_ref().map(to_wit),
         };
-        Ok(Prepared { opts, ctx, scratch })
+        Ok(Prepared {
+            opts,
+            ctx,
+            scratch,
+            pool: self.scratch.clone(),
+        })
     }
 
     /// What applying the task would change, as its plugin sees it.

@@ -4,9 +4,9 @@
 //! delegates it (`Delegate=yes`); root can write it anyway. Without it, programs run without
 //! one and only their process group is killed (see docs/SANDBOX.md).
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -113,20 +113,19 @@ fn kill_all(dir: &Path) {
     }
 }
 
-/// A program's cgroup; everything in it is killed when this is dropped.
+/// A program's cgroup; everything in it is killed when this is dropped. It holds no open
+/// descriptor: every descriptor the daemon holds is copied into, and closed in, each program
+/// it starts, so a kept group would tax them all.
 pub struct ProgramGroup {
     dir: PathBuf,
-    /// The directory, open for the child to be born in (`CLONE_INTO_CGROUP`).
-    handle: OwnedFd,
-    /// `cgroup.events`, read to tell whether the group is empty.
-    events: File,
 }
 
 /// Empty groups kept for the next programs: making and removing a cgroup for every program
 /// costs more than checking that a used one is empty.
 static IDLE: Mutex<Vec<ProgramGroup>> = Mutex::new(Vec::new());
-/// At most this many empty groups are kept (a few more than programs usually run at once).
-const MAX_IDLE: usize = 64;
+/// At most this many empty groups are kept: enough for a wide workflow's next wave (each
+/// is a small kernel object and no descriptor).
+const MAX_IDLE: usize = 512;
 
 /// Removes the empty groups kept for reuse; called as gantry exits. What a crash leaves is
 /// swept by the next start.
@@ -152,30 +151,16 @@ impl ProgramGroup {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir(&dir)?;
-        let opened = (|| {
-            let handle = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(&dir)?;
-            let events = File::open(dir.join("cgroup.events"))?;
-            Ok((handle, events))
-        })();
-        match opened {
-            Ok((handle, events)) => Ok(Some(ProgramGroup {
-                dir,
-                handle: handle.into(),
-                events,
-            })),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                Err(e)
-            }
-        }
+        Ok(Some(ProgramGroup { dir }))
     }
 
-    /// The group's directory, for `CLONE_INTO_CGROUP`.
-    pub fn handle(&self) -> BorrowedFd<'_> {
-        self.handle.as_fd()
+    /// The group's directory, open for a child to be born in (`CLONE_INTO_CGROUP`).
+    pub fn open(&self) -> std::io::Result<OwnedFd> {
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&self.dir)?;
+        Ok(handle.into())
     }
 
     /// The group's `cgroup.procs`, open for a forked child to move itself into before it
@@ -189,13 +174,8 @@ impl ProgramGroup {
 
     /// Whether no process is left in the group (`populated 0`).
     fn is_empty(&self) -> bool {
-        let mut buf = [0u8; 128];
-        self.events.read_at(&mut buf, 0).is_ok_and(|n| {
-            buf.get(..n).is_some_and(|text| {
-                text.split(|&b| b == b'\n')
-                    .any(|line| line == b"populated 0")
-            })
-        })
+        std::fs::read_to_string(self.dir.join("cgroup.events"))
+            .is_ok_and(|events| events.lines().any(|line| line == "populated 0"))
     }
 
     fn kill(&self) {

@@ -16,7 +16,7 @@
 //! A kernel without Landlock or namespaces gets what it supports; `probe` says what that is,
 //! and the daemon logs it once.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -308,8 +308,8 @@ pub struct Confinement {
     ruleset: Option<OwnedFd>,
     /// The namespace to join, unless the grant gives the daemon's network.
     network: Option<&'static SharedNet>,
-    /// The program's cgroup.
-    cgroup: Option<ProgramGroup>,
+    /// The program's cgroup, and its directory, open to start the child in.
+    cgroup: Option<(ProgramGroup, OwnedFd)>,
     /// A forked child moves itself into the cgroup through this (`cgroup.procs`).
     procs: Option<OwnedFd>,
     max_file_bytes: u64,
@@ -425,7 +425,13 @@ impl Confinement {
         Ok(Confinement {
             ruleset: ruleset(grant, dirs)?,
             network,
-            cgroup: ProgramGroup::create().map_err(ConfineError::Cgroup)?,
+            cgroup: match ProgramGroup::create().map_err(ConfineError::Cgroup)? {
+                Some(group) => {
+                    let dir = group.open().map_err(ConfineError::Cgroup)?;
+                    Some((group, dir))
+                }
+                None => None,
+            },
             procs: None,
             max_file_bytes,
         })
@@ -433,13 +439,13 @@ impl Confinement {
 
     /// The cgroup directory the child is to be born in.
     pub fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
-        self.cgroup.as_ref().map(ProgramGroup::handle)
+        self.cgroup.as_ref().map(|(_, dir)| dir.as_fd())
     }
 
     /// For a child made by fork, which must move itself into its cgroup: opens the group's
     /// `cgroup.procs` for it.
     pub fn for_fork(mut self) -> Result<Self, ConfineError> {
-        if let Some(group) = &self.cgroup {
+        if let Some((group, _)) = &self.cgroup {
             self.procs = Some(group.procs().map_err(ConfineError::Cgroup)?);
         }
         Ok(self)
@@ -448,7 +454,7 @@ impl Confinement {
     /// The program's cgroup, to be ended once the program has; what is left of the
     /// confinement is of no more use.
     pub fn take_group(&mut self) -> Option<ProgramGroup> {
-        self.cgroup.take()
+        self.cgroup.take().map(|(group, _)| group)
     }
 
     /// The steps the child takes on itself before it executes the program. It runs between
@@ -517,7 +523,8 @@ fn ruleset(grant: &ProgramGrant, dirs: &TaskDirs) -> Result<Option<OwnedFd>, Con
         AccessFs::ReadFile | AccessFs::WriteFile,
     ));
     rules.extend(kept(&mut grant.runnable.iter().map(PathBuf::as_path), run));
-    // The task's own directories are new for each task: not worth keeping.
+    // The task's own directories are opened for this run only: a descriptor the daemon
+    // keeps is one more that every program it starts copies and closes.
     let task_dirs = std::iter::once((dirs.source.as_path(), read))
         .chain(dirs.scratch.iter().map(|p| (p.as_path(), task_write)))
         .chain(dirs.workspace.iter().map(|p| (p.as_path(), task_write)));

@@ -1,6 +1,8 @@
 //! The files and directories Landlock rules name, opened once and kept between program
 //! runs: the system's directories, the granted programs and their loaders are the same for
 //! every run, and opening each of them again was most of the cost of confining a program.
+//! Only those are kept: they are few, while every descriptor the daemon holds is copied into
+//! and closed in each program it starts.
 //! A path whose file was replaced since (a package upgrade renames a new binary or
 //! `ld.so.cache` into place) has another inode, and is opened again.
 
@@ -10,6 +12,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Paths kept open at most (each is one descriptor); grants name a few dozen.
+const MAX_KEPT: usize = 512;
 
 /// An opened path (`O_PATH`: it can be named in a rule, not read) and what it was.
 #[derive(Clone)]
@@ -37,12 +42,16 @@ pub fn open_kept(path: &Path) -> Option<Opened> {
     }
     let opened = open(path)?;
     if let Ok(mut cache) = cache().lock() {
+        // Paths of removed tasks and old grants pile up over a long life; start afresh.
+        if cache.len() >= MAX_KEPT {
+            cache.clear();
+        }
         cache.insert(path.to_path_buf(), opened.clone());
     }
     Some(opened)
 }
 
-/// `path`, opened now, for a rule on a directory that is made for one task.
+/// `path`, opened now and not kept.
 pub fn open(path: &Path) -> Option<Opened> {
     let file = OpenOptions::new()
         .read(true)
