@@ -3,8 +3,11 @@
 //! every run, and opening each of them again was most of the cost of confining a program.
 //! Only those are kept: they are few, while every descriptor the daemon holds is copied into
 //! and closed in each program it starts.
-//! A path whose file was replaced since (a package upgrade renames a new binary or
-//! `ld.so.cache` into place) has another inode, and is opened again.
+//!
+//! A path whose file was replaced (a package upgrade renames a new binary or `ld.so.cache`
+//! into place) has another inode, and is opened again. That is checked at most once every
+//! `RECHECK_AFTER`, not for every program: until then a program keeps the old file's rule,
+//! which allows nothing the old file did not.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -12,9 +15,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Paths kept open at most (each is one descriptor); grants name a few dozen.
 const MAX_KEPT: usize = 512;
+/// How long a kept path is trusted to name the same file (or, missing, to be missing).
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// An opened path (`O_PATH`: it can be named in a rule, not read) and what it was.
 #[derive(Clone)]
@@ -24,31 +30,52 @@ pub struct Opened {
     identity: (u64, u64),
 }
 
-fn cache() -> &'static Mutex<HashMap<PathBuf, Opened>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Opened>>> = OnceLock::new();
+/// What was found at a path, and when.
+struct Kept {
+    opened: Option<Opened>,
+    checked: Instant,
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, Kept>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Kept>>> = OnceLock::new();
     CACHE.get_or_init(Mutex::default)
 }
 
 /// `path`, opened (or as opened before, if it is still the same file); `None` when it
 /// does not exist or cannot be opened, so there is nothing to allow.
 pub fn open_kept(path: &Path) -> Option<Opened> {
-    let now = std::fs::metadata(path).ok()?;
-    let identity = (now.dev(), now.ino());
-    if let Ok(cache) = cache().lock()
-        && let Some(kept) = cache.get(path)
-        && kept.identity == identity
+    let now = Instant::now();
+    let mut cache = cache()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let kept = cache.get_mut(path);
+    if let Some(kept) = &kept
+        && now.duration_since(kept.checked) < RECHECK_AFTER
     {
-        return Some(kept.clone());
+        return kept.opened.clone();
     }
-    let opened = open(path)?;
-    if let Ok(mut cache) = cache().lock() {
-        // Paths of removed tasks and old grants pile up over a long life; start afresh.
-        if cache.len() >= MAX_KEPT {
-            cache.clear();
-        }
-        cache.insert(path.to_path_buf(), opened.clone());
+    let identity = std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()));
+    if let Some(kept) = kept
+        && kept.opened.as_ref().map(|o| o.identity) == identity
+    {
+        kept.checked = now;
+        return kept.opened.clone();
     }
-    Some(opened)
+    let opened = identity.and_then(|_| open(path));
+    // Paths of old grants pile up over a long life; start afresh.
+    if cache.len() >= MAX_KEPT {
+        cache.clear();
+    }
+    cache.insert(
+        path.to_path_buf(),
+        Kept {
+            opened: opened.clone(),
+            checked: now,
+        },
+    );
+    opened
 }
 
 /// `path`, opened now and not kept.
@@ -72,22 +99,36 @@ pub fn open(path: &Path) -> Option<Opened> {
 mod tests {
     use super::*;
 
+    /// As if `RECHECK_AFTER` had passed since `path` was last checked.
+    fn age(path: &Path) {
+        if let Some(kept) = cache().lock().unwrap().get_mut(path) {
+            kept.checked -= RECHECK_AFTER;
+        }
+    }
+
     #[test]
     fn a_replaced_file_is_opened_again_and_an_unchanged_one_is_not() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("ld.so.cache");
         std::fs::write(&path, "old").unwrap();
         let first = open_kept(&path).unwrap();
+        assert!(!first.is_dir);
+        age(&path);
         let again = open_kept(&path).unwrap();
         assert!(
             Arc::ptr_eq(&first.fd, &again.fd),
             "reopened an unchanged file"
         );
-        assert!(!first.is_dir);
 
         let new = tmp.path().join("ld.so.cache.new");
         std::fs::write(&new, "new").unwrap();
         std::fs::rename(&new, &path).unwrap();
+        let trusted = open_kept(&path).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.fd, &trusted.fd),
+            "checked again too soon"
+        );
+        age(&path);
         let replaced = open_kept(&path).unwrap();
         assert!(
             !Arc::ptr_eq(&first.fd, &replaced.fd),
@@ -96,7 +137,14 @@ mod tests {
         assert_ne!(first.identity, replaced.identity);
 
         std::fs::remove_file(&path).unwrap();
+        age(&path);
         assert!(open_kept(&path).is_none());
+        std::fs::write(&path, "back").unwrap();
+        age(&path);
+        assert!(
+            open_kept(&path).is_some(),
+            "a file that came back is opened"
+        );
         assert!(open_kept(tmp.path()).unwrap().is_dir);
     }
 }
