@@ -4,12 +4,13 @@
 //! every task, and after thousands of short tasks ext4 scans past every recently deleted
 //! inode to find a free one: starting a task got slower the more tasks had just run.
 //!
-//! A directory is reused only if it is left as it was made: empty, mode 0700, no extended
-//! attributes (no ACL a program could have set to expose the next task's files); else it is
-//! removed, and a new one made when needed.
+//! A directory is reused only where nothing a call's programs started can outlive them (their
+//! cgroup is killed whole), so nothing can write into it once the next call has it; and only
+//! if it is left as it was made: empty, the daemon's, mode 0700, neither immutable nor
+//! append-only, no extended attributes but security labels (no ACL a program could have set
+//! to expose the next task's files). Else it is removed, and a new one made when needed.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,14 +21,18 @@ const MAX_IDLE: usize = 1024;
 /// The scratch directories of one runner, under `<root>/<run>/`.
 pub struct ScratchPool {
     root: PathBuf,
+    /// Directories may be reused (see the module's documentation).
+    reuse: bool,
     idle: Mutex<Vec<PathBuf>>,
     next: AtomicU64,
 }
 
 impl ScratchPool {
-    pub fn new(root: PathBuf) -> Self {
+    /// `reuse`: whether this host kills everything a program started once it has ended.
+    pub fn new(root: PathBuf, reuse: bool) -> Self {
         ScratchPool {
             root,
+            reuse,
             idle: Mutex::new(Vec::new()),
             next: AtomicU64::new(0),
         }
@@ -49,7 +54,8 @@ impl ScratchPool {
     /// Takes back a directory once its call is over: kept if it is as it was made, else
     /// removed with what is in it.
     pub fn give_back(&self, dir: PathBuf) {
-        if as_made(&dir)
+        if self.reuse
+            && as_made(&dir)
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
@@ -72,22 +78,53 @@ impl Drop for ScratchPool {
     }
 }
 
-/// Empty, mode 0700 and without extended attributes.
+/// Empty, the daemon's, mode 0700, neither immutable nor append-only, and without extended
+/// attributes but security labels.
 fn as_made(dir: &Path) -> bool {
-    let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
-    let private = std::fs::symlink_metadata(dir)
-        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == 0o700);
-    empty && private && no_xattrs(dir)
-}
-
-fn no_xattrs(dir: &Path) -> bool {
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
-    // SAFETY: llistxattr(2) with a NUL-terminated path and a zero-sized buffer only returns
-    // the size the list of names would take.
-    let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
-    size == 0
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    empty && unchanged(&path) && only_labels(&path)
+}
+
+/// The directory itself is as `take` made it.
+fn unchanged(path: &std::ffi::CStr) -> bool {
+    // SAFETY: an all-zero statx is a valid value of the plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx(2) on a NUL-terminated path, writing into a local of the right type.
+    let done = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_UID,
+            &mut stx,
+        )
+    };
+    // SAFETY: geteuid(2) cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let flags = (libc::STATX_ATTR_IMMUTABLE | libc::STATX_ATTR_APPEND) as u64;
+    done == 0
+        && u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFDIR
+        && stx.stx_mode & 0o7777 == 0o700
+        && stx.stx_uid == uid
+        && stx.stx_attributes & stx.stx_attributes_mask & flags == 0
+}
+
+/// Extended attributes other than security labels (which SELinux gives every file) make a
+/// directory unfit for reuse: ACLs above all.
+fn only_labels(path: &std::ffi::CStr) -> bool {
+    let mut names = [0u8; 1024];
+    // SAFETY: llistxattr(2) with a NUL-terminated path and a buffer of the length given.
+    let size = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    let Some(names) = usize::try_from(size).ok().and_then(|n| names.get(..n)) else {
+        return false;
+    };
+    names
+        .split(|&b| b == 0)
+        .filter(|name| !name.is_empty())
+        .all(|name| name.starts_with(b"security."))
 }
 
 fn remove(dir: &Path) {
@@ -104,6 +141,8 @@ fn remove(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -113,7 +152,7 @@ mod tests {
         let private = |dir: &Path| {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap()
         };
-        let pool = ScratchPool::new(tmp.path().join("scratch"));
+        let pool = ScratchPool::new(tmp.path().join("scratch"), true);
         let first = pool.take("r1").unwrap();
         private(&first);
         assert!(first.starts_with(tmp.path().join("scratch").join("r1")));
@@ -134,11 +173,48 @@ mod tests {
         pool.give_back(opened.clone());
         assert!(!opened.exists(), "a directory opened to others is removed");
 
+        let nested = pool.take("r1").unwrap();
+        private(&nested);
+        std::fs::create_dir(nested.join("sub")).unwrap();
+        pool.give_back(nested.clone());
+        assert!(
+            !nested.exists(),
+            "a directory with a subdirectory is removed"
+        );
+
+        let labelled = pool.take("r1").unwrap();
+        private(&labelled);
+        let path = std::ffi::CString::new(labelled.as_os_str().as_bytes()).unwrap();
+        // SAFETY: setxattr(2) with NUL-terminated strings and a live value buffer.
+        let set = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                c"user.left".as_ptr(),
+                b"x".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        if set == 0 {
+            pool.give_back(labelled.clone());
+            assert!(!labelled.exists(), "a directory with attributes is removed");
+        }
+
         let kept = pool.take("r1").unwrap();
         private(&kept);
         pool.give_back(kept.clone());
         assert!(kept.exists());
         drop(pool);
         assert!(!kept.exists(), "kept directories go with the pool");
+    }
+
+    #[test]
+    fn without_whole_group_kills_nothing_is_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pool = ScratchPool::new(tmp.path().join("scratch"), false);
+        let dir = pool.take("r1").unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        pool.give_back(dir.clone());
+        assert!(!dir.exists());
     }
 }

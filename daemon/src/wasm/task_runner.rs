@@ -94,7 +94,10 @@ impl PluginRunner {
         clusters: Arc<Clusters>,
     ) -> Self {
         PluginRunner {
-            scratch: Arc::new(ScratchPool::new(roots.scratch.clone())),
+            scratch: Arc::new(ScratchPool::new(
+                roots.scratch.clone(),
+                crate::host::process::confine::probe().cgroups_killed_whole,
+            )),
             registry,
             roots,
             logs,

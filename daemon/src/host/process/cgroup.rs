@@ -19,9 +19,17 @@ const EMPTY_POLL: Duration = Duration::from_millis(10);
 /// Names of program groups start with this, so a sweep finds what a crash left behind.
 const PREFIX: &str = "gantry-program-";
 
+/// Where program groups are made, and how they can be killed.
+struct Parent {
+    dir: PathBuf,
+    /// `cgroup.kill` (Linux 5.14): a group is killed whole, in one step, with nothing in it
+    /// able to fork its way past; before it, processes are killed one by one.
+    kill_whole: bool,
+}
+
 /// The daemon's own cgroup directory, if program groups can be made in it.
-fn parent() -> Option<&'static Path> {
-    static PARENT: OnceLock<Option<PathBuf>> = OnceLock::new();
+fn parent() -> Option<&'static Parent> {
+    static PARENT: OnceLock<Option<Parent>> = OnceLock::new();
     PARENT
         .get_or_init(|| {
             let dir = own_cgroup()?;
@@ -30,15 +38,22 @@ fn parent() -> Option<&'static Path> {
             let probe = dir.join(format!("{PREFIX}probe-{}", std::process::id()));
             std::fs::create_dir(&probe).ok()?;
             let usable = probe.join("cgroup.procs").exists();
+            let kill_whole = probe.join("cgroup.kill").exists();
             let _ = std::fs::remove_dir(&probe);
-            usable.then_some(dir)
+            usable.then_some(Parent { dir, kill_whole })
         })
-        .as_deref()
+        .as_ref()
 }
 
 /// Whether programs get their own cgroup on this host.
 pub fn available() -> bool {
     parent().is_some()
+}
+
+/// Whether a program's cgroup is killed whole when it ends, so that once it has ended
+/// nothing it started can still run (and write into its task's directories).
+pub fn killed_whole() -> bool {
+    parent().is_some_and(|p| p.kill_whole)
 }
 
 /// Whether process `pid` is in a program's cgroup (of this daemon or another).
@@ -68,9 +83,12 @@ fn own_cgroup() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Removes the program groups of daemons that are gone (a crash between kill and removal);
-/// what still runs in them is killed first. Groups of live processes are theirs to end.
+/// Removes the program groups of daemons that are gone (a crash between kill and removal,
+/// or kept empty groups); what still runs in them is killed first. Groups of live processes
+/// are theirs to end, except this process's own: it has made none yet, so groups with its
+/// pid are a crashed predecessor's that had the same pid (pid 1 in a container).
 fn sweep(dir: &Path) {
+    let own = std::process::id();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -81,7 +99,7 @@ fn sweep(dir: &Path) {
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok());
         if let Some(pid) = owner
-            && !Path::new(&format!("/proc/{pid}")).exists()
+            && (pid == own || !Path::new(&format!("/proc/{pid}")).exists())
         {
             kill_all(&entry.path());
             let _ = std::fs::remove_dir(entry.path());
@@ -121,7 +139,8 @@ pub struct ProgramGroup {
 }
 
 /// Empty groups kept for the next programs: making and removing a cgroup for every program
-/// costs more than checking that a used one is empty.
+/// costs more than checking that a used one is empty. Programs cannot change a group's
+/// settings for the next one: Landlock keeps `/sys/fs/cgroup` read-only to them.
 static IDLE: Mutex<Vec<ProgramGroup>> = Mutex::new(Vec::new());
 /// At most this many empty groups are kept: enough for a wide workflow's next wave (each
 /// is a small kernel object and no descriptor).
@@ -145,7 +164,7 @@ impl ProgramGroup {
         if let Some(kept) = IDLE.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(Some(kept));
         }
-        let dir = parent.join(format!(
+        let dir = parent.dir.join(format!(
             "{PREFIX}{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -186,7 +205,9 @@ impl ProgramGroup {
     /// in it; else what is left is killed now and the group removed once it is empty, in the
     /// background, so the task does not wait for the kernel to tear its processes down.
     pub fn end(mut self) {
-        if self.is_empty() {
+        // Without Landlock a program can write its group's control files (`pids.max`,
+        // `cgroup.freeze`, ...), which the next program would inherit: no reuse then.
+        if super::confine::probe().landlock_abi >= 1 && self.is_empty() {
             let kept = IDLE.lock().map(|mut idle| {
                 if idle.len() < MAX_IDLE {
                     idle.push(self);

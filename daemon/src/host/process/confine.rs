@@ -92,6 +92,9 @@ pub struct Support {
     pub network_namespaces: bool,
     /// Programs get their own cgroup, killed as a whole.
     pub cgroups: bool,
+    /// That cgroup is killed in one step (`cgroup.kill`), so once a program has ended,
+    /// nothing it started still runs.
+    pub cgroups_killed_whole: bool,
 }
 
 /// What this host supports, found (and logged) once.
@@ -102,6 +105,7 @@ pub fn probe() -> Support {
             landlock_abi: landlock_abi(),
             network_namespaces: shared_net().is_some(),
             cgroups: super::cgroup::available(),
+            cgroups_killed_whole: super::cgroup::killed_whole(),
         };
         match support.describe() {
             (true, line) => tracing::info!("{line}"),
@@ -128,6 +132,10 @@ impl Support {
         if !self.cgroups {
             missing.push(
                 "a writable cgroup (a program's setsid children can outlive it; run with Delegate=yes)",
+            );
+        } else if !self.cgroups_killed_whole {
+            missing.push(
+                "cgroup.kill (Linux 5.14: a program's processes are killed one by one, and scratch directories are not reused)",
             );
         }
         if missing.is_empty() {

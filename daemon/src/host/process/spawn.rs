@@ -343,6 +343,13 @@ mod fast {
                     return Ok(status);
                 }
                 let mut ready = self.pidfd.readable().await?;
+                // While the exited program is not reaped, its pid (and so its process
+                // group's id) cannot be given to another process: what it left in its group
+                // is killed now, before the id can name someone else's.
+                // SAFETY: kill(2) of our child's process group; no memory is involved.
+                unsafe {
+                    libc::kill(-self.pid, libc::SIGKILL);
+                }
                 match reap(self.pid, libc::WNOHANG)? {
                     Some(status) => self.status = Some(status),
                     None => ready.clear_ready(),
@@ -559,13 +566,19 @@ mod fast {
         };
 
         // The child must not run a handler of the daemon's on the daemon's memory before its
-        // handlers are reset: every signal stays blocked until it is about to execute.
-        // SAFETY: sigset operations on locals; pthread_sigmask on the calling thread.
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // handlers are reset: every signal stays blocked until it is about to execute. The
+        // system call itself, as the C library's wrapper keeps two of its own signals open.
+        let all = [u64::MAX];
+        let mut old = [0u64];
+        // SAFETY: rt_sigprocmask(2) on the calling thread, with 8-byte kernel signal sets.
         unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                all.as_ptr(),
+                old.as_mut_ptr(),
+                8usize,
+            );
         }
         // SAFETY: the stack is mapped and unused; `child_main` never returns; `shared` and
         // everything it points to outlive the child's use of them, because with CLONE_VFORK
@@ -573,7 +586,13 @@ mod fast {
         let pid = unsafe { clone3(&args, child_main, (&raw const shared).cast_mut().cast()) };
         // SAFETY: restores this thread's signal mask.
         unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                old.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
         }
         drop(stack);
 
@@ -607,9 +626,21 @@ mod fast {
         drop((stdin_child, stdout_child, stderr_child));
         let mut confinement = confinement;
         let group = confinement.take_group();
+        let pidfd = match watch(pidfd) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                // Not watched, it could not be waited for: it does not run at all.
+                // SAFETY: kill(2) of the child we just made, which is not reaped yet.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                let _ = reap(pid, 0);
+                return Err(e.into());
+            }
+        };
         let child = Child {
             pid,
-            pidfd: watch(pidfd)?,
+            pidfd,
             status: None,
         };
         let running = Running {
