@@ -33,7 +33,7 @@ fn parent() -> Option<&'static Parent> {
     PARENT
         .get_or_init(|| {
             let dir = own_cgroup()?;
-            sweep(&dir);
+            sweep(&dir, std::process::id());
             // Probe: make and remove one group.
             let probe = dir.join(format!("{PREFIX}probe-{}", std::process::id()));
             std::fs::create_dir(&probe).ok()?;
@@ -87,8 +87,7 @@ fn own_cgroup() -> Option<PathBuf> {
 /// or kept empty groups); what still runs in them is killed first. Groups of live processes
 /// are theirs to end, except this process's own: it has made none yet, so groups with its
 /// pid are a crashed predecessor's that had the same pid (pid 1 in a container).
-fn sweep(dir: &Path) {
-    let own = std::process::id();
+fn sweep(dir: &Path, own: u32) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -285,5 +284,27 @@ mod tests {
         tokio::time::timeout(EMPTY_WAIT * 2, removed)
             .await
             .expect("the killed group is removed once empty");
+    }
+
+    #[test]
+    fn groups_a_crashed_predecessor_left_under_the_same_pid_are_swept() {
+        let Some(parent) = parent() else {
+            return;
+        };
+        // As if the starting process were pid 1 (as in a container), with a group of a
+        // previous pid 1 left over; pid 1 is alive, so only the own-pid rule sweeps it.
+        let predecessor = 1;
+        let left = parent.dir.join(format!("{PREFIX}{predecessor}-0"));
+        if let Err(e) = std::fs::create_dir(&left) {
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        }
+        let ours = ProgramGroup::create().unwrap().unwrap();
+        sweep(&parent.dir, predecessor);
+        assert!(
+            !left.exists(),
+            "a group with the starting process's pid is swept"
+        );
+        assert!(ours.dir.exists(), "a live process's group is kept");
+        ours.end();
     }
 }
