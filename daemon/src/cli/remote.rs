@@ -266,24 +266,22 @@ impl Shown {
     }
 }
 
-/// A running run so far, for a follower who attaches late: its stored events and the lines
-/// its tasks printed (live lines are not stored as events, so they come from the log files),
-/// in time order.
-async fn so_far(
+/// A run's stored events and the lines its tasks printed (live lines are not stored as
+/// events, so they come from the log files, which keep each line's time), only those of
+/// `only` when given, in time order with the end of the run last; and how far that goes.
+async fn recorded(
     client: &Client,
     id: &str,
     tasks: &[(String, String)],
     only: Option<(&str, &str)>,
-    progress: &Progress,
-    structured: bool,
-) -> anyhow::Result<Shown> {
+) -> anyhow::Result<(Vec<Value>, Shown)> {
     let mut shown = Shown::default();
-    let mut lines = Vec::new();
+    let mut events = Vec::new();
     client
         .lines(&format!("/v1/runs/{id}/events?follow=false"), |e| {
             shown.seq = shown.seq.max(e["seq"].as_i64().unwrap_or(0));
             if about(&e, only) {
-                lines.push(e);
+                events.push(e);
             }
         })
         .await?;
@@ -304,16 +302,35 @@ async fn so_far(
         if let Some(last) = task_lines.iter().filter_map(|e| e["at"].as_i64()).max() {
             shown.log_lines.insert((wf.clone(), task.clone()), last);
         }
-        lines.extend(task_lines);
+        events.extend(task_lines);
     }
-    lines.sort_by_key(|e| e["at"].as_i64().unwrap_or(0));
-    for e in &lines {
+    // The end of the run comes last even when a log line shares its millisecond.
+    events.sort_by_key(|e| (e["type"] == "run_finished", e["at"].as_i64().unwrap_or(0)));
+    Ok((events, shown))
+}
+
+fn print_events(events: &[Value], progress: &Progress, structured: bool) {
+    for e in events {
         if structured {
             println!("{e}");
         } else {
             progress.show(e);
         }
     }
+}
+
+/// A running run so far, for a follower who attaches late; what it printed, so that the
+/// stream that follows does not print it again.
+async fn so_far(
+    client: &Client,
+    id: &str,
+    tasks: &[(String, String)],
+    only: Option<(&str, &str)>,
+    progress: &Progress,
+    structured: bool,
+) -> anyhow::Result<Shown> {
+    let (events, shown) = recorded(client, id, tasks, only).await?;
+    print_events(&events, progress, structured);
     Ok(shown)
 }
 
@@ -327,9 +344,7 @@ fn about(e: &Value, only: Option<(&str, &str)>) -> bool {
     }
 }
 
-/// A finished run the way `-f` showed it live: its stored events and its tasks' log lines
-/// (read back from the log files, which keep each line's time), in time order. Returns the
-/// run's final state.
+/// A finished run the way `-f` showed it live. Returns the run's final state.
 async fn replay(
     client: &Client,
     id: &str,
@@ -338,35 +353,13 @@ async fn replay(
     progress: &Progress,
     structured: bool,
 ) -> anyhow::Result<String> {
-    let mut events: Vec<Value> = Vec::new();
-    client
-        .lines(&format!("/v1/runs/{id}/events?follow=false"), |e| {
-            events.push(e)
-        })
-        .await?;
-    for (wf, task) in tasks {
-        let Ok(text) = client
-            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
-            .await
-        else {
-            continue;
-        };
-        events.extend(text.lines().filter_map(|l| logged_line(id, wf, task, l)));
-    }
-    events.retain(|e| about(e, only));
-    // The end of the run comes last even when a log line shares its millisecond.
-    events.sort_by_key(|e| (e["type"] == "run_finished", e["at"].as_i64().unwrap_or(0)));
-    let mut state = None;
-    for e in &events {
-        if e["type"] == "run_finished" {
-            state = e["state"].as_str().map(str::to_string);
-        }
-        if structured {
-            println!("{e}");
-        } else {
-            progress.show(e);
-        }
-    }
+    let (events, _) = recorded(client, id, tasks, only).await?;
+    print_events(&events, progress, structured);
+    let state = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "run_finished")
+        .and_then(|e| e["state"].as_str().map(str::to_string));
     Ok(match state {
         Some(state) => state,
         None => run_state(client, id).await?,
