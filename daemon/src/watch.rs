@@ -179,9 +179,14 @@ pub fn spawn(daemon: Arc<Daemon>) -> WatchHandle {
             let status = daemon.reload_announced().await;
             if status.ok {
                 auto_deploy(&daemon, &before);
-                roots = self::roots(&daemon);
-                watch_new(&mut watcher, &mut watched, &roots);
-                last = tree_digest(&roots);
+                let new_roots = self::roots(&daemon);
+                if new_roots != roots {
+                    roots = new_roots;
+                    watch_new(&mut watcher, &mut watched, &roots);
+                    // The next event compares against nothing: a digest taken now would
+                    // hide an edit made since `now` was taken.
+                    last.clear();
+                }
             }
         }
     });
