@@ -8,7 +8,7 @@
 //!
 //! Needs make and ninja (scripts/setup-bench-tools.sh) and the built plugins.
 //!
-//!     cargo bench -p gantry --bench compare
+//!     cargo bench -p gantry --bench compare [-- dag|overhead]
 
 mod support;
 
@@ -22,8 +22,18 @@ const REPS: usize = 5;
 
 fn main() {
     require(&["make", "ninja", "xargs", "sleep", "true"]);
-    dag();
-    overhead();
+    // `cargo bench --bench compare -- overhead` runs that part alone.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wanted("dag") {
+        dag();
+    }
+    if wanted("overhead") {
+        overhead();
+    }
 }
 
 fn dag() {

@@ -309,3 +309,35 @@ fn a_program_the_plugin_may_not_run_is_an_error_before_running() {
     );
     assert!(!out.contains("`sh`"), "{out}");
 }
+
+/// A workflow's own hooks are checked once, not once for each task; and tasks repeating the
+/// same parameters each still get their verdict at their own line.
+#[test]
+fn a_workflow_hook_is_reported_once_and_repeated_tasks_each_at_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"true\"]\n").unwrap();
+    let mut text = String::from("hooks.pre_deploy = { kind = \"no-such-hook\" }\n");
+    for i in 0..5 {
+        text.push_str(&format!("[jobs.t{i}]\nkind = \"exec\"\ncomand = [\"true\"]\n"));
+    }
+    write(&cfg, "many.toml", &text);
+    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
+    assert_eq!(code, 1, "{out}");
+    let hook_lines: Vec<_> = out
+        .lines()
+        .filter(|l| l.contains("unknown hook kind `no-such-hook`"))
+        .collect();
+    assert_eq!(hook_lines.len(), 1, "{out}");
+    assert!(hook_lines[0].contains("many.toml:1:"), "{out}");
+    for i in 0..5 {
+        let line = 4 + 3 * i;
+        assert!(
+            out.lines().any(|l| l.contains(&format!("many.toml:{line}:"))
+                && l.contains(&format!("task `jobs.t{i}`"))
+                && l.contains("comand")),
+            "no verdict for jobs.t{i} at line {line}:\n{out}"
+        );
+    }
+}

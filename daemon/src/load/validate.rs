@@ -2,13 +2,15 @@
 //! reference resolves, the DAG has no cycle (barriers included), every kind exists and every
 //! plugin accepts its parameters. All errors are reported at once, each with file:line:col.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::workflow::{self, HookSpec, Workflow};
 use crate::config::{ConfigError, DaemonConfig};
 use crate::engine::plan::{self, PlanError};
 use crate::wasm::bindings::types::{ValidateContext, ValidationIssue};
+use crate::wasm::plugin::Plugin;
 use crate::wasm::{Registry, World};
 
 /// A configuration that passed validation.
@@ -85,19 +87,44 @@ async fn check_plugins(
             None => sources.push(Ok(source.is_dir().then_some(source))),
         }
     }
-    let verdicts = validate_params(wf, &sources, registry).await;
-    for ((task, verdict), source) in wf.tasks.iter().zip(verdicts).zip(&sources) {
+    // Every plugin verdict the workflow needs, asked for at once: each task's parameters
+    // (and files), each task's hooks, and the workflow's hooks (once, not once per task).
+    let mut asks = Verdicts::default();
+    let task_asks: Vec<Option<usize>> = wf
+        .tasks
+        .iter()
+        .zip(&sources)
+        .map(|(task, source)| {
+            let plugin = registry.task(&task.kind)?;
+            let source = source.as_ref().ok()?;
+            Some(asks.ask(plugin, &task.kind, &task.params, source.clone()))
+        })
+        .collect();
+    let hook_ask = |asks: &mut Verdicts, hook: &HookSpec| {
+        registry
+            .hook(&hook.kind)
+            .map(|plugin| asks.ask(plugin, &hook.kind, &hook.params, None))
+    };
+    let task_hook_asks: Vec<Vec<Option<usize>>> = wf
+        .tasks
+        .iter()
+        .map(|task| task.hooks.all().map(|h| hook_ask(&mut asks, h)).collect())
+        .collect();
+    let wf_hook_asks: Vec<Option<usize>> = wf.hooks.all().map(|h| hook_ask(&mut asks, h)).collect();
+    let verdicts = asks.answer().await;
+
+    for (i, (task, source)) in wf.tasks.iter().zip(&sources).enumerate() {
         let Ok(source) = source else {
             continue;
         };
-        match verdict {
+        match task_asks[i].map(|ask| verdicts[ask].as_ref()) {
             None => errors.push(err(task.kind_at, format!(
                 "task `{}`: unknown kind `{}`; the loaded task kinds are {} (add a plugin to the plugin directory for others)",
                 task.id,
                 task.kind,
                 registry.kinds(World::Task).join(", ")
             ))),
-            Some(Ok(issues)) => errors.extend(issues.into_iter().map(|i| {
+            Some(Ok(issues)) => errors.extend(issues.iter().map(|i| {
                 let field = if i.field.is_empty() { String::new() } else { format!("parameter `{}`: ", i.field) };
                 let message = format!("task `{}` ({}): {field}{}", task.id, task.kind, i.message);
                 // An issue in one of the task's files points there.
@@ -125,18 +152,15 @@ async fn check_plugins(
                 ));
             }
         }
-        for hook in task.hooks.all().chain(wf.hooks.all()) {
-            if let Some(e) = check_hook(hook, registry).await {
-                errors.push(err(hook.at, format!("task `{}`: {e}", task.id)));
+        for (hook, ask) in task.hooks.all().zip(&task_hook_asks[i]) {
+            for problem in hook_problems(hook, *ask, &verdicts, registry) {
+                errors.push(err(hook.at, format!("task `{}`: {problem}", task.id)));
             }
-            if let Some(plugin) = registry.hook(&hook.kind) {
-                for (_, problem) in ungranted_programs(plugin, &hook.params) {
-                    errors.push(err(
-                        hook.at,
-                        format!("task `{}`: hook `{}`: {problem}", task.id, hook.kind),
-                    ));
-                }
-            }
+        }
+    }
+    for (hook, ask) in wf.hooks.all().zip(&wf_hook_asks) {
+        for problem in hook_problems(hook, *ask, &verdicts, registry) {
+            errors.push(err(hook.at, format!("workflow hook: {problem}")));
         }
     }
     errors
@@ -144,51 +168,108 @@ async fn check_plugins(
 
 type Verdict = Result<Vec<ValidationIssue>, crate::wasm::CallError>;
 
-/// Each task's plugin's verdict on its parameters (and files), in task order; None for a kind
-/// no plugin serves (or a source refused before). Every verdict is a call in a fresh
-/// instance, so with thousands of tasks they run side by side, as many at once as there are
-/// cores.
-async fn validate_params(
-    wf: &Workflow,
-    sources: &[Result<Option<std::path::PathBuf>, ()>],
-    registry: &Registry,
-) -> Vec<Option<Verdict>> {
-    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(wf.tasks.len());
-    let mut calls = tokio::task::JoinSet::new();
-    let mut next = 0;
-    loop {
-        while calls.len() < width && next < wf.tasks.len() {
-            let task = &wf.tasks[next];
-            verdicts.push(None);
-            if let (Some(plugin), Ok(source)) = (registry.task(&task.kind).cloned(), &sources[next])
-            {
+/// Plugin verdicts to ask for, each distinct question once: a generated workflow repeats the
+/// same kind and parameters across thousands of tasks, and every verdict is a call in a
+/// fresh instance.
+#[derive(Default)]
+struct Verdicts {
+    asked: Vec<(Arc<Plugin>, ValidateContext, Option<PathBuf>)>,
+    index: HashMap<(String, String, String, Option<PathBuf>), usize>,
+}
+
+impl Verdicts {
+    /// Which answer will be `plugin`'s verdict on `params` of `kind` (and the files under
+    /// `source`, mounted read-only as during a run).
+    fn ask(
+        &mut self,
+        plugin: &Arc<Plugin>,
+        kind: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+        source: Option<PathBuf>,
+    ) -> usize {
+        let params = serde_json::Value::Object(params.clone()).to_string();
+        let key = (plugin.info.name.clone(), kind.to_string(), params, source);
+        if let Some(&at) = self.index.get(&key) {
+            return at;
+        }
+        let at = self.asked.len();
+        let ctx = ValidateContext {
+            kind: key.1.clone(),
+            params: key.2.clone(),
+            source_dir: key.3.as_ref().map(|_| crate::host::GUEST_SOURCE_DIR.into()),
+        };
+        self.asked.push((plugin.clone(), ctx, key.3.clone()));
+        self.index.insert(key, at);
+        at
+    }
+
+    /// Every verdict, in the order asked. The calls run side by side, as many at once as
+    /// there are cores.
+    async fn answer(self) -> Vec<Verdict> {
+        let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut verdicts: Vec<Verdict> = self
+            .asked
+            .iter()
+            .map(|(plugin, _, _)| {
                 // Stays if the call never reports back.
-                verdicts[next] = Some(Err(crate::wasm::CallError::Host {
+                Err(crate::wasm::CallError::Host {
                     plugin: plugin.info.name.clone(),
                     message: "the validation did not finish".into(),
-                }));
-                let ctx = ValidateContext {
-                    kind: task.kind.clone(),
-                    params: serde_json::Value::Object(task.params.clone()).to_string(),
-                    source_dir: source
-                        .as_ref()
-                        .map(|_| crate::host::GUEST_SOURCE_DIR.into()),
+                })
+            })
+            .collect();
+        let mut asked = self.asked.into_iter().enumerate();
+        let mut calls = tokio::task::JoinSet::new();
+        loop {
+            while calls.len() < width {
+                let Some((i, (plugin, ctx, source))) = asked.next() else {
+                    break;
                 };
-                let source = source.clone();
-                let i = next;
                 calls.spawn(async move { (i, plugin.validate(ctx, source).await) });
             }
-            next += 1;
+            match calls.join_next().await {
+                Some(Ok((i, verdict))) => verdicts[i] = verdict,
+                Some(Err(e)) => tracing::error!(error = %e, "a parameter validation panicked"),
+                None => break,
+            }
         }
-        match calls.join_next().await {
-            Some(Ok((i, verdict))) => verdicts[i] = Some(verdict),
-            Some(Err(e)) => tracing::error!(error = %e, "a parameter validation panicked"),
-            None if next >= wf.tasks.len() => break,
-            None => {}
-        }
+        verdicts
     }
-    verdicts
+}
+
+/// What is wrong with a hook: an unknown kind, or its plugin's objections.
+fn hook_problems(
+    hook: &HookSpec,
+    ask: Option<usize>,
+    verdicts: &[Verdict],
+    registry: &Registry,
+) -> Vec<String> {
+    let Some(ask) = ask else {
+        return vec![format!(
+            "unknown hook kind `{}`; the loaded hook kinds are {}",
+            hook.kind,
+            registry.kinds(World::Hook).join(", ")
+        )];
+    };
+    let mut problems = match &verdicts[ask] {
+        Ok(issues) if issues.is_empty() => Vec::new(),
+        Ok(issues) => vec![
+            issues
+                .iter()
+                .map(|i| format!("hook `{}`: {} {}", hook.kind, i.field, i.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ],
+        Err(e) => vec![format!("hook `{}` could not be validated: {e}", hook.kind)],
+    };
+    if let Some(plugin) = registry.hook(&hook.kind) {
+        problems.extend(
+            ungranted_programs(plugin, &hook.params)
+                .into_iter()
+                .map(|(_, problem)| format!("hook `{}`: {problem}", hook.kind)),
+        );
+    }
+    problems
 }
 
 /// Parameters naming a program to run: the first word of `command`, `rollback` and
@@ -226,32 +307,6 @@ fn ungranted_programs(
         }
     }
     problems
-}
-
-async fn check_hook(hook: &HookSpec, registry: &Registry) -> Option<String> {
-    let Some(plugin) = registry.hook(&hook.kind) else {
-        return Some(format!(
-            "unknown hook kind `{}`; the loaded hook kinds are {}",
-            hook.kind,
-            registry.kinds(World::Hook).join(", ")
-        ));
-    };
-    let ctx = ValidateContext {
-        kind: hook.kind.clone(),
-        params: serde_json::Value::Object(hook.params.clone()).to_string(),
-        source_dir: None,
-    };
-    match plugin.validate(ctx, None).await {
-        Ok(issues) if issues.is_empty() => None,
-        Ok(issues) => Some(
-            issues
-                .iter()
-                .map(|i| format!("hook `{}`: {} {}", hook.kind, i.field, i.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        Err(e) => Some(format!("hook `{}` could not be validated: {e}", hook.kind)),
-    }
 }
 
 /// What no plugin may read: gantry's own configuration, its plugins, the clusters'

@@ -102,7 +102,8 @@ fn config(pool: Option<(&Limits, u32)>) -> Config {
             // slot used beats handing the pages back and faulting them in again next time.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
-            .async_stack_keep_resident(KEEP_RESIDENT);
+            .async_stack_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config

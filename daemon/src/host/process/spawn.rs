@@ -423,7 +423,8 @@ mod fast {
         }
     }
 
-    /// The child's stack, mapped for one start and unmapped after.
+    /// The child's stack. Each thread keeps one between starts: mapping and unmapping one
+    /// per start cost a TLB shootdown on every other core running the daemon.
     struct Stack {
         base: *mut c_void,
         len: usize,
@@ -462,6 +463,25 @@ mod fast {
             unsafe {
                 libc::munmap(self.base, self.len);
             }
+        }
+    }
+
+    thread_local! {
+        /// This thread's stack for the children it starts. A start takes it and puts it
+        /// back once `clone3` has returned, when (CLONE_VFORK) the child no longer uses it.
+        static STACK: std::cell::Cell<Option<Stack>> = const { std::cell::Cell::new(None) };
+    }
+
+    impl Stack {
+        fn take() -> std::io::Result<Self> {
+            match STACK.with(std::cell::Cell::take) {
+                Some(stack) => Ok(stack),
+                None => Stack::map(),
+            }
+        }
+
+        fn put_back(self) {
+            STACK.with(|kept| kept.set(Some(self)));
         }
     }
 
@@ -532,7 +552,7 @@ mod fast {
         let (stderr_parent, stderr_child) = super::pipe()?;
         let argv = super::pointers(&program.argv);
         let envp = super::pointers(&program.envp);
-        let stack = Stack::map()?;
+        let stack = Stack::take()?;
         let shared = Shared {
             plan: ChildPlan {
                 program,
@@ -594,7 +614,7 @@ mod fast {
                 8usize,
             );
         }
-        drop(stack);
+        stack.put_back();
 
         if pid < 0 {
             let errno = i32::try_from(-pid).unwrap_or(libc::EINVAL);
