@@ -317,10 +317,16 @@ fn a_workflow_hook_is_reported_once_and_repeated_tasks_each_at_their_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("config");
     std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"true\"]\n").unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"true\"]\n",
+    )
+    .unwrap();
     let mut text = String::from("hooks.pre_deploy = { kind = \"no-such-hook\" }\n");
     for i in 0..5 {
-        text.push_str(&format!("[jobs.t{i}]\nkind = \"exec\"\ncomand = [\"true\"]\n"));
+        text.push_str(&format!(
+            "[jobs.t{i}]\nkind = \"exec\"\ncomand = [\"true\"]\n"
+        ));
     }
     write(&cfg, "many.toml", &text);
     let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["validate"]);
@@ -334,9 +340,10 @@ fn a_workflow_hook_is_reported_once_and_repeated_tasks_each_at_their_line() {
     for i in 0..5 {
         let line = 4 + 3 * i;
         assert!(
-            out.lines().any(|l| l.contains(&format!("many.toml:{line}:"))
-                && l.contains(&format!("task `jobs.t{i}`"))
-                && l.contains("comand")),
+            out.lines()
+                .any(|l| l.contains(&format!("many.toml:{line}:"))
+                    && l.contains(&format!("task `jobs.t{i}`"))
+                    && l.contains("comand")),
             "no verdict for jobs.t{i} at line {line}:\n{out}"
         );
     }

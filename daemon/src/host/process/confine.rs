@@ -2,7 +2,8 @@
 //! reporting is prepared here, in the daemon; the child (see `spawn`), between its start and
 //! exec, only makes system calls on what was prepared:
 //!
-//! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps);
+//! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps),
+//!    and no descriptor of the daemon's survives exec, close-on-exec or not;
 //! 2. it runs in its own cgroup (see `cgroup`), so nothing it starts survives it: born in
 //!    it, or, when forked, moving itself into it;
 //! 3. without `exec_network`, it joins an empty network namespace (inside a user namespace
@@ -16,7 +17,7 @@
 //! A kernel without Landlock or namespaces gets what it supports; `probe` says what that is,
 //! and the daemon logs it once.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -108,6 +109,9 @@ pub fn probe() -> Support {
             (true, line) => tracing::info!("{line}"),
             (false, line) => tracing::warn!("{line}"),
         }
+        // Before programs start, while the daemon holds few descriptors.
+        #[cfg(target_arch = "x86_64")]
+        super::fd_slots::init();
         support
     })
 }
@@ -349,10 +353,11 @@ pub enum Step {
     NoNewPrivileges,
     Landlock,
     Exec,
+    Files,
 }
 
 impl Step {
-    pub(super) const ALL: [Step; 10] = [
+    pub(super) const ALL: [Step; 11] = [
         Step::Signals,
         Step::Stdio,
         Step::WorkingDirectory,
@@ -363,6 +368,7 @@ impl Step {
         Step::NoNewPrivileges,
         Step::Landlock,
         Step::Exec,
+        Step::Files,
     ];
 }
 
@@ -379,6 +385,7 @@ impl std::fmt::Display for Step {
             Step::NoNewPrivileges => "setting no_new_privs",
             Step::Landlock => "applying the Landlock rules",
             Step::Exec => "executing the program",
+            Step::Files => "taking a descriptor table of its own",
         })
     }
 }
@@ -464,11 +471,43 @@ impl Confinement {
         self.cgroup.take().map(|(group, _)| group)
     }
 
-    /// The steps the child takes on itself before it executes the program. It runs between
+    /// The Landlock ruleset, for the child to apply: the parent may hand it over under
+    /// another number (see `enter`).
+    pub fn ruleset_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.ruleset.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The highest descriptor the child uses as the daemon holds it (the shared network
+    /// namespace's), so a child taking a copy of only the lowest numbers knows to include it.
+    pub fn highest_kept_fd(&self) -> Option<RawFd> {
+        let network = self.network?;
+        network
+            .user
+            .iter()
+            .chain(std::iter::once(&network.net))
+            .map(AsRawFd::as_raw_fd)
+            .max()
+    }
+
+    /// The steps the child takes on itself before it executes the program, applying the
+    /// ruleset at `ruleset` (`ruleset_fd`, or where the parent put it). It runs between
     /// fork (or clone) and exec: system calls on prepared values only, no allocation.
-    pub fn enter(&self) -> Result<(), Failed> {
+    pub fn enter(&self, ruleset: Option<RawFd>) -> Result<(), Failed> {
         set_limit(libc::RLIMIT_FSIZE, self.max_file_bytes)?;
         set_limit(libc::RLIMIT_CORE, 0)?;
+        // Whatever the daemon was given without close-on-exec (by whoever started it) is
+        // not passed on: the program gets its standard input and outputs only. Before
+        // Linux 5.11 this cannot be asked for, and such descriptors stay open.
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        // SAFETY: close_range(2) with integer arguments, marking descriptors 3 and up.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            );
+        }
         if let Some(procs) = &self.procs {
             // SAFETY: write(2) of a static buffer to a descriptor opened before the fork.
             let written = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
@@ -483,12 +522,10 @@ impl Confinement {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(Failed::last(Step::NoNewPrivileges));
         }
-        if let Some(ruleset) = &self.ruleset {
+        if let Some(ruleset) = ruleset {
             // SAFETY: landlock_restrict_self(2) on the ruleset descriptor made before the
             // child, with no flags.
-            let done = unsafe {
-                libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32)
-            };
+            let done = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) };
             if done != 0 {
                 return Err(Failed::last(Step::Landlock));
             }

@@ -6,6 +6,8 @@
 
 mod cgroup;
 pub mod confine;
+#[cfg(target_arch = "x86_64")]
+mod fd_slots;
 pub mod grant;
 mod opened;
 mod spawn;

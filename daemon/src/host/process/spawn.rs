@@ -161,9 +161,10 @@ fn forked(
         .kill_on_drop(true);
     let mut confinement = confinement.for_fork()?;
     let group = confinement.take_group();
+    let ruleset = confinement.ruleset_fd().map(|fd| fd.as_raw_fd());
     let child = move || {
         confinement
-            .enter()
+            .enter(ruleset)
             .map_err(|f| std::io::Error::from_raw_os_error(f.errno))
     };
     // SAFETY: `enter` makes only async-signal-safe system calls on values prepared before
@@ -231,6 +232,11 @@ struct ChildPlan<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     stdio: [RawFd; 3],
+    /// Where the Landlock ruleset is.
+    ruleset: Option<RawFd>,
+    /// Set when the child shares the daemon's descriptor table: it first takes a copy of
+    /// the descriptors below this number, where everything it uses is.
+    files_below: Option<RawFd>,
     confinement: &'a Confinement,
 }
 
@@ -241,6 +247,20 @@ impl ChildPlan<'_> {
         // SAFETY (whole block): system calls on descriptors, C strings and pointer arrays
         // that the parent prepared and keeps alive until this child has executed or exited.
         unsafe {
+            // Before anything touches a descriptor, which would change the daemon's too.
+            if let Some(below) = self.files_below {
+                const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+                let copied = libc::syscall(
+                    libc::SYS_close_range,
+                    below as libc::c_uint,
+                    libc::c_uint::MAX,
+                    CLOSE_RANGE_UNSHARE,
+                );
+                // Before Linux 5.9, a copy of the whole table.
+                if copied != 0 && libc::unshare(libc::CLONE_FILES) != 0 {
+                    return fail(Step::Files);
+                }
+            }
             // The daemon ignores SIGPIPE; programs expect the default.
             if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
                 return fail(Step::Signals);
@@ -256,7 +276,7 @@ impl ChildPlan<'_> {
             if libc::setpgid(0, 0) != 0 {
                 return fail(Step::ProcessGroup);
             }
-            if let Err(failed) = self.confinement.enter() {
+            if let Err(failed) = self.confinement.enter(self.ruleset) {
                 return failed;
             }
             let mut none: libc::sigset_t = std::mem::zeroed();
@@ -285,7 +305,7 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 #[cfg(target_arch = "x86_64")]
 mod fast {
     use std::ffi::c_void;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
     use std::process::ExitStatus;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -293,6 +313,7 @@ mod fast {
     use tokio::io::{AsyncRead, AsyncWrite, Interest};
     use tokio::net::unix::pipe;
 
+    use super::super::fd_slots;
     use super::*;
 
     /// The child's stack: it only makes system calls, a few frames deep.
@@ -553,16 +574,41 @@ mod fast {
         let argv = super::pointers(&program.argv);
         let envp = super::pointers(&program.envp);
         let stack = Stack::take()?;
+        let ruleset = confinement.ruleset_fd();
+        // The child's descriptors go in slots at low numbers, so that it need not copy the
+        // daemon's whole table (see `fd_slots`); without a free block, it copies it all.
+        let mut block = fd_slots::Block::take();
+        let (stdio, ruleset, files_below) = match &mut block {
+            Some(block) => {
+                let stdio = [
+                    block.put(0, stdin_child.as_fd())?,
+                    block.put(1, stdout_child.as_fd())?,
+                    block.put(2, stderr_child.as_fd())?,
+                ];
+                let ruleset = ruleset.map(|fd| block.put(3, fd)).transpose()?;
+                let below = confinement
+                    .highest_kept_fd()
+                    .map_or(block.below(), |fd| block.below().max(fd + 1));
+                (stdio, ruleset, Some(below))
+            }
+            None => (
+                [
+                    stdin_child.as_raw_fd(),
+                    stdout_child.as_raw_fd(),
+                    stderr_child.as_raw_fd(),
+                ],
+                ruleset.map(|fd| fd.as_raw_fd()),
+                None,
+            ),
+        };
         let shared = Shared {
             plan: ChildPlan {
                 program,
                 argv: &argv,
                 envp: &envp,
-                stdio: [
-                    stdin_child.as_raw_fd(),
-                    stdout_child.as_raw_fd(),
-                    stderr_child.as_raw_fd(),
-                ],
+                stdio,
+                ruleset,
+                files_below,
                 confinement: &confinement,
             },
             failed: AtomicU64::new(0),
@@ -572,6 +618,11 @@ mod fast {
         let args = CloneArgs {
             flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64
                 | CLONE_CLEAR_SIGHAND
+                | if files_below.is_some() {
+                    libc::CLONE_FILES as u64
+                } else {
+                    0
+                }
                 | if cgroup.is_some() {
                     CLONE_INTO_CGROUP
                 } else {
@@ -615,6 +666,8 @@ mod fast {
             );
         }
         stack.put_back();
+        // The child has executed or exited: the slots can let go of its descriptors.
+        drop(block);
 
         if pid < 0 {
             let errno = i32::try_from(-pid).unwrap_or(libc::EINVAL);
@@ -786,6 +839,34 @@ mod tests {
                 group.end();
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_program_holds_no_descriptor_of_the_daemons() {
+        // Descriptors the daemon holds, below and above the reserved slots, as it would
+        // with its store, sockets and other programs' pipes open.
+        let held: Vec<std::fs::File> = (0..64)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        for (way, start) in starters() {
+            let task = task();
+            let scratch = task.dirs.scratch.clone().unwrap();
+            // The shell's own descriptors are 0, 1, 2 and the one `ls` reads the list with.
+            let program = task.program("ls /proc/self/fd", &scratch, false);
+            let (mut running, group) = start(&program, task.confinement()).unwrap();
+            let out = read_all(running.stdout.take()).await;
+            let err = read_all(running.stderr.take()).await;
+            assert!(running.wait().await.unwrap().success(), "{way}: {err}");
+            let fds: Vec<u32> = out.lines().filter_map(|l| l.parse().ok()).collect();
+            assert!(
+                fds.len() <= 4 && fds.iter().all(|&fd| fd <= 3),
+                "{way}: the program holds {fds:?}"
+            );
+            if let Some(group) = group {
+                group.end();
+            }
+        }
+        drop(held);
     }
 
     #[tokio::test]
