@@ -103,7 +103,11 @@ fn config(pool: Option<(&Limits, u32)>) -> Config {
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            // Not PAGEMAP_SCAN, though it resets only the dirty pages: as of wasmtime 48 it
+            // neither resets nor drops a dirty page that is not present (swapped out, or
+            // being migrated), and the next instance in the slot, of any plugin, would read
+            // what the last one left there.
+            .pagemap_scan(wasmtime::Enabled::No);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config
