@@ -3,143 +3,27 @@
 //! tests read the simulator's objects and the task logs to check what was done, and in
 //! which order.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-/// gantry's own files at the configuration's root, what tasks read under `files/`.
-fn under_config(config: &Path, rel: &str) -> PathBuf {
-    let own = ["workflows/", "plugins/", "gantry.toml", "kubeconfig"];
-    if own.iter().any(|o| rel.starts_with(o)) {
-        config.join(rel)
-    } else {
-        config.join("files").join(rel)
+use common::sim::{SimSite as Site, assert_ordered, copy_dir};
+
+/// The compose kind runs no program: the namespace is all it is granted.
+const PLUGINS: &str = "[plugins.compose]\nkube_namespaces = [\"shop\"]\n";
+
+/// The simulator site, with the shop's compose file and `.env` under `shop/`.
+async fn site() -> Site {
+    let site = Site::new(PLUGINS).await;
+    let fixture = common::repo_root().join("daemon/tests/fixtures/compose/shop");
+    for f in ["compose.yaml", ".env"] {
+        let text = std::fs::read_to_string(fixture.join(f)).unwrap();
+        site.write(&format!("shop/{f}"), &text);
     }
-}
-
-struct Site {
-    sim: kubesim::RunningSim,
-    config: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-const GANTRY_TOML: &str = r#"
-[clusters.test]
-kubeconfig = "kubeconfig"
-
-[plugins.exec]
-exec = ["sh", "sleep", "cat", "env", "id", "setsid", "timeout", "touch", "rm", "mkdir", "date", "sha256sum", "ln", "mkfifo"]
-
-# The compose kind runs no program: the namespace is all it is granted.
-[plugins.compose]
-kube_namespaces = ["shop"]
-"#;
-
-impl Site {
-    async fn new() -> Site {
-        let sim = kubesim::start(kubesim::SimOptions {
-            controllers: kubesim::ControllerOptions {
-                ready_delay: Duration::from_millis(100),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let config = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(&config.path().join("kubeconfig"))
-            .unwrap();
-        std::fs::write(config.path().join("gantry.toml"), GANTRY_TOML).unwrap();
-        std::fs::create_dir_all(config.path().join("workflows")).unwrap();
-        let site = Site { sim, config, state };
-        let fixture = common::repo_root().join("daemon/tests/fixtures/compose/shop");
-        for f in ["compose.yaml", ".env"] {
-            let text = std::fs::read_to_string(fixture.join(f)).unwrap();
-            site.write(&format!("shop/{f}"), &text);
-        }
-        site
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = under_config(self.config.path(), rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let path = under_config(self.config.path(), rel);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{rel} has no {from:?}");
-        std::fs::write(path, text.replace(from, to)).unwrap();
-    }
-
-    async fn gantry(&self, args: &[&str]) -> (i32, String) {
-        let (config, state): (PathBuf, PathBuf) =
-            (self.config.path().into(), self.state.path().into());
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            common::gantry(&config, &state, &args)
-        })
-        .await
-        .unwrap()
-    }
-
-    fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let reg = self.sim.store.registry();
-        let t = reg.by_plural(group, version, plural).unwrap();
-        self.sim.store.get(t, ns, name).ok()
-    }
-
-    /// Names of the objects of one type in `ns`.
-    fn names(&self, api_version: &str, plural: &str, ns: &str) -> Vec<String> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let reg = self.sim.store.registry();
-        let t = reg.by_plural(group, version, plural).unwrap();
-        let (items, _) = self
-            .sim
-            .store
-            .list(t, Some(ns), &Default::default(), &Default::default());
-        items
-            .iter()
-            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    fn log(&self, out: &str, workflow: &str, task: &str) -> String {
-        let run = out
-            .lines()
-            .find_map(|l| l.strip_prefix("run "))
-            .and_then(|l| l.split(':').next())
-            .unwrap_or_else(|| panic!("no run id in:\n{out}"));
-        let path = self
-            .state
-            .path()
-            .join("logs")
-            .join(run)
-            .join(workflow)
-            .join(format!("{task}.log"));
-        std::fs::read_to_string(&path).unwrap_or_default()
-    }
-}
-
-fn assert_ordered(text: &str, needles: &[&str]) {
-    let at: Vec<usize> = needles
-        .iter()
-        .map(|n| {
-            text.find(n)
-                .unwrap_or_else(|| panic!("{n:?} not found in:\n{text}"))
-        })
-        .collect();
-    assert!(
-        at.windows(2).all(|w| w[0] < w[1]),
-        "expected in this order {needles:?}:\n{text}"
-    );
+    site
 }
 
 /// The time of day, in milliseconds, of the first log line containing `needle`
@@ -178,7 +62,7 @@ fn job_name(site: &Site) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_services_deploy_in_dependency_order_and_become_ready() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write(
         "workflows/shop.toml",
         &workflow("env = { GREETING = \"hi\" }"),
@@ -273,7 +157,7 @@ async fn three_services_deploy_in_dependency_order_and_become_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_update_only_their_service_removed_services_are_pruned_and_destroy_removes_all() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("workflows/shop.toml", &workflow("profiles = [\"cache\"]"));
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
@@ -374,7 +258,7 @@ async fn changes_update_only_their_service_removed_services_are_pruned_and_destr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_does_not_become_ready_puts_the_previous_objects_back() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("workflows/shop.toml", &workflow(""));
     let (code, out) = site.gantry(&["run", "shop"]).await;
     assert_eq!(code, 0, "{out}");
@@ -412,7 +296,7 @@ async fn a_service_that_does_not_become_ready_puts_the_previous_objects_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_migration_stops_the_deploy_before_the_services_that_wait_for_it() {
-    let site = Site::new().await;
+    let site = site().await;
     site.edit(
         "shop/compose.yaml",
         "    restart: \"no\"\n",
@@ -432,7 +316,7 @@ async fn a_failed_migration_stops_the_deploy_before_the_services_that_wait_for_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untranslatable_keys_and_missing_variables_are_validation_errors_at_file_and_line() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("workflows/shop.toml", &workflow(""));
     let (code, out) = site.gantry(&["validate"]).await;
     assert_eq!(code, 0, "{out}");
@@ -506,19 +390,6 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     }
     eprintln!("skipping: {hint}");
     None
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A component the environment had before: removed from the workflow, it is cleaned up.

@@ -4,23 +4,12 @@
 //! the task logs to check what was done, and in which order.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use serde_json::Value;
 
 mod common;
 
-/// Where a test file goes: gantry's own files at the config root, what tasks read under
-/// the default task source `files/`.
-fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
-    let own = ["workflows/", "plugins/", "gantry.toml", "kubeconfig"];
-    if own.iter().any(|o| rel.starts_with(o)) {
-        config.join(rel)
-    } else {
-        config.join("files").join(rel)
-    }
-}
+use common::sim::{SimSite, assert_ordered, copy_dir, outcome_line};
 
 /// The helm binary the setup script installs; under CI=true its absence fails the test.
 fn helm_binary() -> Option<PathBuf> {
@@ -44,54 +33,32 @@ fn kubectl_binary() -> PathBuf {
     common::repo_root().join("target/tools/kubectl")
 }
 
+/// The simulator site, granting helm its binary and the given namespaces.
 struct Site {
-    sim: kubesim::RunningSim,
-    config: tempfile::TempDir,
-    state: tempfile::TempDir,
+    base: SimSite,
     helm: PathBuf,
 }
 
+impl std::ops::Deref for Site {
+    type Target = SimSite;
+
+    fn deref(&self) -> &SimSite {
+        &self.base
+    }
+}
+
 impl Site {
-    /// A simulator and a configuration directory granting helm and the given namespaces.
     async fn new(namespaces: &[&str]) -> Option<Site> {
         let helm = helm_binary()?;
-        let sim = kubesim::start(kubesim::SimOptions {
-            controllers: kubesim::ControllerOptions {
-                ready_delay: Duration::from_millis(100),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let config = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(&config.path().join("kubeconfig"))
-            .unwrap();
         let ns: Vec<String> = namespaces.iter().map(|n| format!("{n:?}")).collect();
-        std::fs::write(
-            config.path().join("gantry.toml"),
-            format!(
-                "[clusters.test]\nkubeconfig = \"kubeconfig\"\n\n[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n\n[plugins.helm]\nexec = [{:?}]\n# Charts come from a repository on loopback in one test.\nexec_network = true\nkube_namespaces = [{}]\n\n[plugins.manifest]\nkube_namespaces = [{}]\n",
-                helm.display().to_string(),
-                ns.join(", "),
-                ns.join(", ")
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(config.path().join("workflows")).unwrap();
-        Some(Site {
-            sim,
-            config,
-            state,
-            helm,
-        })
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = under_config(self.config.path(), rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        let base = SimSite::new(&format!(
+            "[plugins.helm]\nexec = [{:?}]\n# Charts come from a repository on loopback in one test.\nexec_network = true\nkube_namespaces = [{}]\n\n[plugins.manifest]\nkube_namespaces = [{}]\n",
+            helm.display().to_string(),
+            ns.join(", "),
+            ns.join(", ")
+        ))
+        .await;
+        Some(Site { base, helm })
     }
 
     /// Copies a fixture chart into the configuration directory under `charts/`.
@@ -101,114 +68,6 @@ impl Site {
             .join(name);
         copy_dir(&from, &self.config.path().join("files/charts").join(name));
     }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let path = under_config(self.config.path(), rel);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{rel} has no {from:?}");
-        std::fs::write(path, text.replace(from, to)).unwrap();
-    }
-
-    async fn gantry(&self, args: &[&str]) -> (i32, String) {
-        let (config, state): (PathBuf, PathBuf) =
-            (self.config.path().into(), self.state.path().into());
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            common::gantry(&config, &state, &args)
-        })
-        .await
-        .unwrap()
-    }
-
-    /// Runs a tool (kubectl, helm) against the simulator while this runtime serves it.
-    async fn tool(&self, program: &Path, args: &[&str]) -> (i32, String) {
-        let kubeconfig = self.config.path().join("kubeconfig");
-        let home = self.state.path().join("tool-home");
-        let program = program.to_path_buf();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let _ = std::fs::create_dir_all(&home);
-            let out = std::process::Command::new(program)
-                .args(&args)
-                .env("KUBECONFIG", kubeconfig)
-                .env("HOME", &home)
-                .output()
-                .unwrap();
-            (
-                out.status.code().unwrap_or(-1),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            )
-        })
-        .await
-        .unwrap()
-    }
-
-    fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let reg = self.sim.store.registry();
-        let t = reg.by_plural(group, version, plural)?;
-        self.sim.store.get(t, ns, name).ok()
-    }
-
-    fn log(&self, out: &str, workflow: &str, task: &str) -> String {
-        let run = out
-            .lines()
-            .find_map(|l| l.strip_prefix("run "))
-            .and_then(|l| l.split(':').next())
-            .unwrap_or_else(|| panic!("no run id in:\n{out}"));
-        let path = self
-            .state
-            .path()
-            .join("logs")
-            .join(run)
-            .join(workflow)
-            .join(format!("{task}.log"));
-        std::fs::read_to_string(&path).unwrap_or_default()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn outcome_line<'a>(out: &'a str, task: &str) -> &'a str {
-    out.lines()
-        .rev()
-        .find(|l| l.contains(task))
-        .unwrap_or_default()
-}
-
-/// Where in `text` each needle first appears; panics naming the one missing.
-fn positions(text: &str, needles: &[&str]) -> Vec<usize> {
-    needles
-        .iter()
-        .map(|n| {
-            text.find(n)
-                .unwrap_or_else(|| panic!("{n:?} not found in:\n{text}"))
-        })
-        .collect()
-}
-
-fn assert_ordered(text: &str, needles: &[&str]) {
-    let at = positions(text, needles);
-    assert!(
-        at.windows(2).all(|w| w[0] < w[1]),
-        "expected in this order {needles:?}:\n{text}"
-    );
 }
 
 fn web_task(params: &str) -> String {

@@ -2,114 +2,15 @@
 //! workflows against a Kubernetes API simulator served by this test, and the tests read the
 //! simulator's objects to check what was done.
 
-use std::path::PathBuf;
-
-use serde_json::Value;
-
 mod common;
 
-/// Where a test file goes: gantry's own files at the config root, what tasks read under
-/// the default task source `files/`.
-fn under_config(config: &std::path::Path, rel: &str) -> std::path::PathBuf {
-    let own = ["workflows/", "plugins/", "gantry.toml", "kubeconfig"];
-    if own.iter().any(|o| rel.starts_with(o)) {
-        config.join(rel)
-    } else {
-        config.join("files").join(rel)
-    }
-}
+use common::sim::{SimSite as Site, outcome_line};
 
-/// A simulator plus a configuration directory whose only cluster is that simulator.
-struct Site {
-    sim: kubesim::RunningSim,
-    config: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
+/// The manifest kind may deploy to `shop` only.
+const PLUGINS: &str = "[plugins.manifest]\nkube_namespaces = [\"shop\"]\n";
 
-const GANTRY_TOML: &str = r#"
-[clusters.test]
-kubeconfig = "kubeconfig"
-
-[plugins.exec]
-exec = ["sh", "sleep", "cat", "env", "id", "setsid", "timeout", "touch", "rm", "mkdir", "date", "sha256sum", "ln", "mkfifo"]
-
-[plugins.manifest]
-kube_namespaces = ["shop"]
-"#;
-
-impl Site {
-    async fn new() -> Site {
-        let sim = kubesim::start(kubesim::SimOptions {
-            controllers: kubesim::ControllerOptions {
-                ready_delay: std::time::Duration::from_millis(100),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let config = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(&config.path().join("kubeconfig"))
-            .unwrap();
-        std::fs::write(config.path().join("gantry.toml"), GANTRY_TOML).unwrap();
-        std::fs::create_dir_all(config.path().join("workflows")).unwrap();
-        Site { sim, config, state }
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = under_config(self.config.path(), rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn remove(&self, rel: &str) {
-        std::fs::remove_file(under_config(self.config.path(), rel)).unwrap();
-    }
-
-    /// Runs the gantry binary with `args` while this runtime keeps serving the simulator.
-    async fn gantry(&self, args: &[&str]) -> (i32, String) {
-        let (config, state): (PathBuf, PathBuf) =
-            (self.config.path().into(), self.state.path().into());
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            common::gantry(&config, &state, &args)
-        })
-        .await
-        .unwrap()
-    }
-
-    fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let reg = self.sim.store.registry();
-        let t = reg.by_plural(group, version, plural).unwrap();
-        self.sim.store.get(t, ns, name).ok()
-    }
-
-    /// The log of `task` in the run `out` (what `gantry run` printed) reports.
-    fn log(&self, out: &str, workflow: &str, task: &str) -> String {
-        let run = out
-            .lines()
-            .find_map(|l| l.strip_prefix("run "))
-            .and_then(|l| l.split(':').next())
-            .unwrap_or_else(|| panic!("no run id in:\n{out}"));
-        let path = self
-            .state
-            .path()
-            .join("logs")
-            .join(run)
-            .join(workflow)
-            .join(format!("{task}.log"));
-        std::fs::read_to_string(&path).unwrap_or_default()
-    }
-}
-
-fn outcome_line<'a>(out: &'a str, task: &str) -> &'a str {
-    out.lines()
-        .rev()
-        .find(|l| l.contains(task))
-        .unwrap_or_default()
+async fn site() -> Site {
+    Site::new(PLUGINS).await
 }
 
 const WEB: &str = r#"
@@ -140,7 +41,7 @@ fn one_task(params: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applies_labels_waits_for_readiness_and_records_ownership() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("k8s/web.yaml", WEB);
     site.write(
         "workflows/shop.toml",
@@ -186,7 +87,7 @@ async fn applies_labels_waits_for_readiness_and_records_ownership() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_that_never_becomes_ready_times_out_and_halts_the_workflow() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write(
         "k8s/web.yaml",
         &WEB.replace(
@@ -217,7 +118,7 @@ async fn a_rollout_that_never_becomes_ready_times_out_and_halts_the_workflow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout() {
-    let site = Site::new().await;
+    let site = site().await;
     // Beside the Job, a rollout that never finishes: the Job's failure alone decides.
     let stuck = WEB.replace(
         "metadata: {labels: {app: web}}",
@@ -255,7 +156,7 @@ async fn a_failing_job_fails_its_task_and_halts_without_waiting_for_the_timeout(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
-    let site = Site::new().await;
+    let site = site().await;
     let cm = |name: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n")
     };
@@ -285,7 +186,7 @@ async fn objects_removed_from_the_manifests_are_pruned_on_the_next_deploy() {
 /// `recreate_on_immutable` the Job is deleted and created anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_job_is_refused_as_immutable_or_recreated_when_asked() {
-    let site = Site::new().await;
+    let site = site().await;
     let job = |version: &str| {
         format!(
             "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: m, image: \"migrate:{version}\"}}]\n"
@@ -341,7 +242,7 @@ tasks = ["app.check"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_restores_the_previous_objects_and_removes_new_ones() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("k8s/web.yaml", WEB);
     let workflow = |replicas: &str, check: &str| {
         ROLLBACK_WORKFLOW
@@ -376,7 +277,7 @@ async fn rollback_restores_the_previous_objects_and_removes_new_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_mounting_a_claim_is_forced_to_recreate() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write(
         "k8s/db.yaml",
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: postgres}]\n      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]\n",
@@ -405,7 +306,7 @@ async fn a_deployment_mounting_a_claim_is_forced_to_recreate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_reports_creates_updates_unchanged_and_prunes() {
-    let site = Site::new().await;
+    let site = site().await;
     let cm = |name: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n")
     };
@@ -499,7 +400,7 @@ async fn diff_reports_creates_updates_unchanged_and_prunes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_the_plugin_was_not_granted_is_denied() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write(
         "k8s/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sneaky, namespace: kube-system}\ndata: {k: v}\n",
@@ -520,7 +421,7 @@ async fn a_namespace_the_plugin_was_not_granted_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_api_errors_are_retried() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("k8s/web.yaml", WEB);
     site.write(
         "workflows/shop.toml",
@@ -552,7 +453,7 @@ async fn transient_api_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroying_a_removed_task_deletes_its_inventory() {
-    let site = Site::new().await;
+    let site = site().await;
     site.write("k8s/web.yaml", WEB);
     site.write(
         "workflows/shop.toml",

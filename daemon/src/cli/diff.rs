@@ -14,8 +14,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::plan::Reference;
-use crate::engine::run::substitute;
+use crate::config::template::{Reference, substitute};
 use crate::engine::runner::{DeploymentRecord, History, TaskCall};
 use crate::store::Store;
 use crate::wasm::bindings::types::ChangeAction;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
+use crate::config::template;
 use crate::engine::events::{Event, EventSink, RunState};
 use crate::engine::plan;
 use crate::engine::run::{RunOptions, execute};
@@ -66,10 +67,10 @@ fn unset_env(valid: &crate::load::ValidConfig) -> Vec<String> {
                 plan::strings_in(value, &mut texts);
                 let names = texts
                     .iter()
-                    .filter_map(|t| plan::references(t).ok())
+                    .filter_map(|t| template::references(t).ok())
                     .flatten()
                     .filter_map(|r| match r {
-                        plan::Reference::Env(name) => Some(name),
+                        template::Reference::Env(name) => Some(name),
                         _ => None,
                     });
                 for name in names.filter(|n| std::env::var_os(n).is_none()) {

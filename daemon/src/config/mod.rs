@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod duration;
 pub mod error;
 pub mod every_error;
+pub mod template;
 pub mod toml_walk;
 pub mod workflow;
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::config::template::{Reference, references};
 use crate::config::toml_walk::Loc;
 use crate::config::workflow::Workflow;
 
@@ -46,53 +47,6 @@ pub struct PlanError {
     pub workflow: usize,
     pub at: Loc,
     pub message: String,
-}
-
-/// `${tasks.GROUP.NAME.outputs.KEY}`, `${env.NAME}` and `${secrets.NAME}` references in
-/// parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
-    Output {
-        task: String,
-        key: String,
-    },
-    Env(String),
-    /// A secret the daemon reads when the task runs (`crate::secrets`).
-    Secret(String),
-}
-
-/// Every `${...}` in `text`, or the first malformed one.
-pub fn references(text: &str) -> Result<Vec<Reference>, String> {
-    let mut refs = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
-        let inner = &after[..end];
-        let parts: Vec<&str> = inner.split('.').collect();
-        let r = match parts.as_slice() {
-            ["tasks", group, name, "outputs", key]
-                if [group, name, key].iter().all(|p| !p.is_empty()) =>
-            {
-                Reference::Output {
-                    task: format!("{group}.{name}"),
-                    key: (*key).to_string(),
-                }
-            }
-            ["env", name] if !name.is_empty() => Reference::Env((*name).to_string()),
-            ["secrets", name] if !name.is_empty() => Reference::Secret((*name).to_string()),
-            _ => {
-                return Err(format!(
-                    "`${{{inner}}}` is not a reference; use ${{tasks.GROUP.NAME.outputs.KEY}}, ${{env.NAME}} or ${{secrets.NAME}}"
-                ));
-            }
-        };
-        refs.push(r);
-        rest = &after[end + 1..];
-    }
-    Ok(refs)
 }
 
 /// Every string inside a JSON value.

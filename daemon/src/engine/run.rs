@@ -23,12 +23,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventKind, EventSink, RunState, TaskState};
-use super::plan::{Edge, NodeId, NodeKind, Plan, Reference, references};
+use super::plan::{Edge, NodeId, NodeKind, Plan};
 use super::redact::Redactor;
 use super::runner::{
     Deployed, DeploymentRecord, History, HookCall, HookVerdict, Phase, RollbackResult, TaskCall,
     TaskFailure, TaskRunner,
 };
+use crate::config::template::{Reference, substitute};
 use crate::config::workflow::{HookSpec, OnFailure, Retries, TaskSpec, Workflow};
 use crate::secrets::SecretStore;
 
@@ -1246,39 +1247,6 @@ fn merged_hooks(wf: &Workflow, task: &TaskSpec) -> crate::config::workflow::Hook
     }
 }
 
-/// Replaces every `${...}` reference in the strings of `value` with what `lookup` says.
-pub fn substitute(
-    value: &mut serde_json::Value,
-    lookup: &dyn Fn(&Reference) -> Result<String, String>,
-) -> Result<(), String> {
-    match value {
-        serde_json::Value::String(s) if s.contains("${") => {
-            let mut out = String::new();
-            let mut rest = s.as_str();
-            let refs = references(s)?;
-            for r in refs {
-                let start = rest.find("${").unwrap_or(rest.len());
-                let end = rest[start..]
-                    .find('}')
-                    .map_or(rest.len(), |e| start + e + 1);
-                out.push_str(&rest[..start]);
-                out.push_str(&lookup(&r)?);
-                rest = &rest[end..];
-            }
-            out.push_str(rest);
-            *s = out;
-        }
-        serde_json::Value::Array(items) => {
-            items.iter_mut().try_for_each(|i| substitute(i, lookup))?
-        }
-        serde_json::Value::Object(map) => {
-            map.values_mut().try_for_each(|v| substitute(v, lookup))?
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 /// One task from hooks to final outcome, with retries and the timeout.
 struct TaskJob<R: TaskRunner> {
     runner: Arc<R>,
@@ -1530,20 +1498,5 @@ mod tests {
             assert!(b3 >= Duration::from_secs(2) && b3 <= Duration::from_secs(4));
             assert!(backoff(&r, 10) <= Duration::from_secs(4));
         }
-    }
-
-    #[test]
-    fn substitution_replaces_every_reference() {
-        let mut v = serde_json::json!({"url": "http://${tasks.infra.db.outputs.host}:${tasks.infra.db.outputs.port}/x", "n": [ "${env.A}" ]});
-        substitute(&mut v, &|r| {
-            Ok(match r {
-                Reference::Output { key, .. } => key.to_uppercase(),
-                Reference::Env(n) => format!("env-{n}"),
-                Reference::Secret(n) => format!("secret-{n}"),
-            })
-        })
-        .unwrap();
-        assert_eq!(v["url"], "http://HOST:PORT/x");
-        assert_eq!(v["n"][0], "env-A");
     }
 }

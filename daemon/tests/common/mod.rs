@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod engine;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

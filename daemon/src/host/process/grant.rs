@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 
 use super::startup;
+use crate::config::template::{self, Reference};
 use crate::wasm::bindings::types::TaskError;
 use crate::wasm::grants::{Grant, Programs, resolve_program};
 
@@ -125,22 +126,21 @@ impl ProgramGrant {
 }
 
 /// `entry` with a leading `${env.NAME}` replaced by the daemon's variable; `None` when the
-/// variable is unset.
+/// variable is unset. Read by the same template reader as parameters; only a leading
+/// reference, so a grant names a directory the operator chose, not one it builds.
 fn expand_env(entry: &str) -> Result<Option<String>, String> {
-    let Some(rest) = entry.strip_prefix("${env.") else {
-        return if entry.contains("${") {
-            Err("only a leading ${env.NAME} is expanded".into())
-        } else {
-            Ok(Some(entry.to_string()))
-        };
-    };
-    let (name, tail) = rest
-        .split_once('}')
-        .ok_or_else(|| "unterminated ${env.".to_string())?;
-    Ok(std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(|v| format!("{v}{tail}")))
+    match template::references(entry)?.as_slice() {
+        [] => Ok(Some(entry.to_string())),
+        [Reference::Env(name)] if entry.starts_with("${env.") => {
+            let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            let mut text = serde_json::Value::String(entry.to_string());
+            template::substitute(&mut text, &|_| Ok(value.clone()))?;
+            Ok(text.as_str().map(str::to_string))
+        }
+        _ => Err("only a leading ${env.NAME} is expanded".into()),
+    }
 }
 
 /// Which environment variables a plugin may set for its programs. The program's base
@@ -265,6 +265,9 @@ mod tests {
             Some(format!("{home}/x"))
         );
         assert!(expand_env("/opt/${env.PATH}").is_err());
+        assert!(expand_env("${env.PATH}/${env.PATH}").is_err());
+        assert!(expand_env("${secrets.KEY}/x").is_err());
+        assert!(expand_env("${env.PATH/x").is_err());
     }
 
     #[test]
