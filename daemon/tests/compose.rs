@@ -4,7 +4,6 @@
 //! which order.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -400,15 +399,7 @@ async fn the_bunnyshell_example_runs_its_deploy_flow_end_to_end() {
     let Some((tools, mirror)) = tools() else {
         return;
     };
-    let sim = kubesim::start(kubesim::SimOptions {
-        controllers: kubesim::ControllerOptions {
-            ready_delay: Duration::from_millis(100),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim = common::sim::start_sim().await;
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config");
     let state = tmp.path().join("state");

@@ -12,6 +12,19 @@ pub const EXEC_GRANT: &str = r#"[plugins.exec]
 exec = ["sh", "sleep", "cat", "env", "id", "setsid", "timeout", "touch", "rm", "mkdir", "date", "sha256sum", "ln", "mkfifo"]
 "#;
 
+/// A simulator whose workloads become ready after 100 ms.
+pub async fn start_sim() -> kubesim::RunningSim {
+    kubesim::start(kubesim::SimOptions {
+        controllers: kubesim::ControllerOptions {
+            ready_delay: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 pub struct SimSite {
     pub sim: kubesim::RunningSim,
     pub config: tempfile::TempDir,
@@ -19,19 +32,10 @@ pub struct SimSite {
 }
 
 impl SimSite {
-    /// A simulator whose workloads become ready after 100 ms, and a configuration naming it
-    /// as cluster `test`, granting `exec` the tests' programs, plus `plugins` (more of
-    /// `gantry.toml`).
+    /// A simulator (`start_sim`), and a configuration naming it as cluster `test`,
+    /// granting `exec` the tests' programs, plus `plugins` (more of `gantry.toml`).
     pub async fn new(plugins: &str) -> SimSite {
-        let sim = kubesim::start(kubesim::SimOptions {
-            controllers: kubesim::ControllerOptions {
-                ready_delay: Duration::from_millis(100),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let sim = start_sim().await;
         let config = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         sim.write_kubeconfig(&config.path().join("kubeconfig"))
