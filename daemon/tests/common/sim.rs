@@ -117,11 +117,14 @@ impl SimSite {
         .unwrap()
     }
 
-    /// The object, if the simulator has it (and knows its type).
+    /// The object, if the simulator has it. A type it does not know is a mistake in the
+    /// test, not an absent object.
     pub fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let reg = self.sim.store.registry();
-        let t = reg.by_plural(group, version, plural)?;
+        let t = reg
+            .by_plural(group, version, plural)
+            .unwrap_or_else(|| panic!("the simulator knows no {api_version} {plural}"));
         self.sim.store.get(t, ns, name).ok()
     }
 

@@ -129,7 +129,9 @@ impl ProgramGrant {
 /// variable is unset. Read by the same template reader as parameters; only a leading
 /// reference, so a grant names a directory the operator chose, not one it builds.
 fn expand_env(entry: &str) -> Result<Option<String>, String> {
-    match template::references(entry)?.as_slice() {
+    const ONLY: &str = "only a leading ${env.NAME} is expanded";
+    let refs = template::references(entry).map_err(|e| format!("{ONLY}: {e}"))?;
+    match refs.as_slice() {
         [] => Ok(Some(entry.to_string())),
         [Reference::Env(name)] if entry.starts_with("${env.") => {
             let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
@@ -139,7 +141,7 @@ fn expand_env(entry: &str) -> Result<Option<String>, String> {
             template::substitute(&mut text, &|_| Ok(value.clone()))?;
             Ok(text.as_str().map(str::to_string))
         }
-        _ => Err("only a leading ${env.NAME} is expanded".into()),
+        _ => Err(ONLY.into()),
     }
 }
 
