@@ -590,6 +590,10 @@ fn ruleset(grant: &ProgramGrant, dirs: &TaskDirs) -> Result<Option<OwnedFd>, Con
         } else {
             *access & handled & AccessFs::from_file(abi)
         };
+        // Nothing to allow (the kernel refuses an empty rule).
+        if access.is_empty() {
+            continue;
+        }
         add_rule(&ruleset, opened.fd.as_fd(), access)?;
     }
     Ok(Some(ruleset))
