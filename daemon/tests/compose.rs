@@ -367,6 +367,37 @@ async fn untranslatable_keys_and_missing_variables_are_validation_errors_at_file
     );
 }
 
+/// Tasks with the same parameters but sources of their own each get the verdict on their own
+/// files, at their own place: a verdict is shared only by tasks asking the same question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_parameters_over_different_sources_are_each_validated() {
+    let site = site().await;
+    let good = "services:\n  web:\n    image: shop/web:1\n";
+    let bad_at_4 = "services:\n  web:\n    image: shop/web:1\n    network_mode: host\n";
+    let bad_at_5 = "services:\n  web:\n    image: shop/web:1\n    ports: [\"80\"]\n    network_mode: host\n";
+    for (dir, text) in [("a", good), ("b", bad_at_4), ("c", bad_at_5), ("d", bad_at_4)] {
+        let path = site.config.path().join(dir).join("app/compose.yaml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let task = |name: &str, dir: &str| {
+        format!("[app.{name}]\nkind = \"compose\"\nsource = \"{dir}\"\nfile = \"app/compose.yaml\"\nnamespace = \"shop\"\n")
+    };
+    site.write(
+        "workflows/shop.toml",
+        &[("one", "a"), ("two", "b"), ("three", "c"), ("four", "d")]
+            .map(|(n, d)| task(n, d))
+            .concat(),
+    );
+    let (code, out) = site.gantry(&["validate"]).await;
+    assert_ne!(code, 0, "{out}");
+    let reported = |place: &str| out.lines().any(|l| l.contains(place) && l.contains("network_mode"));
+    assert!(!out.contains("/a/app/compose.yaml"), "{out}");
+    assert!(reported("/b/app/compose.yaml:4:"), "{out}");
+    assert!(reported("/c/app/compose.yaml:5:"), "{out}");
+    assert!(reported("/d/app/compose.yaml:4:"), "{out}");
+}
+
 /// The directory holding helm and terraform, and the offline provider mirror, installed by
 /// the setup scripts. Missing under CI=true they fail the test; elsewhere it says how to get
 /// them and passes without running.
