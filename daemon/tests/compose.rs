@@ -374,14 +374,22 @@ async fn identical_parameters_over_different_sources_are_each_validated() {
     let site = site().await;
     let good = "services:\n  web:\n    image: shop/web:1\n";
     let bad_at_4 = "services:\n  web:\n    image: shop/web:1\n    network_mode: host\n";
-    let bad_at_5 = "services:\n  web:\n    image: shop/web:1\n    ports: [\"80\"]\n    network_mode: host\n";
-    for (dir, text) in [("a", good), ("b", bad_at_4), ("c", bad_at_5), ("d", bad_at_4)] {
+    let bad_at_5 =
+        "services:\n  web:\n    image: shop/web:1\n    ports: [\"80\"]\n    network_mode: host\n";
+    for (dir, text) in [
+        ("a", good),
+        ("b", bad_at_4),
+        ("c", bad_at_5),
+        ("d", bad_at_4),
+    ] {
         let path = site.config.path().join(dir).join("app/compose.yaml");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
     let task = |name: &str, dir: &str| {
-        format!("[app.{name}]\nkind = \"compose\"\nsource = \"{dir}\"\nfile = \"app/compose.yaml\"\nnamespace = \"shop\"\n")
+        format!(
+            "[app.{name}]\nkind = \"compose\"\nsource = \"{dir}\"\nfile = \"app/compose.yaml\"\nnamespace = \"shop\"\n"
+        )
     };
     site.write(
         "workflows/shop.toml",
@@ -391,7 +399,10 @@ async fn identical_parameters_over_different_sources_are_each_validated() {
     );
     let (code, out) = site.gantry(&["validate"]).await;
     assert_ne!(code, 0, "{out}");
-    let reported = |place: &str| out.lines().any(|l| l.contains(place) && l.contains("network_mode"));
+    let reported = |place: &str| {
+        out.lines()
+            .any(|l| l.contains(place) && l.contains("network_mode"))
+    };
     assert!(!out.contains("/a/app/compose.yaml"), "{out}");
     assert!(reported("/b/app/compose.yaml:4:"), "{out}");
     assert!(reported("/c/app/compose.yaml:5:"), "{out}");
