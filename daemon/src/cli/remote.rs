@@ -285,22 +285,13 @@ async fn recorded(
             }
         })
         .await?;
-    for (wf, task) in tasks {
-        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
-            continue;
-        }
-        let Ok(text) = client
-            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
-            .await
-        else {
-            continue;
-        };
+    for (wf, task, text) in task_logs(client, id, tasks, only).await {
         let task_lines: Vec<Value> = text
             .lines()
-            .filter_map(|l| logged_line(id, wf, task, l))
+            .filter_map(|l| logged_line(id, &wf, &task, l))
             .collect();
         if let Some(last) = task_lines.iter().filter_map(|e| e["at"].as_i64()).max() {
-            shown.log_lines.insert((wf.clone(), task.clone()), last);
+            shown.log_lines.insert((wf, task), last);
         }
         events.extend(task_lines);
     }
@@ -319,19 +310,27 @@ fn print_events(events: &[Value], progress: &Progress, structured: bool) {
     }
 }
 
-/// A running run so far, for a follower who attaches late; what it printed, so that the
-/// stream that follows does not print it again.
-async fn so_far(
+/// The log of each of `tasks` (only `only`'s when given) that the daemon has, with its
+/// workflow and task.
+async fn task_logs(
     client: &Client,
     id: &str,
     tasks: &[(String, String)],
     only: Option<(&str, &str)>,
-    progress: &Progress,
-    structured: bool,
-) -> anyhow::Result<Shown> {
-    let (events, shown) = recorded(client, id, tasks, only).await?;
-    print_events(&events, progress, structured);
-    Ok(shown)
+) -> Vec<(String, String, String)> {
+    let mut logs = Vec::new();
+    for (wf, task) in tasks {
+        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
+            continue;
+        }
+        if let Ok(text) = client
+            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
+            .await
+        {
+            logs.push((wf.clone(), task.clone(), text));
+        }
+    }
+    logs
 }
 
 /// Whether event `e` is one to show when keeping to task `only`.
@@ -344,17 +343,8 @@ fn about(e: &Value, only: Option<(&str, &str)>) -> bool {
     }
 }
 
-/// A finished run the way `-f` showed it live. Returns the run's final state.
-async fn replay(
-    client: &Client,
-    id: &str,
-    tasks: &[(String, String)],
-    only: Option<(&str, &str)>,
-    progress: &Progress,
-    structured: bool,
-) -> anyhow::Result<String> {
-    let (events, _) = recorded(client, id, tasks, only).await?;
-    print_events(&events, progress, structured);
+/// A finished run's final state: from its recorded end, else as the daemon reports it.
+async fn final_state(client: &Client, id: &str, events: &[Value]) -> anyhow::Result<String> {
     let state = events
         .iter()
         .rev()
@@ -440,25 +430,19 @@ pub async fn logs(
         let mut progress = Progress::new();
         progress.logs = true;
         let finished = !matches!(v["run"]["state"].as_str(), Some("queued" | "running"));
+        // What is recorded so far, shown the way `-f` showed it live; a run still going is
+        // then followed from there, without printing any of it again.
+        let (events, shown) = recorded(&client, id, &tasks, only).await?;
+        print_events(&events, &progress, structured);
         let state = if finished {
-            Some(replay(&client, id, &tasks, only, &progress, structured).await?)
+            Some(final_state(&client, id, &events).await?)
         } else {
-            let shown = so_far(&client, id, &tasks, only, &progress, structured).await?;
             follow_run(&client, id, &progress, structured, only, &shown).await?
         };
         return Ok(state.map_or(INTERRUPTED, |s| exit_code(&s)));
     }
     let mut all = Vec::new();
-    for (wf, task) in &tasks {
-        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
-            continue;
-        }
-        let Ok(text) = client
-            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
-            .await
-        else {
-            continue;
-        };
+    for (wf, task, text) in task_logs(&client, id, &tasks, only).await {
         if json_out || out.format() == output::Format::Yaml {
             all.push(json!({ "workflow": wf, "task": task, "log": text }));
         } else if only.is_some() {
