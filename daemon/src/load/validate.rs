@@ -105,10 +105,15 @@ async fn check_plugins(
             .hook(&hook.kind)
             .map(|plugin| asks.ask(plugin, &hook.kind, &hook.params, None))
     };
+    // A task whose source was refused gets no verdict, on its hooks either.
     let task_hook_asks: Vec<Vec<Option<usize>>> = wf
         .tasks
         .iter()
-        .map(|task| task.hooks.all().map(|h| hook_ask(&mut asks, h)).collect())
+        .zip(&sources)
+        .map(|(task, source)| match source {
+            Ok(_) => task.hooks.all().map(|h| hook_ask(&mut asks, h)).collect(),
+            Err(()) => Vec::new(),
+        })
         .collect();
     let wf_hook_asks: Vec<Option<usize>> = wf.hooks.all().map(|h| hook_ask(&mut asks, h)).collect();
     let verdicts = asks.answer().await;
