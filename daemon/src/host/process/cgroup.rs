@@ -131,8 +131,8 @@ fn kill_all(dir: &Path) {
 }
 
 /// A program's cgroup; everything in it is killed when this is dropped. It holds no open
-/// descriptor: every descriptor the daemon holds is copied into, and closed in, each program
-/// it starts, so a kept group would tax them all.
+/// descriptor: a program started by fork (or without a free block of `fd_slots`) copies
+/// and closes every descriptor the daemon holds, so a kept group would tax those starts.
 pub struct ProgramGroup {
     dir: PathBuf,
 }

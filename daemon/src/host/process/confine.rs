@@ -568,7 +568,7 @@ fn ruleset(grant: &ProgramGrant, dirs: &TaskDirs) -> Result<Option<OwnedFd>, Con
     ));
     rules.extend(kept(&mut grant.runnable.iter().map(PathBuf::as_path), run));
     // The task's own directories are opened for this run only: a descriptor the daemon
-    // keeps is one more that every program it starts copies and closes.
+    // keeps is one more that a program started by fork copies and closes.
     let task_dirs = std::iter::once((dirs.source.as_path(), read))
         .chain(dirs.scratch.iter().map(|p| (p.as_path(), task_write)))
         .chain(dirs.workspace.iter().map(|p| (p.as_path(), task_write)));

@@ -1,8 +1,8 @@
 //! The files and directories Landlock rules name, opened once and kept between program
 //! runs: the system's directories, the granted programs and their loaders are the same for
 //! every run, and opening each of them again was most of the cost of confining a program.
-//! Only those are kept: they are few, while every descriptor the daemon holds is copied into
-//! and closed in each program it starts.
+//! Only those are kept: they are few, and a program started by fork (off x86-64, or when
+//! no block of `fd_slots` is free) copies and closes every descriptor the daemon holds.
 //!
 //! A path whose file was replaced (a package upgrade renames a new binary or `ld.so.cache`
 //! into place) has another inode, and is opened again. That is checked at most once every
