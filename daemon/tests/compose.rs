@@ -484,15 +484,8 @@ async fn the_bunnyshell_example_runs_its_deploy_flow_end_to_end() {
         let t = reg.by_plural(group, version, plural).unwrap();
         sim.store.get(t, "env-demo", name).ok()
     };
-    let log = |out: &str, task: &str| -> String {
-        let run = out
-            .lines()
-            .find_map(|l| l.strip_prefix("run "))
-            .and_then(|l| l.split(':').next())
-            .unwrap_or_else(|| panic!("no run id in:\n{out}"));
-        std::fs::read_to_string(state.join(format!("logs/{run}/environment/{task}.log")))
-            .unwrap_or_default()
-    };
+    let log =
+        |out: &str, task: &str| common::task_log(&state, common::run_id(out), "environment", task);
 
     // The environment as it was: one more component, and a compose service since removed.
     std::fs::write(

@@ -98,6 +98,19 @@ fn deploys_through_the_cli_and_raw_http_and_streams_events_to_the_end() {
         daemon.request("GET", &format!("/v1/runs/{id}/logs/app/services.api"), None);
     assert_eq!(status, 200);
     assert!(log.contains("api talks to db.internal"), "{log}");
+    assert!(!log.contains("app/"), "one task's lines, untagged: {log}");
+    let (status, whole) = daemon.request("GET", &format!("/v1/runs/{id}/logs"), None);
+    assert_eq!(status, 200);
+    assert!(
+        whole
+            .lines()
+            .any(|l| l.contains(" app/services.api api talks to db.internal")),
+        "{whole}"
+    );
+    assert!(whole.contains(" app/infra.db "), "{whole}");
+    let (status, body) = daemon.request("GET", &format!("/v1/runs/{id}/logs/app/nope"), None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no task app/nope"), "{body}");
 
     let (code, out) = site.cli(&["runs", "--workflow", "app", "--json"]);
     assert_eq!(code, 0, "{out}");

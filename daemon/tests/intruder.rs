@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::daemon::Site;
 
@@ -152,14 +152,6 @@ fn leftover_processes(needle: &str) -> Vec<String> {
     found
 }
 
-fn task_log(state: &Path, task: &str) -> String {
-    common::files_under(&state.join("logs"))
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(&format!("{task}.log")))
-        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-        .collect()
-}
-
 #[test]
 fn a_plugin_granted_kubectl_gets_nothing_more_under_gantry_run() {
     let attack = attack();
@@ -169,7 +161,12 @@ fn a_plugin_granted_kubectl_gets_nothing_more_under_gantry_run() {
         &["run", "--sim", "attack"],
     );
     assert_ne!(code, 0, "{out}");
-    let log = task_log(&attack.site.state, "break.in");
+    let log = common::task_log(
+        &attack.site.state,
+        common::run_id(&out),
+        "attack",
+        "break.in",
+    );
     attack.check(&out, &log);
 }
 
@@ -182,7 +179,7 @@ fn a_plugin_granted_kubectl_gets_nothing_more_under_the_daemon() {
     let (_, shown) = attack.site.cli(&["show", &run]);
     let (_, logs) = attack.site.cli(&["logs", &run]);
     let printed = format!("{finished}\n{shown}\n{logs}");
-    let intrude_log = task_log(&attack.site.state, "break.in");
+    let intrude_log = common::task_log(&attack.site.state, &run, "attack", "break.in");
     attack.check(&printed, &intrude_log);
     drop(daemon);
 }

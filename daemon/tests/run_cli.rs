@@ -25,15 +25,8 @@ fn the_releasehub_example_deploys_to_the_simulator_with_outputs_flowing_to_the_b
         );
     }
     assert!(out.contains("output sessions=17"), "{out}");
-    let logs = state.path().join("logs");
-    let run = std::fs::read_dir(&logs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let read =
-        |task: &str| std::fs::read_to_string(run.join(format!("release/{task}.log"))).unwrap();
+    let run = common::run_id(&out);
+    let read = |task: &str| common::task_log(state.path(), run, "release", task);
     let frontend = read("services.frontend");
     assert!(
         frontend.contains("applied Deployment releasehub/frontend"),
@@ -106,13 +99,7 @@ tasks = ["services.api"]
         out.contains("run r") && out.contains(" failed in "),
         "{out}"
     );
-    let run_logs = std::fs::read_dir(state.join("logs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let db_log = std::fs::read_to_string(run_logs.join("app/infra.db.log")).unwrap();
+    let db_log = common::task_log(&state, common::run_id(&out), "app", "infra.db");
     assert!(db_log.contains("undoing the db"), "{db_log}");
     // Scratch space lives for one call: nothing of it is left behind.
     let left: Vec<_> = walk(&state.join("scratch"));
@@ -318,7 +305,10 @@ fn history_keeps_the_newest_runs_and_drops_old_ones_with_their_logs() {
         let listed = store.runs(100, &Default::default()).unwrap();
         let logs: Vec<String> = std::fs::read_dir(state.join("logs"))
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".log").unwrap_or(&name).to_string()
+            })
             .collect();
         (listed.into_iter().map(|r| r.id).collect::<Vec<_>>(), logs)
     };

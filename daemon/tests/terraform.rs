@@ -94,14 +94,7 @@ impl Site {
 
     /// A task's log in the run that printed `out`.
     fn log(&self, out: &str, workflow: &str, task: &str) -> String {
-        let run = run_id(out);
-        let path = self
-            .state
-            .join("logs")
-            .join(run)
-            .join(workflow)
-            .join(format!("{task}.log"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        common::task_log(&self.state, common::run_id(out), workflow, task)
     }
 
     fn workspace(&self, workflow: &str, task: &str) -> PathBuf {
@@ -117,13 +110,6 @@ impl Site {
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).expect("state is JSON")
     }
-}
-
-fn run_id(out: &str) -> &str {
-    out.lines()
-        .find_map(|l| l.strip_prefix("run "))
-        .and_then(|l| l.split([':', ' ']).next())
-        .unwrap_or_else(|| panic!("no run id in:\n{out}"))
 }
 
 /// A line of the CLI's output about `task` containing every one of `parts`.
@@ -471,13 +457,11 @@ fn cancelling_mid_apply_stops_terraform_gracefully_and_leaves_no_lock() {
         .spawn()
         .expect("start gantry run");
     let logs = site.state.join("logs");
-    let task_log = || {
-        let run = std::fs::read_dir(&logs).ok()?.flatten().next()?.path();
-        Some(run.join("db/infra.db.log"))
-    };
+    // The only run's log.
+    let run_log = || Some(std::fs::read_dir(&logs).ok()?.flatten().next()?.path());
     // The provisioner is sleeping: Terraform holds the state lock in the middle of an apply.
     wait_for(
-        task_log,
+        run_log,
         "Provisioning with 'local-exec'",
         &mut child,
         Duration::from_secs(120),
@@ -516,9 +500,7 @@ fn cancelling_mid_apply_stops_terraform_gracefully_and_leaves_no_lock() {
         "{:?}",
         started.elapsed()
     );
-    let log = task_log()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+    let log = site.log(&text, "db", "infra.db");
     assert!(log.contains("Interrupt received"), "{log}");
     let state_dir = site.workspace("db", "infra.db").join("state");
     assert!(
@@ -633,13 +615,8 @@ fn the_example_runs_its_infrastructure_before_the_manifests_that_use_its_outputs
     assert!(out.contains("output password=***"), "{out}");
     assert!(out.contains("output fqdn=db.staging.example"), "{out}");
     assert!(line_with(&out, "services.shop", &["succeeded"]), "{out}");
-    let run = run_id(&out);
-    let shop = std::fs::read_to_string(
-        state
-            .path()
-            .join(format!("logs/{run}/shop/services.shop.log")),
-    )
-    .expect("the manifest task's log");
+    let run = common::run_id(&out);
+    let shop = common::task_log(state.path(), run, "shop", "services.shop");
     assert!(shop.contains("applied Secret shop/shop-database"), "{shop}");
     assert!(
         shop.contains("applied ConfigMap shop/shop-database"),

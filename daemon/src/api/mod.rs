@@ -35,6 +35,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/events", get(all_events))
         .route("/v1/runs/{id}/events", get(events))
+        .route("/v1/runs/{id}/logs", get(run_log))
         .route("/v1/runs/{id}/logs/{workflow}/{task}", get(task_log))
         .route("/v1/runs/{id}/cancel", post(cancel))
         .route("/v1/workflows", get(workflows))
@@ -266,26 +267,60 @@ fn line(seq: i64, body: &str) -> Bytes {
     Bytes::from(text)
 }
 
+/// Whether a run, workflow or task name from a request can stand in a path under the state
+/// directory.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && s != ".." && s != "."
+}
+
+/// The text `read` reads from the logs (off the async threads), as a plain text response.
+async fn log_text(
+    read: impl FnOnce() -> std::io::Result<String> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let text = match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => return Err(ApiError::internal(format!("reading the run's log: {e}"))),
+        Err(e) => return Err(ApiError::internal(format!("reading the run's log: {e}"))),
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// Every line the run's tasks logged, in the order written: `TIME LEVEL WORKFLOW/TASK message`.
+async fn run_log(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !plain_name(&id) {
+        return Err(ApiError::bad_request("the run must be a plain name"));
+    }
+    let id = find_run(&d, &id)?.id;
+    let dir = d.state_dir.join("logs");
+    log_text(move || crate::store::logs::run_log(&dir, &id)).await
+}
+
+/// One task's lines of the run's log: `TIME LEVEL message`.
 async fn task_log(
     State(d): State<Arc<Daemon>>,
     Path((id, workflow, task)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let safe = |s: &str| !s.is_empty() && !s.contains('/') && s != ".." && s != ".";
-    if !safe(&id) || !safe(&workflow) || !safe(&task) {
+    if !plain_name(&id) || !plain_name(&workflow) || !plain_name(&task) {
         return Err(ApiError::bad_request(
             "run, workflow and task must be plain names",
         ));
     }
     let id = find_run(&d, &id)?.id;
-    let path = d
-        .state_dir
-        .join("logs")
-        .join(&id)
-        .join(&workflow)
-        .join(format!("{task}.log"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| ApiError::not_found(format!("no log for {workflow}/{task} in run `{id}`")))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    let known = d
+        .store
+        .tasks(&id)?
+        .iter()
+        .any(|t| t.workflow == workflow && t.task == task);
+    if !known {
+        return Err(ApiError::not_found(format!(
+            "run `{id}` has no task {workflow}/{task}"
+        )));
+    }
+    let dir = d.state_dir.join("logs");
+    log_text(move || crate::store::logs::task_log(&dir, &id, &workflow, &task)).await
 }
 
 async fn cancel(

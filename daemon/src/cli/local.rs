@@ -147,9 +147,7 @@ pub async fn run(
     let runner = Arc::new(PluginRunner::new(
         registry,
         crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir),
-        Arc::new(FileLogs {
-            dir: state_dir.join("logs"),
-        }),
+        Arc::new(FileLogs::new(state_dir.join("logs"))),
         clusters,
     ));
     let started = std::time::Instant::now();
@@ -173,7 +171,7 @@ pub async fn run(
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),
         started.elapsed().as_secs_f64(),
-        state_dir.join("logs").join(&run_id).display()
+        FileLogs::run_path(&state_dir.join("logs"), &run_id).display()
     );
     Ok(match report.state {
         RunState::Succeeded => 0,

@@ -1,5 +1,6 @@
 //! Commands that talk to the running daemon over its socket.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use hyper::Method;
@@ -10,6 +11,7 @@ use super::output::{self, Output};
 use super::progress::Progress;
 use crate::client::Client;
 use crate::protocol::{Status, TriggerRequest, TriggerResponse};
+use crate::store::logs::LogLine;
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -250,7 +252,7 @@ async fn follow_run(
 #[derive(Default)]
 struct Shown {
     seq: i64,
-    log_lines: std::collections::HashMap<(String, String), i64>,
+    log_lines: HashMap<(String, String), i64>,
 }
 
 impl Shown {
@@ -285,13 +287,13 @@ async fn recorded(
             }
         })
         .await?;
-    for (wf, task, text) in task_logs(client, id, tasks, only).await {
-        let task_lines: Vec<Value> = text
-            .lines()
-            .filter_map(|l| logged_line(id, &wf, &task, l))
-            .collect();
+    let log = run_log(client, id).await?;
+    for (wf, task, lines) in by_task(&log, tasks, only) {
+        let task_lines: Vec<Value> = lines.iter().filter_map(|l| logged_line(id, l)).collect();
         if let Some(last) = task_lines.iter().filter_map(|e| e["at"].as_i64()).max() {
-            shown.log_lines.insert((wf, task), last);
+            shown
+                .log_lines
+                .insert((wf.to_string(), task.to_string()), last);
         }
         events.extend(task_lines);
     }
@@ -310,27 +312,33 @@ fn print_events(events: &[Value], progress: &Progress, structured: bool) {
     }
 }
 
-/// The log of each of `tasks` (only `only`'s when given) that the daemon has, with its
-/// workflow and task.
-async fn task_logs(
-    client: &Client,
-    id: &str,
-    tasks: &[(String, String)],
+/// The run's whole log, in one request however many tasks it has.
+async fn run_log(client: &Client, id: &str) -> anyhow::Result<String> {
+    Ok(client.text(&format!("/v1/runs/{id}/logs")).await?)
+}
+
+/// The lines of `log` (a run's log) of each of `tasks` (only `only`'s when given), task by
+/// task in the order of `tasks`; a task that logged nothing is left out.
+fn by_task<'a>(
+    log: &'a str,
+    tasks: &'a [(String, String)],
     only: Option<(&str, &str)>,
-) -> Vec<(String, String, String)> {
-    let mut logs = Vec::new();
-    for (wf, task) in tasks {
-        if only.is_some_and(|o| o != (wf.as_str(), task.as_str())) {
-            continue;
-        }
-        if let Ok(text) = client
-            .text(&format!("/v1/runs/{id}/logs/{wf}/{task}"))
-            .await
-        {
-            logs.push((wf.clone(), task.clone(), text));
-        }
+) -> Vec<(&'a str, &'a str, Vec<LogLine<'a>>)> {
+    let mut lines: HashMap<(&str, &str), Vec<LogLine<'a>>> = HashMap::new();
+    for line in log.lines().filter_map(LogLine::parse) {
+        lines
+            .entry((line.workflow, line.task))
+            .or_default()
+            .push(line);
     }
-    logs
+    tasks
+        .iter()
+        .filter(|(wf, task)| only.is_none_or(|o| o == (wf.as_str(), task.as_str())))
+        .filter_map(|(wf, task)| {
+            let lines = lines.remove(&(wf.as_str(), task.as_str()))?;
+            Some((wf.as_str(), task.as_str(), lines))
+        })
+        .collect()
 }
 
 /// Whether event `e` is one to show when keeping to task `only`.
@@ -356,20 +364,16 @@ async fn final_state(client: &Client, id: &str, events: &[Value]) -> anyhow::Res
     })
 }
 
-/// A line of a task log file (`TIME LEVEL message`) as the `task_log` event it was live.
-fn logged_line(run: &str, workflow: &str, task: &str, line: &str) -> Option<Value> {
-    let (stamp, rest) = line.split_once(' ')?;
-    let at = humantime::parse_rfc3339(stamp).ok()?;
-    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
-    let (level, message) = (rest.get(..5)?.trim(), rest.get(6..).unwrap_or_default());
+/// A line of the run's log as the `task_log` event it was live.
+fn logged_line(run: &str, line: &LogLine<'_>) -> Option<Value> {
     Some(json!({
-        "at": i64::try_from(ms).ok()?,
+        "at": line.at_millis()?,
         "run": run,
-        "workflow": workflow,
-        "task": task,
+        "workflow": line.workflow,
+        "task": line.task,
         "type": "task_log",
-        "level": level.to_lowercase(),
-        "message": message,
+        "level": line.level.to_lowercase(),
+        "message": line.message,
     }))
 }
 
@@ -442,7 +446,9 @@ pub async fn logs(
         return Ok(state.map_or(INTERRUPTED, |s| exit_code(&s)));
     }
     let mut all = Vec::new();
-    for (wf, task, text) in task_logs(&client, id, &tasks, only).await {
+    let log = run_log(&client, id).await?;
+    for (wf, task, lines) in by_task(&log, &tasks, only) {
+        let text: String = lines.iter().map(|l| l.without_task() + "\n").collect();
         if json_out || out.format() == output::Format::Yaml {
             all.push(json!({ "workflow": wf, "task": task, "log": text }));
         } else if only.is_some() {

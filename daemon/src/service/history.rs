@@ -24,13 +24,15 @@ pub fn prune(store: &Store, state_dir: &Path, settings: &HistorySettings) -> usi
             }
         };
         for id in &ids {
-            for dir in ["logs", "scratch"] {
-                let path = state_dir.join(dir).join(id);
-                if let Err(e) = std::fs::remove_dir_all(&path)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove a pruned run's files");
-                }
+            let logs = state_dir.join("logs");
+            if let Err(e) = crate::store::logs::remove_run(&logs, id) {
+                tracing::warn!(run = %id, path = %logs.display(), error = %e, "could not remove a pruned run's log");
+            }
+            let scratch = state_dir.join("scratch").join(id);
+            if let Err(e) = std::fs::remove_dir_all(&scratch)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %scratch.display(), error = %e, "could not remove a pruned run's scratch files");
             }
         }
         pruned += ids.len();

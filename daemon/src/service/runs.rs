@@ -252,9 +252,7 @@ impl RunManager {
                 registry,
                 crate::wasm::task_runner::TaskRoots::in_state_dir(&self.state_dir),
                 Arc::new(LiveLogs {
-                    files: FileLogs {
-                        dir: self.state_dir.join("logs"),
-                    },
+                    files: FileLogs::new(self.state_dir.join("logs")),
                     feed: self.feed.clone(),
                 }),
                 clusters,

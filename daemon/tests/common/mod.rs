@@ -162,6 +162,20 @@ pub fn read_logs(state: &Path) -> String {
     text_under(&state.join("logs"))
 }
 
+/// The id of the run that `gantry run` printed in `out` (`run ID: WORKFLOW...`).
+pub fn run_id(out: &str) -> &str {
+    out.lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split([':', ' ']).next())
+        .unwrap_or_else(|| panic!("no run id in:\n{out}"))
+}
+
+/// What `workflow`/`task` logged in `run`, as `TIME LEVEL message` lines.
+pub fn task_log(state: &Path, run: &str, workflow: &str, task: &str) -> String {
+    gantry::store::logs::task_log(&state.join("logs"), run, workflow, task)
+        .unwrap_or_else(|e| panic!("reading the log of run {run} in {}: {e}", state.display()))
+}
+
 /// A loopback TCP port that counts the connections made to it, for tests that programs
 /// cannot reach the network.
 pub struct LoopbackListener {

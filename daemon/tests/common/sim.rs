@@ -145,19 +145,7 @@ impl SimSite {
 
     /// The log of `task` in the run that `out` (what `gantry run` printed) reports.
     pub fn log(&self, out: &str, workflow: &str, task: &str) -> String {
-        let run = out
-            .lines()
-            .find_map(|l| l.strip_prefix("run "))
-            .and_then(|l| l.split(':').next())
-            .unwrap_or_else(|| panic!("no run id in:\n{out}"));
-        let path = self
-            .state
-            .path()
-            .join("logs")
-            .join(run)
-            .join(workflow)
-            .join(format!("{task}.log"));
-        std::fs::read_to_string(&path).unwrap_or_default()
+        super::task_log(self.state.path(), super::run_id(out), workflow, task)
     }
 }
 
