@@ -9,7 +9,7 @@
 //! 3. without `exec_network`, it joins an empty network namespace (inside a user namespace
 //!    when the daemon is not root), made once: no interface but a loopback that is down;
 //! 4. `PR_SET_NO_NEW_PRIVS`: no setuid, no file capabilities;
-//! 5. a Landlock domain: it reads only the system's shared libraries and certificates, its
+//! 5. a Landlock domain (see `rulesets`): it reads only the system's shared libraries and certificates, its
 //!    granted programs and the task's directories, writes only the task's scratch and
 //!    workspace, executes only its granted programs (and their loaders), cannot connect or
 //!    bind TCP without `exec_network`, and cannot signal or ptrace anything outside it.
@@ -18,65 +18,12 @@
 //! and the daemon logs it once.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use landlock::{ABI, Access, AccessFs, AccessNet, BitFlags, Ruleset, RulesetAttr, Scope};
+use std::sync::{Arc, OnceLock};
 
 use super::cgroup::ProgramGroup;
 use super::grant::ProgramGrant;
-use super::opened;
+use super::rulesets;
 use crate::host::TaskDirs;
-
-/// The Landlock ABI whose rights are asked for (files, TCP, scopes); an older kernel gets
-/// the subset it knows.
-const LANDLOCK_ABI: ABI = ABI::V6;
-
-/// Read-only system files a program may need to start and do ordinary work: shared
-/// libraries, the loader cache, certificates, time zones, name resolution, user names.
-const SYSTEM_READ: &[&str] = &[
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/usr/lib",
-    "/usr/lib32",
-    "/usr/lib64",
-    "/usr/share/zoneinfo",
-    "/usr/share/ca-certificates",
-    "/etc/ssl",
-    "/etc/pki",
-    "/etc/ca-certificates",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/timezone",
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/host.conf",
-    "/etc/nsswitch.conf",
-    "/etc/gai.conf",
-    "/etc/services",
-    "/etc/protocols",
-    "/etc/passwd",
-    "/etc/group",
-    // Runtimes read their own process's state and the machine's CPU and memory layout;
-    // other processes' memory and environment stay out of reach (Landlock refuses ptrace
-    // access to processes outside the domain).
-    "/proc",
-    "/sys/devices/system/cpu",
-    "/sys/fs/cgroup",
-    "/sys/kernel/mm/transparent_hugepage",
-];
-
-/// Device files programs may read and write.
-const DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-];
 
 /// The largest file a program may write, unless the scratch quota is smaller.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
@@ -314,7 +261,8 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
 
 /// One program run's confinement, prepared in the daemon.
 pub struct Confinement {
-    ruleset: Option<OwnedFd>,
+    /// Possibly shared with other programs (see `rulesets`).
+    ruleset: Option<Arc<OwnedFd>>,
     /// The namespace to join, unless the grant gives the daemon's network.
     network: Option<&'static SharedNet>,
     /// The program's cgroup, and its directory, open to start the child in.
@@ -437,7 +385,7 @@ impl Confinement {
             (false, None) => return Err(ConfineError::NoNetworkIsolation),
         };
         Ok(Confinement {
-            ruleset: ruleset(grant, dirs)?,
+            ruleset: rulesets::for_program(grant, dirs)?,
             network,
             cgroup: match ProgramGroup::create().map_err(ConfineError::Cgroup)? {
                 Some(group) => {
@@ -474,7 +422,7 @@ impl Confinement {
     /// The Landlock ruleset, for the child to apply: the parent may hand it over under
     /// another number (see `enter`).
     pub fn ruleset_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.ruleset.as_ref().map(AsFd::as_fd)
+        self.ruleset.as_deref().map(AsFd::as_fd)
     }
 
     /// The highest descriptor the child uses as the daemon holds it (the shared network
@@ -542,96 +490,6 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), Fail
     // SAFETY: setrlimit(2) reads the struct passed by reference.
     if unsafe { libc::setrlimit(resource, &limit) } != 0 {
         return Err(Failed::last(Step::Limits));
-    }
-    Ok(())
-}
-
-/// The Landlock ruleset for a program of `grant` running for the task with `dirs`; `None`
-/// when the kernel has no Landlock.
-fn ruleset(grant: &ProgramGrant, dirs: &TaskDirs) -> Result<Option<OwnedFd>, ConfineError> {
-    let abi = LANDLOCK_ABI;
-    let all = AccessFs::from_all(abi);
-    let read: BitFlags<AccessFs> = AccessFs::ReadFile | AccessFs::ReadDir;
-    let run = read | AccessFs::Execute;
-    let write = all & !AccessFs::Execute;
-    let task_write = if grant.exec_in_task_dirs { all } else { write };
-    let kept = |paths: &mut dyn Iterator<Item = &Path>, access| {
-        paths
-            .filter_map(opened::open_kept)
-            .map(move |o| (o, access))
-            .collect::<Vec<_>>()
-    };
-    let mut rules = kept(&mut SYSTEM_READ.iter().map(Path::new), read);
-    rules.extend(kept(
-        &mut DEVICES.iter().map(Path::new),
-        AccessFs::ReadFile | AccessFs::WriteFile,
-    ));
-    rules.extend(kept(&mut grant.runnable.iter().map(PathBuf::as_path), run));
-    // The task's own directories are opened for this run only: a descriptor the daemon
-    // keeps is one more that a program started by fork copies and closes.
-    let task_dirs = std::iter::once((dirs.source.as_path(), read))
-        .chain(dirs.scratch.iter().map(|p| (p.as_path(), task_write)))
-        .chain(dirs.workspace.iter().map(|p| (p.as_path(), task_write)));
-    rules.extend(task_dirs.filter_map(|(p, access)| opened::open(p).map(|o| (o, access))));
-
-    let mut ruleset = Ruleset::default().handle_access(all)?;
-    if !grant.network {
-        ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
-    }
-    let ruleset: Option<OwnedFd> = ruleset.scope(Scope::from_all(abi))?.create()?.into();
-    let Some(ruleset) = ruleset else {
-        return Ok(None);
-    };
-    // What this kernel handles of what was asked for: a rule may allow no more.
-    let handled = all & AccessFs::from_all(ABI::from(probe().landlock_abi));
-    for (opened, access) in &rules {
-        let access = if opened.is_dir {
-            *access & handled
-        } else {
-            *access & handled & AccessFs::from_file(abi)
-        };
-        // Nothing to allow (the kernel refuses an empty rule).
-        if access.is_empty() {
-            continue;
-        }
-        add_rule(&ruleset, opened.fd.as_fd(), access)?;
-    }
-    Ok(Some(ruleset))
-}
-
-/// `struct landlock_path_beneath_attr`.
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
-}
-
-/// Allows `access` beneath `parent` (or to the file `parent` is). The system call itself:
-/// the crate's way checks each descriptor's type with one more `fstat`, which the opened
-/// paths already know, and a program's ruleset has a few dozen rules.
-fn add_rule(
-    ruleset: &OwnedFd,
-    parent: BorrowedFd<'_>,
-    access: BitFlags<AccessFs>,
-) -> Result<(), ConfineError> {
-    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
-    let attr = PathBeneathAttr {
-        allowed_access: access.bits(),
-        parent_fd: parent.as_raw_fd(),
-    };
-    // SAFETY: landlock_add_rule(2) reads the attribute struct passed by reference, which
-    // lives across the call; both descriptors are open.
-    let done = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset.as_raw_fd(),
-            LANDLOCK_RULE_PATH_BENEATH,
-            &raw const attr,
-            0u32,
-        )
-    };
-    if done != 0 {
-        return Err(ConfineError::LandlockRule(std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod confine;
 mod fd_slots;
 pub mod grant;
 mod opened;
+mod rulesets;
 mod spawn;
 mod startup;
 

@@ -22,12 +22,15 @@ const MAX_KEPT: usize = 512;
 /// How long a kept path is trusted to name the same file (or, missing, to be missing).
 const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
+/// Which file a path named: its device and inode numbers.
+pub type Identity = (u64, u64);
+
 /// An opened path (`O_PATH`: it can be named in a rule, not read) and what it was.
 #[derive(Clone)]
 pub struct Opened {
     pub fd: Arc<OwnedFd>,
     pub is_dir: bool,
-    identity: (u64, u64),
+    pub identity: Identity,
 }
 
 /// What was found at a path, and when.
