@@ -192,8 +192,16 @@ impl ProgramGroup {
 
     /// Whether no process is left in the group (`populated 0`).
     fn is_empty(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("cgroup.events"))
-            .is_ok_and(|events| events.lines().any(|line| line == "populated 0"))
+        // `populated N` and `frozen N`: one read of a small buffer, where reading to a
+        // string asks the size first and reads again for the end.
+        let mut events = [0u8; 128];
+        std::fs::File::open(self.dir.join("cgroup.events"))
+            .and_then(|mut file| std::io::Read::read(&mut file, &mut events))
+            .is_ok_and(|n| {
+                events[..n]
+                    .split(|&b| b == b'\n')
+                    .any(|line| line == b"populated 0")
+            })
     }
 
     fn kill(&self) {

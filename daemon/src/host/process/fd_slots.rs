@@ -8,8 +8,9 @@
 //! (`close_range(below, ~0, CLOSE_RANGE_UNSHARE)`). The parent has put the few descriptors
 //! the child needs there, in a block of slots reserved for that start.
 //!
-//! The slots hold a placeholder (`/dev/null`, close-on-exec) between starts, so no other
-//! open can take their numbers; a start that finds no free block copies the whole table as
+//! The slots hold a placeholder (`/dev/null` open to read and write, close-on-exec) between
+//! starts, so no other open can take their numbers; a program started without input gets
+//! it as its standard input. A start that finds no free block copies the whole table as
 //! before.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -34,7 +35,12 @@ fn reserved() -> Option<&'static Reserved> {
 }
 
 fn reserve() -> Option<Reserved> {
-    let placeholder: OwnedFd = std::fs::File::open("/dev/null").ok()?.into();
+    let placeholder: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .ok()?
+        .into();
     let mut fds = Vec::with_capacity(BLOCKS * PER_BLOCK);
     for _ in 0..BLOCKS * PER_BLOCK {
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) duplicates a live descriptor onto the lowest free
@@ -84,6 +90,19 @@ impl Block {
     /// A child sharing the table copies the descriptors below this number.
     pub fn below(&self) -> RawFd {
         self.reserved.below
+    }
+
+    /// Puts (a duplicate of) `fd` in slot `index`, or with no `fd` leaves the slot's
+    /// placeholder (`/dev/null`) there; returns the slot's number.
+    pub fn put_or_keep(
+        &mut self,
+        index: usize,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> std::io::Result<RawFd> {
+        match fd {
+            Some(fd) => self.put(index, fd),
+            None => Ok(self.fds[index]),
+        }
     }
 
     /// Puts (a duplicate of) `fd` in slot `index`; returns the slot's number.

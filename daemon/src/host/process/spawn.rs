@@ -563,12 +563,15 @@ mod fast {
         program: &Program,
         confinement: Confinement,
     ) -> Result<(Running, Option<ProgramGroup>), SpawnError> {
-        let (stdin_child, stdin_parent) = if program.stdin {
-            let (read, write) = super::pipe()?;
-            (read, Some(write))
-        } else {
-            (super::dev_null()?, None)
+        let (stdin_child, stdin_parent) = match program.stdin {
+            true => {
+                let (read, write) = super::pipe()?;
+                (Some(read), Some(write))
+            }
+            false => (None, None),
         };
+        // Standard input without a pipe: /dev/null.
+        let mut null = None;
         let (stdout_parent, stdout_child) = super::pipe()?;
         let (stderr_parent, stderr_child) = super::pipe()?;
         let argv = super::pointers(&program.argv);
@@ -581,7 +584,7 @@ mod fast {
         let (stdio, ruleset, files_below) = match &mut block {
             Some(block) => {
                 let stdio = [
-                    block.put(0, stdin_child.as_fd())?,
+                    block.put_or_keep(0, stdin_child.as_ref().map(AsFd::as_fd))?,
                     block.put(1, stdout_child.as_fd())?,
                     block.put(2, stderr_child.as_fd())?,
                 ];
@@ -593,7 +596,10 @@ mod fast {
             }
             None => (
                 [
-                    stdin_child.as_raw_fd(),
+                    match &stdin_child {
+                        Some(fd) => fd.as_raw_fd(),
+                        None => null.insert(super::dev_null()?).as_raw_fd(),
+                    },
                     stdout_child.as_raw_fd(),
                     stderr_child.as_raw_fd(),
                 ],
@@ -696,7 +702,7 @@ mod fast {
             let _ = reap(pid, 0);
             return Err(Failed::unpack(failed).into());
         }
-        drop((stdin_child, stdout_child, stderr_child));
+        drop((stdin_child, null, stdout_child, stderr_child));
         let mut confinement = confinement;
         let group = confinement.take_group();
         let pidfd = match watch(pidfd) {
@@ -851,12 +857,18 @@ mod tests {
         for (way, start) in starters() {
             let task = task();
             let scratch = task.dirs.scratch.clone().unwrap();
-            // The shell's own descriptors are 0, 1, 2 and the one `ls` reads the list with.
-            let program = task.program("ls /proc/self/fd", &scratch, false);
+            // The shell's own descriptors are 0, 1, 2 and the one `ls` reads the list with;
+            // without input, standard input is /dev/null.
+            let program = task.program(
+                "readlink /proc/self/fd/0; cat; ls /proc/self/fd",
+                &scratch,
+                false,
+            );
             let (mut running, group) = start(&program, task.confinement()).unwrap();
             let out = read_all(running.stdout.take()).await;
             let err = read_all(running.stderr.take()).await;
             assert!(running.wait().await.unwrap().success(), "{way}: {err}");
+            assert!(out.starts_with("/dev/null\n"), "{way}: {out}");
             let fds: Vec<u32> = out.lines().filter_map(|l| l.parse().ok()).collect();
             assert!(
                 fds.len() <= 4 && fds.iter().all(|&fd| fd <= 3),
@@ -929,6 +941,39 @@ mod tests {
             .unwrap();
             let e = start(&not_a_program, task.confinement()).err().unwrap();
             assert!(e.to_string().contains("denied"), "{way}: {e}");
+        }
+    }
+
+    /// The rules of a task's programs are kept between them (see `rulesets`): a program
+    /// still writes to its directory after the directory was made anew, and still cannot
+    /// write beside it.
+    #[tokio::test]
+    async fn a_program_writes_to_its_scratch_directory_made_anew_and_nowhere_else() {
+        for (way, start) in starters() {
+            let task = task();
+            let scratch = task.dirs.scratch.clone().unwrap();
+            let outside = task.dirs.source.join("planted");
+            let script = format!(
+                "echo ok > ./made && cat ./made; echo no > {}",
+                outside.display()
+            );
+            for round in 0..2 {
+                if round == 1 {
+                    std::fs::remove_dir_all(&scratch).unwrap();
+                    std::fs::create_dir(&scratch).unwrap();
+                }
+                let program = task.program(&script, &scratch, false);
+                let (mut running, group) = start(&program, task.confinement()).unwrap();
+                let out = read_all(running.stdout.take()).await;
+                let err = read_all(running.stderr.take()).await;
+                let status = running.wait().await.unwrap();
+                if let Some(group) = group {
+                    group.end();
+                }
+                assert_eq!(out, "ok\n", "{way}, round {round}: {err}");
+                assert!(!status.success(), "{way}, round {round}: wrote beside");
+                assert!(!outside.exists(), "{way}, round {round}");
+            }
         }
     }
 
