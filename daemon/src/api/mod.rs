@@ -273,16 +273,23 @@ fn plain_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('/') && s != ".." && s != "."
 }
 
-/// The text `read` reads from the logs (off the async threads), as a plain text response.
-async fn log_text(
-    read: impl FnOnce() -> std::io::Result<String> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let text = match tokio::task::spawn_blocking(read).await {
-        Ok(Ok(text)) => text,
-        Ok(Err(e)) => return Err(ApiError::internal(format!("reading the run's log: {e}"))),
-        Err(e) => return Err(ApiError::internal(format!("reading the run's log: {e}"))),
-    };
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+/// What `read` reads of the logs, off the async threads.
+async fn read_logs<T: Send + 'static>(
+    read: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(ApiError::internal(format!("reading the run's log: {e}"))),
+        Err(e) => Err(ApiError::internal(format!("reading the run's log: {e}"))),
+    }
+}
+
+fn plain_text(body: impl Into<Body>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
 }
 
 /// Every line the run's tasks logged, in the order written: `TIME LEVEL WORKFLOW/TASK message`.
@@ -295,7 +302,16 @@ async fn run_log(
     }
     let id = find_run(&d, &id)?.id;
     let dir = d.state_dir.join("logs");
-    log_text(move || crate::store::logs::run_log(&dir, &id)).await
+    // Streamed: a run's log can be far larger than what is worth holding in memory.
+    Ok(
+        match read_logs(move || crate::store::logs::RunLog::open(&dir, &id)).await? {
+            crate::store::logs::RunLog::File { file, len } => {
+                let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+                plain_text(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
+            }
+            crate::store::logs::RunLog::Legacy(text) => plain_text(text),
+        },
+    )
 }
 
 /// One task's lines of the run's log: `TIME LEVEL message`.
@@ -320,7 +336,8 @@ async fn task_log(
         )));
     }
     let dir = d.state_dir.join("logs");
-    log_text(move || crate::store::logs::task_log(&dir, &id, &workflow, &task)).await
+    let text = read_logs(move || crate::store::logs::task_log(&dir, &id, &workflow, &task)).await?;
+    Ok(plain_text(text))
 }
 
 async fn cancel(

@@ -17,18 +17,29 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// From now on, `value` is shown as `***`.
+    /// From now on, `value` is shown as `***`. A value of several lines is also masked as
+    /// logs carry it: escaped on one line (`\n`), and line by line, as a program prints it.
     pub fn add(&self, value: &str) {
-        if value.len() < MIN_SECRET_LEN {
+        let escaped = crate::logging::escape_control(value);
+        let forms = std::iter::once(value)
+            .chain((escaped != value).then_some(escaped.as_ref()))
+            .chain(
+                value
+                    .lines()
+                    .filter(|_| value.contains('\n'))
+                    .map(str::trim),
+            )
+            .filter(|form| form.len() >= MIN_SECRET_LEN);
+        let Ok(mut secrets) = self.secrets.write() else {
             return;
+        };
+        for form in forms {
+            if !secrets.iter().any(|s| s == form) {
+                secrets.push(form.to_string());
+            }
         }
-        if let Ok(mut secrets) = self.secrets.write()
-            && !secrets.iter().any(|s| s == value)
-        {
-            secrets.push(value.to_string());
-            // Longest first, so a secret that contains another is masked whole.
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
+        // Longest first, so a secret that contains another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
     /// `text` with every known secret masked.
@@ -61,5 +72,17 @@ mod tests {
             "token=***, again ***, ab"
         );
         assert!(matches!(r.apply("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_secret_of_several_lines_is_masked_escaped_and_line_by_line() {
+        let r = Redactor::default();
+        r.add("-----BEGIN KEY-----\r\nMIIEvQIBADANBg\n-----END KEY-----\n");
+        assert_eq!(
+            r.apply("key=-----BEGIN KEY-----\\r\\nMIIEvQIBADANBg\\n-----END KEY-----\\n."),
+            "key=***."
+        );
+        assert_eq!(r.apply("MIIEvQIBADANBg"), "***");
+        assert_eq!(r.apply("  -----END KEY-----"), "  ***");
     }
 }

@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -67,8 +68,8 @@ enum Handle {
 
 impl RunFile {
     /// Appends `text` (whole lines) in one write, so lines of tasks logging at the same time
-    /// never interleave.
-    fn append(&self, text: &str) {
+    /// never interleave; whether it was written.
+    fn append(&self, text: &str) -> bool {
         let mut handle = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(*handle, Handle::Unopened) {
             *handle = match self.open() {
@@ -79,30 +80,45 @@ impl RunFile {
                 }
             };
         }
-        if let Handle::Open(file) = &mut *handle
-            && let Err(e) = file.write_all(text.as_bytes())
-        {
+        let Handle::Open(file) = &mut *handle else {
+            return false;
+        };
+        if let Err(e) = file.write_all(text.as_bytes()) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the run's log; task lines go to the daemon log only");
             *handle = Handle::Failed;
+            return false;
         }
+        true
     }
 
     fn open(&self) -> std::io::Result<File> {
         let open = || {
             OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&self.path)
         };
-        match open() {
+        let mut file = match open() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = self.path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                open()
+                open()?
             }
-            other => other,
+            other => other?,
+        };
+        // A line cut short (a full disk, a daemon that stopped mid-write) is ended, so the
+        // next line is not read as part of it.
+        let len = file.metadata()?.len();
+        let mut last = [0u8; 1];
+        if len > 0 {
+            file.read_exact_at(&mut last, len - 1)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
         }
+        Ok(file)
     }
 }
 
@@ -121,17 +137,27 @@ impl LogSink for FileSink {
             Level::Warn => "WARN",
             Level::Error => "ERROR",
         };
-        let fields: String = fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        // Each line of the file is one line of one task: no control character of a message
+        // or field can end it early or start another.
+        let escape = crate::logging::escape_control;
+        let fields: String = fields
+            .iter()
+            .map(|(k, v)| format!(" {}={}", escape(k), escape(v)))
+            .collect();
         let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let mut text = String::new();
         for line in message.lines() {
             text.push_str(&format!(
                 "{stamp} {level:<5} {task} {line}{fields}\n",
-                task = self.task
+                task = self.task,
+                line = escape(line),
             ));
         }
-        self.file.append(&text);
-        tracing::debug!(task = %self.task, "{message}");
+        if self.file.append(&text) {
+            tracing::debug!(task = %self.task, "{message}");
+        } else {
+            tracing::info!(task = %self.task, "{message}");
+        }
     }
 }
 
@@ -185,39 +211,82 @@ impl<'a> LogLine<'a> {
     }
 }
 
-/// The whole log of `run` under the logs directory `dir` (complete lines only: a line being
-/// written is left for the next read); empty for a run that logged nothing.
-pub fn run_log(dir: &Path, run: &str) -> std::io::Result<String> {
-    match std::fs::read_to_string(FileLogs::run_path(dir, run)) {
-        Ok(mut text) => {
-            text.truncate(text.rfind('\n').map_or(0, |end| end + 1));
-            Ok(text)
+/// A run's log as it was when opened: its complete lines only (a line being written is
+/// left for the next read).
+pub enum RunLog {
+    /// The run's file and how much of it to read.
+    File { file: File, len: u64 },
+    /// A run logged with a file per task, put together.
+    Legacy(Vec<u8>),
+}
+
+impl RunLog {
+    /// The log of `run` under the logs directory `dir`; empty for a run that logged nothing.
+    pub fn open(dir: &Path, run: &str) -> std::io::Result<RunLog> {
+        match File::open(FileLogs::run_path(dir, run)) {
+            Ok(file) => {
+                let len = complete_len(&file)?;
+                Ok(RunLog::File { file, len })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(RunLog::Legacy(legacy_run_log(&dir.join(run))?.into_bytes()))
+            }
+            Err(e) => Err(e),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => legacy_run_log(&dir.join(run)),
-        Err(e) => Err(e),
+    }
+
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        match self {
+            RunLog::File { file, len } => Box::new(file.take(len)),
+            RunLog::Legacy(text) => Box::new(std::io::Cursor::new(text)),
+        }
     }
 }
 
-/// The lines `workflow`/`task` logged in `run`, as `TIME LEVEL message`.
+/// How much of `file` its complete lines take.
+fn complete_len(file: &File) -> std::io::Result<u64> {
+    let mut end = file.metadata()?.len();
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..usize::try_from(end - start).unwrap_or(0)];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// The lines `workflow`/`task` logged in `run`, as `TIME LEVEL message`. It reads the run's
+/// whole log: to show every task of a run, read its `RunLog` once instead.
 pub fn task_log(dir: &Path, run: &str, workflow: &str, task: &str) -> std::io::Result<String> {
     let legacy = dir.join(run).join(workflow).join(format!("{task}.log"));
     if !FileLogs::run_path(dir, run).exists() && legacy.is_file() {
-        return std::fs::read_to_string(legacy);
+        return Ok(String::from_utf8_lossy(&std::fs::read(legacy)?).into_owned());
     }
+    let mut lines = std::io::BufReader::new(RunLog::open(dir, run)?.into_reader());
     let mut out = String::new();
-    for line in run_log(dir, run)?.lines() {
-        if let Some(line) = LogLine::parse(line)
-            && line.workflow == workflow
-            && line.task == task
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if lines.read_until(b'\n', &mut line)? == 0 {
+            return Ok(out);
+        }
+        let text = String::from_utf8_lossy(&line);
+        if let Some(parsed) = LogLine::parse(text.trim_end_matches('\n'))
+            && parsed.workflow == workflow
+            && parsed.task == task
         {
-            out.push_str(&line.without_task());
+            out.push_str(&parsed.without_task());
             out.push('\n');
         }
     }
-    Ok(out)
 }
 
-/// A run recorded with a file per task, read as one run log (task by task).
+/// A run recorded with a file per task, read as one run log (task by task); what cannot be
+/// read is left out.
 fn legacy_run_log(run_dir: &Path) -> std::io::Result<String> {
     let mut out = String::new();
     let workflows = match std::fs::read_dir(run_dir) {
@@ -227,11 +296,16 @@ fn legacy_run_log(run_dir: &Path) -> std::io::Result<String> {
     };
     let mut files = Vec::new();
     for workflow in workflows.flatten() {
-        for task in std::fs::read_dir(workflow.path())?.flatten() {
+        let Ok(tasks) = std::fs::read_dir(workflow.path()) else {
+            continue;
+        };
+        for task in tasks.flatten() {
             let name = task.file_name().to_string_lossy().into_owned();
-            if let Some(task) = name.strip_suffix(".log") {
-                let who = format!("{}/{task}", workflow.file_name().to_string_lossy());
-                files.push((who, std::fs::read_to_string(workflow.path().join(&name))?));
+            if let Some(id) = name.strip_suffix(".log")
+                && let Ok(bytes) = std::fs::read(task.path())
+            {
+                let who = format!("{}/{id}", workflow.file_name().to_string_lossy());
+                files.push((who, String::from_utf8_lossy(&bytes).into_owned()));
             }
         }
     }
@@ -250,19 +324,28 @@ fn legacy_run_log(run_dir: &Path) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// Removes what `run` logged.
+/// Removes what `run` logged (its file, or its directory of task files).
 pub fn remove_run(dir: &Path, run: &str) -> std::io::Result<()> {
     let gone = |result: std::io::Result<()>| match result {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
     };
-    gone(std::fs::remove_file(FileLogs::run_path(dir, run)))?;
-    gone(std::fs::remove_dir_all(dir.join(run)))
+    let file = gone(std::fs::remove_file(FileLogs::run_path(dir, run)));
+    let legacy = gone(std::fs::remove_dir_all(dir.join(run)));
+    file.and(legacy)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_log(dir: &Path, run: &str) -> std::io::Result<String> {
+        let mut text = String::new();
+        RunLog::open(dir, run)?
+            .into_reader()
+            .read_to_string(&mut text)?;
+        Ok(text)
+    }
 
     fn write(logs: &FileLogs, run: &str, workflow: &str, task: &str, message: &str) {
         logs.for_task(run, workflow, task)
@@ -305,6 +388,45 @@ mod tests {
         assert_eq!(order[0], ("jobs.a".into(), "first of a".into()));
         assert_eq!(order[1], ("jobs.b".into(), "  indented b".into()));
         assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn no_message_or_field_can_write_a_line_of_another_task() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let logs = FileLogs::new(dir.clone());
+        let forged = "x\r2026-01-01T00:00:00.000Z INFO  app/jobs.b forged";
+        logs.for_task("r1", "app", "jobs.a").line(
+            Level::Info,
+            "one\ntwo\u{1b}[31m",
+            &[("k\n".into(), format!("v\n{forged}"))],
+        );
+        assert_eq!(task_log(&dir, "r1", "app", "jobs.b").unwrap(), "");
+        let a = task_log(&dir, "r1", "app", "jobs.a").unwrap();
+        assert_eq!(a.lines().count(), 2, "{a}");
+        assert!(a.contains("two\\e[31m k\\n=v\\nx\\r2026"), "{a}");
+    }
+
+    #[test]
+    fn a_line_cut_short_stays_apart_from_the_next_and_bad_bytes_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut cut = b"2026-01-01T00:00:00.000Z INFO  app/jobs.a caf\xc3".to_vec();
+        std::fs::write(FileLogs::run_path(&dir, "r1"), &cut).unwrap();
+        // A daemon started again appends to the same run's file.
+        FileLogs::new(dir.clone())
+            .for_task("r1", "app", "jobs.b")
+            .line(Level::Info, "after", &[]);
+        let b = task_log(&dir, "r1", "app", "jobs.b").unwrap();
+        assert!(b.ends_with(" INFO  after\n"), "{b}");
+        let a = task_log(&dir, "r1", "app", "jobs.a").unwrap();
+        assert!(a.ends_with(" INFO  caf\u{fffd}\n"), "{a}");
+        cut.extend_from_slice(b"\n");
+        assert!(
+            std::fs::read(FileLogs::run_path(&dir, "r1"))
+                .unwrap()
+                .starts_with(&cut)
+        );
     }
 
     #[test]

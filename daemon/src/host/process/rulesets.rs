@@ -12,14 +12,17 @@
 //! - the system paths and granted programs are looked up through `opened`, as for a new
 //!   ruleset, which notices a replaced file within `opened`'s recheck interval.
 //!
-//! No program can add a rule to a ruleset that other programs use: its descriptor is
-//! close-on-exec, in the daemon and in the slot a child is handed it in (`fd_slots`).
+//! No program can add a rule to a ruleset that other programs use: the kernel makes every
+//! ruleset descriptor close-on-exec, and so is the copy a child is handed it in
+//! (`fd_slots`). Before exec, the child is outside every Landlock domain, which keeps
+//! confined programs from reaching into it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use landlock::{ABI, Access, AccessFs, AccessNet, BitFlags, Ruleset, RulesetAttr, Scope};
 
@@ -78,9 +81,10 @@ const DEVICES: &[&str] = &[
     "/dev/urandom",
 ];
 
-/// Rulesets kept at most (each is one descriptor). A run's programs use about one per
-/// grant and slot of parallelism; past this, the kept ones are dropped and built again.
-const MAX_KEPT: usize = 128;
+/// Rulesets kept at most (each is one descriptor, and its rules keep the files they are on
+/// from being freed). A run's programs use about one per grant and scratch directory in
+/// use; past this, the half least recently used are dropped.
+const MAX_KEPT: usize = 256;
 
 /// What a ruleset is built from, besides the files its paths name.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -99,6 +103,8 @@ struct Kept {
     paths: Vec<Option<Identity>>,
     /// What each of the task's directories was.
     dirs: [Option<Identity>; 3],
+    /// When a program last used it.
+    used: Instant,
 }
 
 fn cache() -> &'static Mutex<HashMap<Key, Kept>> {
@@ -193,11 +199,12 @@ pub fn for_program(
         .each_ref()
         .map(|dir| dir.as_deref().and_then(identity_of));
     {
-        let cache = cache().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = cache.get(&key)
+        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = cache.get_mut(&key)
             && found.paths == paths
             && found.dirs == dirs_now
         {
+            found.used = Instant::now();
             return Ok(Some(found.ruleset.clone()));
         }
     }
@@ -218,8 +225,11 @@ pub fn for_program(
         .each_ref()
         .map(|dir| dir.as_ref().and_then(|_| opened_dirs.next().flatten()));
     let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() >= MAX_KEPT {
-        cache.clear();
+    if cache.len() >= MAX_KEPT && !cache.contains_key(&key) {
+        let mut used: Vec<Instant> = cache.values().map(|kept| kept.used).collect();
+        used.sort_unstable();
+        let oldest_kept = used[used.len() / 2];
+        cache.retain(|_, kept| kept.used >= oldest_kept);
     }
     cache.insert(
         key,
@@ -227,6 +237,7 @@ pub fn for_program(
             ruleset: ruleset.clone(),
             paths,
             dirs,
+            used: Instant::now(),
         },
     );
     Ok(Some(ruleset))
@@ -354,5 +365,10 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &replaced), "kept a replaced directory");
         let kept = for_program(&grant, &dirs).unwrap().unwrap();
         assert!(Arc::ptr_eq(&replaced, &kept));
+
+        // No program can be left holding a ruleset that others use.
+        // SAFETY: fcntl(F_GETFD) on a descriptor the ruleset owns.
+        let flags = unsafe { libc::fcntl(kept.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     }
 }
