@@ -13,6 +13,8 @@ mod opened;
 mod rulesets;
 mod spawn;
 mod startup;
+#[cfg(test)]
+mod test_task;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -321,13 +321,7 @@ fn add_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn grant() -> ProgramGrant {
-        ProgramGrant {
-            runnable: vec![PathBuf::from("/bin"), PathBuf::from("/usr")],
-            ..ProgramGrant::default()
-        }
-    }
+    use crate::host::process::test_task::task;
 
     #[test]
     fn a_ruleset_is_kept_while_its_directories_are_the_same_ones() {
@@ -338,32 +332,26 @@ mod tests {
             );
             return;
         }
-        let tmp = tempfile::tempdir().unwrap();
-        let dirs = TaskDirs {
-            source: tmp.path().join("src"),
-            scratch: Some(tmp.path().join("scratch")),
-            workspace: None,
-        };
-        std::fs::create_dir_all(&dirs.source).unwrap();
-        std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
-        let grant = grant();
-        let first = for_program(&grant, &dirs).unwrap().unwrap();
-        let again = for_program(&grant, &dirs).unwrap().unwrap();
+        let task = task();
+        let (dirs, grant) = (&task.dirs, &task.grant);
+        let scratch = dirs.scratch.clone().unwrap();
+        let first = for_program(grant, dirs).unwrap().unwrap();
+        let again = for_program(grant, dirs).unwrap().unwrap();
         assert!(Arc::ptr_eq(&first, &again), "built again for the same task");
 
         let other = ProgramGrant {
             network: true,
             ..grant.clone()
         };
-        let for_other = for_program(&other, &dirs).unwrap().unwrap();
+        let for_other = for_program(&other, dirs).unwrap().unwrap();
         assert!(!Arc::ptr_eq(&first, &for_other), "shared across grants");
 
         // The scratch directory replaced: the kept rule is on the old one.
-        std::fs::remove_dir(tmp.path().join("scratch")).unwrap();
-        std::fs::create_dir(tmp.path().join("scratch")).unwrap();
-        let replaced = for_program(&grant, &dirs).unwrap().unwrap();
+        std::fs::remove_dir(&scratch).unwrap();
+        std::fs::create_dir(&scratch).unwrap();
+        let replaced = for_program(grant, dirs).unwrap().unwrap();
         assert!(!Arc::ptr_eq(&first, &replaced), "kept a replaced directory");
-        let kept = for_program(&grant, &dirs).unwrap().unwrap();
+        let kept = for_program(grant, dirs).unwrap().unwrap();
         assert!(Arc::ptr_eq(&replaced, &kept));
 
         // No program can be left holding a ruleset that others use.

@@ -741,13 +741,10 @@ mod fast {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::host::TaskDirs;
-    use crate::host::process::grant::ProgramGrant;
+    use crate::host::process::test_task::{Task, task};
 
     type Starter = fn(&Program, Confinement) -> Result<(Running, Option<ProgramGroup>), SpawnError>;
 
@@ -757,35 +754,6 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         ways.push(("clone3", fast::start));
         ways
-    }
-
-    struct Task {
-        _tmp: tempfile::TempDir,
-        dirs: TaskDirs,
-        grant: ProgramGrant,
-    }
-
-    fn task() -> Task {
-        let tmp = tempfile::tempdir().unwrap();
-        let dirs = TaskDirs {
-            source: tmp.path().join("src"),
-            scratch: Some(tmp.path().join("scratch")),
-            workspace: None,
-        };
-        std::fs::create_dir_all(&dirs.source).unwrap();
-        std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
-        let grant = ProgramGrant {
-            runnable: ["/usr", "/bin", "/lib", "/lib64"]
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
-            ..ProgramGrant::default()
-        };
-        Task {
-            _tmp: tmp,
-            dirs,
-            grant,
-        }
     }
 
     impl Task {
