@@ -116,3 +116,40 @@ fn no_task_source_may_hold_the_secrets_directory() {
     assert_ne!(code, 0, "{printed}");
     assert!(printed.contains("which no plugin may read"), "{printed}");
 }
+
+/// A key of several lines, printed as it is and on one line with tabs: its key lines are
+/// masked wherever they appear, and its armour stays readable.
+#[test]
+fn a_secret_of_several_lines_is_masked_however_a_program_prints_it() {
+    let site = Site::new(0o700);
+    let body = [
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+        "Vh2uDkqU8sPq3WcTq0Xo4Hc3yJ1nQm0rFv9sLz8pWbQeRtYu",
+    ];
+    std::fs::write(
+        site.config().join("secrets/tls-key"),
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n{}\n-----END PRIVATE KEY-----\n",
+            body[0], body[1]
+        ),
+    )
+    .expect("secret");
+    std::fs::write(
+        site.config().join("workflows/app.toml"),
+        r#"[jobs.key]
+kind = "exec"
+command = ["sh", "-c", "echo \"$KEY\"; printf '%s\\t' $KEY; echo"]
+env = { KEY = "${secrets.tls-key}" }
+"#,
+    )
+    .expect("workflow");
+    let (code, printed) = common::gantry(&site.config(), &site.state(), &["run", "app"]);
+    assert_eq!(code, 0, "{printed}");
+    let logs = common::read_logs(&site.state());
+    assert!(logs.contains("-----BEGIN PRIVATE KEY-----"), "{logs}");
+    assert!(logs.contains("\\t***\\t***\\t"), "{logs}");
+    let kept = format!("{printed}\n{}", common::text_under(&site.state()));
+    for line in body {
+        assert!(!kept.contains(line), "a key line was kept or shown:\n{kept}");
+    }
+}

@@ -307,7 +307,9 @@ async fn run_log(
         match read_logs(move || crate::store::logs::RunLog::open(&dir, &id)).await? {
             crate::store::logs::RunLog::File { file, len } => {
                 let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-                plain_text(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
+                plain_text(Body::from_stream(
+                    tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
+                ))
             }
             crate::store::logs::RunLog::Legacy(text) => plain_text(text),
         },

@@ -11,31 +11,48 @@ use super::runner::MASK;
 /// apart from ordinary text, and masking every "1" would make logs unreadable.
 pub const MIN_SECRET_LEN: usize = 3;
 
+/// A line of a secret of several lines is masked on its own from this length: key material
+/// (a PEM body's 64 characters, a token), not the short lines any text has (`true`,
+/// `apiVersion: v1`), which masked everywhere would garble logs and diffs.
+pub const MIN_SECRET_LINE_LEN: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct Redactor {
     secrets: RwLock<Vec<String>>,
 }
 
 impl Redactor {
-    /// From now on, `value` is shown as `***`. A value of several lines is also masked as
-    /// logs carry it: escaped on one line (`\n`), and line by line, as a program prints it.
+    /// From now on, `value` is shown as `***`, as it is and as logs carry it: escaped on one
+    /// line (`\n`, `\t`). A value of several lines is also masked line by line, as a program
+    /// prints it: each line long enough to be key material (not PEM armour such as
+    /// `-----END PRIVATE KEY-----`).
     pub fn add(&self, value: &str) {
-        let escaped = crate::logging::escape_control(value);
-        let forms = std::iter::once(value)
-            .chain((escaped != value).then_some(escaped.as_ref()))
-            .chain(
+        if value.len() < MIN_SECRET_LEN {
+            return;
+        }
+        let mut forms = vec![value.to_string()];
+        if value.contains('\n') {
+            forms.extend(
                 value
                     .lines()
-                    .filter(|_| value.contains('\n'))
-                    .map(str::trim),
-            )
-            .filter(|form| form.len() >= MIN_SECRET_LEN);
+                    .map(str::trim)
+                    .filter(|line| line.len() >= MIN_SECRET_LINE_LEN && !line.starts_with("-----"))
+                    .map(str::to_string),
+            );
+        }
+        let escaped: Vec<String> = forms
+            .iter()
+            .map(|form| crate::logging::escape_control(form))
+            .filter(|escaped| matches!(escaped, Cow::Owned(_)))
+            .map(Cow::into_owned)
+            .collect();
+        forms.extend(escaped);
         let Ok(mut secrets) = self.secrets.write() else {
             return;
         };
         for form in forms {
-            if !secrets.iter().any(|s| s == form) {
-                secrets.push(form.to_string());
+            if !secrets.contains(&form) {
+                secrets.push(form);
             }
         }
         // Longest first, so a secret that contains another is masked whole.
@@ -75,14 +92,19 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_of_several_lines_is_masked_escaped_and_line_by_line() {
+    fn a_secret_of_several_lines_is_masked_escaped_and_by_its_key_lines() {
         let r = Redactor::default();
-        r.add("-----BEGIN KEY-----\r\nMIIEvQIBADANBg\n-----END KEY-----\n");
+        r.add("-----BEGIN KEY-----\r\nMIIEvQIBADANBgkqhkiG\n\tab\tcdefghijklmnopq\nkind: Config\ntrue\n-----END KEY-----\n");
         assert_eq!(
-            r.apply("key=-----BEGIN KEY-----\\r\\nMIIEvQIBADANBg\\n-----END KEY-----\\n."),
+            r.apply("key=-----BEGIN KEY-----\\r\\nMIIEvQIBADANBgkqhkiG\\n\\tab\\tcdefghijklmnopq\\nkind: Config\\ntrue\\n-----END KEY-----\\n."),
             "key=***."
         );
-        assert_eq!(r.apply("MIIEvQIBADANBg"), "***");
-        assert_eq!(r.apply("  -----END KEY-----"), "  ***");
+        assert_eq!(r.apply("MIIEvQIBADANBgkqhkiG"), "***");
+        // As a program's line reaches the log: escaped.
+        assert_eq!(r.apply("ab\\tcdefghijklmnopq"), "***");
+        assert_eq!(
+            r.apply("  -----END KEY----- kind: Config untrue"),
+            "  -----END KEY----- kind: Config untrue"
+        );
     }
 }

@@ -68,7 +68,9 @@ enum Handle {
 
 impl RunFile {
     /// Appends `text` (whole lines) in one write, so lines of tasks logging at the same time
-    /// never interleave; whether it was written.
+    /// never interleave; whether it was written. It runs on the async threads: it is one
+    /// write of a few lines to the page cache (events, each a transaction, have a thread of
+    /// their own).
     fn append(&self, text: &str) -> bool {
         let mut handle = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(*handle, Handle::Unopened) {
@@ -146,7 +148,12 @@ impl LogSink for FileSink {
             .collect();
         let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let mut text = String::new();
-        for line in message.lines() {
+        // An empty message is one empty line, as a program's blank line is.
+        let lines = match message.is_empty() {
+            true => vec![""],
+            false => message.lines().collect(),
+        };
+        for line in lines {
             text.push_str(&format!(
                 "{stamp} {level:<5} {task} {line}{fields}\n",
                 task = self.task,

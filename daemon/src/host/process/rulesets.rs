@@ -225,11 +225,15 @@ pub fn for_program(
         .each_ref()
         .map(|dir| dir.as_ref().and_then(|_| opened_dirs.next().flatten()));
     let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+    // Closed once the lock is let go: closing a ruleset can free what its rules held.
+    let mut dropped = Vec::new();
     if cache.len() >= MAX_KEPT && !cache.contains_key(&key) {
         let mut used: Vec<Instant> = cache.values().map(|kept| kept.used).collect();
         used.sort_unstable();
         let oldest_kept = used[used.len() / 2];
-        cache.retain(|_, kept| kept.used >= oldest_kept);
+        dropped = cache
+            .extract_if(|_, kept| kept.used < oldest_kept)
+            .collect();
     }
     cache.insert(
         key,
@@ -240,6 +244,8 @@ pub fn for_program(
             used: Instant::now(),
         },
     );
+    drop(cache);
+    drop(dropped);
     Ok(Some(ruleset))
 }
 
