@@ -150,6 +150,9 @@ env = { KEY = "${secrets.tls-key}" }
     assert!(logs.contains("\\t***\\t***\\t"), "{logs}");
     let kept = format!("{printed}\n{}", common::text_under(&site.state()));
     for line in body {
-        assert!(!kept.contains(line), "a key line was kept or shown:\n{kept}");
+        assert!(
+            !kept.contains(line),
+            "a key line was kept or shown:\n{kept}"
+        );
     }
 }
