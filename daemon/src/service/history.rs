@@ -23,8 +23,8 @@ pub fn prune(store: &Store, state_dir: &Path, settings: &HistorySettings) -> usi
                 return pruned;
             }
         };
+        let logs = state_dir.join("logs");
         for id in &ids {
-            let logs = state_dir.join("logs");
             if let Err(e) = crate::store::logs::remove_run(&logs, id) {
                 tracing::warn!(run = %id, path = %logs.display(), error = %e, "could not remove a pruned run's log");
             }

@@ -7,6 +7,7 @@
 //! read (and pruned).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -149,16 +150,13 @@ impl LogSink for FileSink {
         let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let mut text = String::new();
         // An empty message is one empty line, as a program's blank line is.
-        let lines = match message.is_empty() {
-            true => vec![""],
-            false => message.lines().collect(),
-        };
-        for line in lines {
-            text.push_str(&format!(
-                "{stamp} {level:<5} {task} {line}{fields}\n",
+        for line in message.lines().chain(message.is_empty().then_some("")) {
+            let _ = writeln!(
+                text,
+                "{stamp} {level:<5} {task} {line}{fields}",
                 task = self.task,
                 line = escape(line),
-            ));
+            );
         }
         if self.file.append(&text) {
             tracing::debug!(task = %self.task, "{message}");
@@ -230,23 +228,22 @@ pub enum RunLog {
 impl RunLog {
     /// The log of `run` under the logs directory `dir`; empty for a run that logged nothing.
     pub fn open(dir: &Path, run: &str) -> std::io::Result<RunLog> {
-        match File::open(FileLogs::run_path(dir, run)) {
-            Ok(file) => {
-                let len = complete_len(&file)?;
-                Ok(RunLog::File { file, len })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(RunLog::Legacy(legacy_run_log(&dir.join(run))?.into_bytes()))
-            }
-            Err(e) => Err(e),
-        }
+        Ok(match open_complete(dir, run)? {
+            Some((file, len)) => RunLog::File { file, len },
+            None => RunLog::Legacy(legacy_run_log(&dir.join(run))?.into_bytes()),
+        })
     }
+}
 
-    pub fn into_reader(self) -> Box<dyn Read + Send> {
-        match self {
-            RunLog::File { file, len } => Box::new(file.take(len)),
-            RunLog::Legacy(text) => Box::new(std::io::Cursor::new(text)),
+/// The run's file and how much of it its complete lines take; `None` when it has none.
+fn open_complete(dir: &Path, run: &str) -> std::io::Result<Option<(File, u64)>> {
+    match File::open(FileLogs::run_path(dir, run)) {
+        Ok(file) => {
+            let len = complete_len(&file)?;
+            Ok(Some((file, len)))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -269,11 +266,16 @@ fn complete_len(file: &File) -> std::io::Result<u64> {
 /// The lines `workflow`/`task` logged in `run`, as `TIME LEVEL message`. It reads the run's
 /// whole log: to show every task of a run, read its `RunLog` once instead.
 pub fn task_log(dir: &Path, run: &str, workflow: &str, task: &str) -> std::io::Result<String> {
-    let legacy = dir.join(run).join(workflow).join(format!("{task}.log"));
-    if !FileLogs::run_path(dir, run).exists() && legacy.is_file() {
-        return Ok(String::from_utf8_lossy(&std::fs::read(legacy)?).into_owned());
-    }
-    let mut lines = std::io::BufReader::new(RunLog::open(dir, run)?.into_reader());
+    let Some((file, len)) = open_complete(dir, run)? else {
+        // A run logged with a file per task, or nothing.
+        let legacy = dir.join(run).join(workflow).join(format!("{task}.log"));
+        return match std::fs::read(legacy) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e),
+        };
+    };
+    let mut lines = std::io::BufReader::new(file.take(len));
     let mut out = String::new();
     let mut line = Vec::new();
     loop {
@@ -347,11 +349,14 @@ mod tests {
     use super::*;
 
     fn run_log(dir: &Path, run: &str) -> std::io::Result<String> {
-        let mut text = String::new();
-        RunLog::open(dir, run)?
-            .into_reader()
-            .read_to_string(&mut text)?;
-        Ok(text)
+        Ok(match RunLog::open(dir, run)? {
+            RunLog::File { file, len } => {
+                let mut text = String::new();
+                file.take(len).read_to_string(&mut text)?;
+                text
+            }
+            RunLog::Legacy(text) => String::from_utf8(text).unwrap(),
+        })
     }
 
     fn write(logs: &FileLogs, run: &str, workflow: &str, task: &str, message: &str) {

@@ -57,9 +57,7 @@ pub fn open_kept(path: &Path) -> Option<Opened> {
     {
         return kept.opened.clone();
     }
-    let identity = std::fs::metadata(path)
-        .ok()
-        .map(|meta| (meta.dev(), meta.ino()));
+    let identity = identity(path);
     if let Some(kept) = kept
         && kept.opened.as_ref().map(|o| o.identity) == identity
     {
@@ -79,6 +77,13 @@ pub fn open_kept(path: &Path) -> Option<Opened> {
         },
     );
     opened
+}
+
+/// What is at `path` now; `None` when nothing is.
+pub fn identity(path: &Path) -> Option<Identity> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// `path`, opened now and not kept.

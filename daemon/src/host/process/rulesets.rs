@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -163,15 +162,11 @@ impl Key {
         system.chain(devices).chain(programs)
     }
 
-    /// The task's directories with their rights: its source to read, its scratch and
+    /// The rights on the task's directories (`dirs`): its source to read, its scratch and
     /// workspace to write.
-    fn task_dirs(&self) -> impl Iterator<Item = (&Path, BitFlags<AccessFs>)> {
+    fn task_access(&self) -> [BitFlags<AccessFs>; 3] {
         let rights = self.rights();
-        let access = [rights.read, rights.task_write, rights.task_write];
-        self.dirs
-            .iter()
-            .zip(access)
-            .filter_map(|(dir, access)| dir.as_deref().map(|d| (d, access)))
+        [rights.read, rights.task_write, rights.task_write]
     }
 }
 
@@ -197,7 +192,7 @@ pub fn for_program(
     let dirs_now = key
         .dirs
         .each_ref()
-        .map(|dir| dir.as_deref().and_then(identity_of));
+        .map(|dir| dir.as_deref().and_then(opened::identity));
     {
         let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = cache.get_mut(&key)
@@ -210,20 +205,24 @@ pub fn for_program(
     }
     // The task's own directories are opened for this ruleset only: a descriptor the daemon
     // keeps is one more that a program started by fork copies and closes.
-    let task: Vec<(Option<Opened>, BitFlags<AccessFs>)> = key
-        .task_dirs()
-        .map(|(dir, access)| (opened::open(dir), access))
-        .collect();
-    let Some(ruleset) = build(&key, kept.iter().chain(&task))? else {
+    let task = key
+        .dirs
+        .each_ref()
+        .map(|dir| dir.as_deref().and_then(opened::open));
+    let rules = kept
+        .iter()
+        .filter_map(|(opened, access)| opened.as_ref().map(|o| (o, *access)))
+        .chain(
+            task.iter()
+                .zip(key.task_access())
+                .filter_map(|(opened, access)| opened.as_ref().map(|o| (o, access))),
+        );
+    let Some(ruleset) = build(&key, rules)? else {
         return Ok(None);
     };
     let ruleset = Arc::new(ruleset);
     // The directories as the rules have them (opened after `dirs_now` was looked at).
-    let mut opened_dirs = task.iter().map(|(o, _)| o.as_ref().map(|o| o.identity));
-    let dirs = key
-        .dirs
-        .each_ref()
-        .map(|dir| dir.as_ref().and_then(|_| opened_dirs.next().flatten()));
+    let dirs = task.each_ref().map(|o| o.as_ref().map(|o| o.identity));
     let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
     // Closed once the lock is let go: closing a ruleset can free what its rules held.
     let mut dropped = Vec::new();
@@ -249,15 +248,10 @@ pub fn for_program(
     Ok(Some(ruleset))
 }
 
-/// What is at `path` now; `None` when nothing is.
-fn identity_of(path: &Path) -> Option<Identity> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
 /// A new ruleset with a rule for each opened path; `None` when the kernel has no Landlock.
 fn build<'a>(
     key: &Key,
-    rules: impl Iterator<Item = &'a (Option<Opened>, BitFlags<AccessFs>)>,
+    rules: impl Iterator<Item = (&'a Opened, BitFlags<AccessFs>)>,
 ) -> Result<Option<OwnedFd>, ConfineError> {
     let abi = LANDLOCK_ABI;
     let all = key.rights().all;
@@ -272,11 +266,10 @@ fn build<'a>(
     // What this kernel handles of what was asked for: a rule may allow no more.
     let handled = all & AccessFs::from_all(ABI::from(probe().landlock_abi));
     for (opened, access) in rules {
-        let Some(opened) = opened else { continue };
         let access = if opened.is_dir {
-            *access & handled
+            access & handled
         } else {
-            *access & handled & AccessFs::from_file(abi)
+            access & handled & AccessFs::from_file(abi)
         };
         // Nothing to allow (the kernel refuses an empty rule).
         if access.is_empty() {
