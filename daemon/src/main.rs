@@ -21,7 +21,16 @@ fn main() {
     unsafe {
         libc::umask(0o077);
     }
+    // Before the runtime's threads exist, so the descriptor table grows without waiting.
+    let descriptors = gantry::host::process::descriptors::prepare();
     gantry::logging::init(cli.log_format, default_level);
+    if matches!(
+        cli.command,
+        gantry::cli::Command::Daemon { .. } | gantry::cli::Command::Run { .. }
+    ) && let Some(warning) = descriptors.warning()
+    {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

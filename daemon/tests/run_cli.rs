@@ -342,3 +342,54 @@ fn a_first_diff_counts_tasks_awaiting_inputs_as_changes() {
     assert!(out.contains("has not been deployed yet"), "{out}");
     assert_eq!(code, 1, "{out}");
 }
+
+/// Under the soft open-files limit most shells and units start with (1,024), a workflow of
+/// 200 programs at once runs them all, and each program gets that limit back.
+#[test]
+fn two_hundred_programs_run_at_once_under_the_common_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes the struct passed by reference.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    assert!(
+        limit.rlim_max >= 4096,
+        "this test needs a hard open-files limit of at least 4096, not {}",
+        limit.rlim_max
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sh\", \"sleep\"]\n",
+    )
+    .unwrap();
+    let mut workflow = String::from("parallelism = 200\n");
+    for i in 0..199 {
+        workflow.push_str(&format!(
+            "[jobs.t{i}]\nkind = \"exec\"\ncommand = [\"sleep\", \"1\"]\n"
+        ));
+    }
+    workflow.push_str(
+        "[jobs.limit]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo soft $(ulimit -Sn)\"]\n",
+    );
+    std::fs::write(cfg.join("workflows/wide.toml"), workflow).unwrap();
+    let state = tmp.path().join("state");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 1024 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_gantry"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap(), "run", "wide"])
+        .output()
+        .expect("run gantry");
+    let (code, out) = common::daemon::code_and_text(&out);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("Too many open files"), "{out}");
+    let logged = common::task_log(&state, common::run_id(&out), "wide", "jobs.limit");
+    assert!(logged.contains("soft 1024"), "{logged}");
+}

@@ -2,7 +2,8 @@
 //! reporting is prepared here, in the daemon; the child (see `spawn`), between its start and
 //! exec, only makes system calls on what was prepared:
 //!
-//! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps),
+//! 1. resource limits (`RLIMIT_FSIZE`: no file bigger than the scratch quota; no core dumps;
+//!    the open-files limit the daemon was started with, see `descriptors`),
 //!    and no descriptor of the daemon's survives exec, close-on-exec or not;
 //! 2. it runs in its own cgroup (see `cgroup`), so nothing it starts survives it: born in
 //!    it, or, when forked, moving itself into it;
@@ -270,6 +271,8 @@ pub struct Confinement {
     /// A forked child moves itself into the cgroup through this (`cgroup.procs`).
     procs: Option<OwnedFd>,
     max_file_bytes: u64,
+    /// The open-files limit the daemon was started with, when it raised its own.
+    open_files: Option<libc::rlimit>,
 }
 
 /// Why a program could not be confined; the program is not started.
@@ -396,6 +399,7 @@ impl Confinement {
             },
             procs: None,
             max_file_bytes,
+            open_files: super::descriptors::for_programs(),
         })
     }
 
@@ -443,6 +447,12 @@ impl Confinement {
     pub fn enter(&self, ruleset: Option<RawFd>) -> Result<(), Failed> {
         set_limit(libc::RLIMIT_FSIZE, self.max_file_bytes)?;
         set_limit(libc::RLIMIT_CORE, 0)?;
+        if let Some(open_files) = &self.open_files {
+            // SAFETY: setrlimit(2) reads the struct passed by reference.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, open_files) } != 0 {
+                return Err(Failed::last(Step::Limits));
+            }
+        }
         // Whatever the daemon was given without close-on-exec (by whoever started it) is
         // not passed on: the program gets its standard input and outputs only. Before
         // Linux 5.11 this cannot be asked for, and such descriptors stay open.

@@ -6,6 +6,7 @@
 
 mod cgroup;
 pub mod confine;
+pub mod descriptors;
 #[cfg(target_arch = "x86_64")]
 mod fd_slots;
 pub mod grant;
