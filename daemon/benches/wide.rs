@@ -15,13 +15,13 @@ fn main() {
     let site = site(&["sleep"], "wide", &dag.workflow(256, &["sleep", "1"]));
     gantry_run(&site, "wide");
     let d = site.start();
-    // The same processes started by xargs, as a reference for what starting 256 processes
-    // at once costs on this machine.
+    // The same processes started by xargs, with no shell between, as a reference for what
+    // starting 256 processes at once costs on this machine: a launcher doing nothing else.
     let xargs = || {
         let input: String = (0..dag.len()).map(|i| format!("{i}\n")).collect();
         let t0 = std::time::Instant::now();
         let mut child = program_env(&mut std::process::Command::new("xargs"))
-            .args(["-P256", "-n1", "sh", "-c", "exec sleep 1", "x"])
+            .args(["-P256", "-I{}", "sleep", "1"])
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("xargs");

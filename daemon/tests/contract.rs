@@ -246,9 +246,12 @@ async fn a_1_0_plugin_sees_readiness_in_1_0_terms() {
 }
 
 fn runner(root: &std::path::Path, registry: Registry, logs: Arc<Captured>) -> PluginRunner {
+    let roots = TaskRoots::in_state_dir(root);
+    let scratch = roots.scratch_pool().expect("scratch pool");
     PluginRunner::new(
         Arc::new(registry),
-        TaskRoots::in_state_dir(root),
+        roots,
+        scratch,
         Arc::new(Logs(logs)),
         Arc::new(Clusters::none()),
     )

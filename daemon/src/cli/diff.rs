@@ -73,17 +73,14 @@ pub async fn diff(
             .collect(),
         None => BTreeMap::new(),
     };
-    let runner = PluginRunner::new(
-        registry,
-        // Plans read the tasks' workspaces (Terraform's state lives there); scratch space is
-        // temporary.
-        crate::wasm::task_runner::TaskRoots {
-            scratch: work.path().join("scratch"),
-            workspaces: crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir).workspaces,
-        },
-        Arc::new(TracingLogs),
-        clusters,
-    );
+    // Plans read the tasks' workspaces (Terraform's state lives there); scratch space is
+    // temporary.
+    let roots = crate::wasm::task_runner::TaskRoots {
+        scratch: work.path().join("scratch"),
+        workspaces: crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir).workspaces,
+    };
+    let scratch = roots.scratch_pool()?;
+    let runner = PluginRunner::new(registry, roots, scratch, Arc::new(TracingLogs), clusters);
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let secrets =
         crate::secrets::SecretStore::new(config_dir, valid.daemon.daemon.secrets_dir.as_deref());

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
@@ -144,9 +145,17 @@ pub async fn run(
     let store = Arc::new(Store::open(state_dir)?);
     let run_id = crate::store::new_run_id();
     store.create_run(&run_id, names, "cli")?;
+    let roots = crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir);
+    let scratch = roots.scratch_pool().with_context(|| {
+        format!(
+            "opening the scratch directories under {}",
+            roots.scratch.display()
+        )
+    })?;
     let runner = Arc::new(PluginRunner::new(
         registry,
-        crate::wasm::task_runner::TaskRoots::in_state_dir(state_dir),
+        roots,
+        scratch,
         Arc::new(FileLogs::new(state_dir.join("logs"))),
         clusters,
     ));

@@ -1,5 +1,6 @@
 //! `[history]` retention: finished runs past their age or count leave the store, and their
-//! task logs and scratch directories leave the state directory with them.
+//! task logs leave the state directory with them, and so do the scratch directories earlier
+//! versions made per run (scratch directories are now a pool shared by runs).
 
 use std::path::Path;
 

@@ -17,7 +17,8 @@ use crate::store::Store;
 use crate::store::logs::FileLogs;
 use crate::store::writer::EventWriter;
 use crate::wasm::bindings::log::Level;
-use crate::wasm::task_runner::{LogFactory, PluginRunner};
+use crate::wasm::scratch::ScratchPool;
+use crate::wasm::task_runner::{LogFactory, PluginRunner, TaskRoots};
 
 /// The trigger of runs started by a configuration change.
 pub const AUTO_DEPLOY: &str = "auto_deploy";
@@ -84,6 +85,8 @@ pub struct RunManager {
     /// number (never before it is committed, so a stream resumed from the store agrees).
     events: Arc<EventWriter>,
     pub metrics: Arc<Metrics>,
+    /// Scratch directories, shared by every run (see `wasm::scratch`).
+    scratch: Arc<ScratchPool>,
 }
 
 /// Task logs to their files and, line by line, to live event streams.
@@ -158,7 +161,9 @@ impl RunManager {
                 });
             }),
         )?;
+        let scratch = TaskRoots::in_state_dir(state_dir).scratch_pool()?;
         Ok(RunManager {
+            scratch,
             store,
             state_dir: state_dir.to_path_buf(),
             running: Mutex::new(HashMap::new()),
@@ -250,7 +255,8 @@ impl RunManager {
         let runner = Arc::new(Timed {
             inner: PluginRunner::new(
                 registry,
-                crate::wasm::task_runner::TaskRoots::in_state_dir(&self.state_dir),
+                TaskRoots::in_state_dir(&self.state_dir),
+                self.scratch.clone(),
                 Arc::new(LiveLogs {
                     files: FileLogs::new(self.state_dir.join("logs")),
                     feed: self.feed.clone(),

@@ -1,8 +1,13 @@
 //! Scratch directories for task calls. Each call gets an empty private directory; once the
-//! call is over, the directory is emptied and kept for the next call instead of removed and
-//! made again. Making one per call put a new inode through the filesystem's allocator for
-//! every task, and after thousands of short tasks ext4 scans past every recently deleted
-//! inode to find a free one: starting a task got slower the more tasks had just run.
+//! call is over, the directory is emptied and kept for the next call, of this run or a later
+//! one, instead of removed and made again. Making one per call put a new inode through the
+//! filesystem's allocator for every task, and after thousands of short tasks ext4 scans past
+//! every recently deleted inode to find a free one: starting a task got slower the more tasks
+//! had just run.
+//!
+//! The directories live in `<scratch>/pool/<n>`, one pool per state directory (whose lock
+//! keeps other processes out), and stay there when the process exits: the next one takes
+//! over those still as they were made and removes the rest.
 //!
 //! A directory is reused only where nothing a call's programs started can outlive them (their
 //! cgroup is killed whole), so nothing can write into it once the next call has it; and only
@@ -11,16 +16,20 @@
 //! to expose the next task's files). Else it is removed, and a new one made when needed.
 
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// At most this many empty directories are kept.
 const MAX_IDLE: usize = 1024;
+/// The pool's directory under the scratch root; never a run id (`r...`), whose scratch
+/// directories earlier versions made there and history still prunes.
+const POOL: &str = "pool";
 
-/// The scratch directories of one runner, under `<root>/<run>/`.
+/// The scratch directories of one state directory.
 pub struct ScratchPool {
-    root: PathBuf,
+    dir: PathBuf,
     /// Directories may be reused (see the module's documentation).
     reuse: bool,
     idle: Mutex<Vec<PathBuf>>,
@@ -28,26 +37,49 @@ pub struct ScratchPool {
 }
 
 impl ScratchPool {
-    /// `reuse`: whether this host kills everything a program started once it has ended.
-    pub fn new(root: PathBuf, reuse: bool) -> Self {
-        ScratchPool {
-            root,
-            reuse,
-            idle: Mutex::new(Vec::new()),
-            next: AtomicU64::new(0),
+    /// The pool under `root`, taking over the directories a previous process left there.
+    /// `reuse`: whether this host kills everything a program started once it has ended
+    /// (then those directories are idle: the previous process's programs are gone).
+    pub fn open(root: &Path, reuse: bool) -> std::io::Result<Self> {
+        let dir = root.join(POOL);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let mut idle = Vec::new();
+        let mut next = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let number = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(n) = number {
+                next = next.max(n.saturating_add(1));
+            }
+            if number.is_some() && reuse && idle.len() < MAX_IDLE && as_made(&path) {
+                idle.push(path);
+            } else {
+                remove(&path);
+            }
         }
+        Ok(ScratchPool {
+            dir,
+            reuse,
+            idle: Mutex::new(idle),
+            next: AtomicU64::new(next),
+        })
     }
 
-    /// An empty directory for a call of `run`.
-    pub fn take(&self, run: &str) -> std::io::Result<PathBuf> {
+    /// An empty private directory for a call.
+    pub fn take(&self) -> std::io::Result<PathBuf> {
         if let Some(dir) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(dir);
         }
         let dir = self
-            .root
-            .join(run)
+            .dir
             .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
-        std::fs::create_dir_all(&dir)?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(dir)
     }
 
@@ -63,18 +95,6 @@ impl ScratchPool {
             return;
         }
         remove(&dir);
-    }
-}
-
-impl Drop for ScratchPool {
-    fn drop(&mut self) {
-        let idle = match self.idle.get_mut() {
-            Ok(idle) => std::mem::take(idle),
-            Err(poisoned) => std::mem::take(poisoned.into_inner()),
-        };
-        for dir in idle {
-            remove(&dir);
-        }
     }
 }
 
@@ -127,15 +147,20 @@ fn only_labels(path: &std::ffi::CStr) -> bool {
         .all(|name| name.starts_with(b"security."))
 }
 
-fn remove(dir: &Path) {
+fn remove(path: &Path) {
     // Most are empty: one rmdir, not a walk.
-    if std::fs::remove_dir(dir).is_ok() {
+    if std::fs::remove_dir(path).is_ok() {
         return;
     }
-    if let Err(e) = std::fs::remove_dir_all(dir)
+    let removed = match path.symlink_metadata() {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a scratch directory");
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a scratch directory");
     }
 }
 
@@ -148,33 +173,23 @@ mod tests {
     #[test]
     fn a_directory_is_reused_only_as_it_was_made_and_the_rest_are_removed() {
         let tmp = tempfile::tempdir().unwrap();
-        // Directories are made private as gantry makes everything (umask 077).
-        let private = |dir: &Path| {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap()
-        };
-        let pool = ScratchPool::new(tmp.path().join("scratch"), true);
-        let first = pool.take("r1").unwrap();
-        private(&first);
-        assert!(first.starts_with(tmp.path().join("scratch").join("r1")));
+        let pool = ScratchPool::open(&tmp.path().join("scratch"), true).unwrap();
+        let first = pool.take().unwrap();
+        assert!(first.starts_with(tmp.path().join("scratch").join(POOL)));
         pool.give_back(first.clone());
-        assert_eq!(
-            pool.take("r2").unwrap(),
-            first,
-            "an empty directory is reused"
-        );
+        assert_eq!(pool.take().unwrap(), first, "an empty directory is reused");
 
         std::fs::write(first.join("left-behind"), "secret").unwrap();
         pool.give_back(first.clone());
         assert!(!first.exists(), "a directory with files in it is removed");
 
-        let opened = pool.take("r1").unwrap();
+        let opened = pool.take().unwrap();
         assert_ne!(opened, first);
         std::fs::set_permissions(&opened, std::fs::Permissions::from_mode(0o755)).unwrap();
         pool.give_back(opened.clone());
         assert!(!opened.exists(), "a directory opened to others is removed");
 
-        let nested = pool.take("r1").unwrap();
-        private(&nested);
+        let nested = pool.take().unwrap();
         std::fs::create_dir(nested.join("sub")).unwrap();
         pool.give_back(nested.clone());
         assert!(
@@ -182,8 +197,7 @@ mod tests {
             "a directory with a subdirectory is removed"
         );
 
-        let labelled = pool.take("r1").unwrap();
-        private(&labelled);
+        let labelled = pool.take().unwrap();
         let path = std::ffi::CString::new(labelled.as_os_str().as_bytes()).unwrap();
         // SAFETY: setxattr(2) with NUL-terminated strings and a live value buffer.
         let set = unsafe {
@@ -199,22 +213,56 @@ mod tests {
             pool.give_back(labelled.clone());
             assert!(!labelled.exists(), "a directory with attributes is removed");
         }
+    }
 
-        let kept = pool.take("r1").unwrap();
-        private(&kept);
-        pool.give_back(kept.clone());
-        assert!(kept.exists());
+    #[test]
+    fn the_next_process_takes_over_the_idle_directories_and_removes_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("scratch");
+        let pool = ScratchPool::open(&root, true).unwrap();
+        let (idle, busy, opened) = (
+            pool.take().unwrap(),
+            pool.take().unwrap(),
+            pool.take().unwrap(),
+        );
+        pool.give_back(idle.clone());
+        // A crash in the middle of calls: files left in one, another opened to others, and
+        // something that is no directory of the pool's.
+        std::fs::write(busy.join("left-behind"), "secret").unwrap();
+        std::fs::set_permissions(&opened, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let stray = root.join(POOL).join("notes");
+        std::fs::write(&stray, "x").unwrap();
         drop(pool);
-        assert!(!kept.exists(), "kept directories go with the pool");
+        assert!(idle.exists(), "idle directories outlive the process");
+
+        let next = ScratchPool::open(&root, true).unwrap();
+        assert!(!busy.exists() && !opened.exists() && !stray.exists());
+        assert_eq!(
+            next.take().unwrap(),
+            idle,
+            "the idle directory is taken over"
+        );
+        let fresh = next.take().unwrap();
+        assert!(
+            ![&idle, &busy, &opened].contains(&&fresh),
+            "a new directory gets a number of its own: {}",
+            fresh.display()
+        );
+        assert!(fresh.is_dir());
     }
 
     #[test]
     fn without_whole_group_kills_nothing_is_reused() {
         let tmp = tempfile::tempdir().unwrap();
-        let pool = ScratchPool::new(tmp.path().join("scratch"), false);
-        let dir = pool.take("r1").unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let root = tmp.path().join("scratch");
+        let pool = ScratchPool::open(&root, false).unwrap();
+        let dir = pool.take().unwrap();
         pool.give_back(dir.clone());
         assert!(!dir.exists());
+        let left = pool.take().unwrap();
+        drop(pool);
+        let next = ScratchPool::open(&root, false).unwrap();
+        assert!(!left.exists(), "a process's directories are not taken over");
+        drop(next);
     }
 }

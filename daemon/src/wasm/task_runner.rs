@@ -44,13 +44,23 @@ impl LogFactory for TracingLogs {
 /// Where a runner keeps the directories it gives tasks.
 #[derive(Debug, Clone)]
 pub struct TaskRoots {
-    /// Scratch directories: `<scratch>/<run>/<n>`, emptied after each call (see `scratch`).
+    /// Scratch directories: `<scratch>/pool/<n>`, emptied after each call (see `scratch`).
     pub scratch: PathBuf,
     /// Workspaces: `<workspaces>/<workflow>/<task>`, kept until the task is destroyed.
     pub workspaces: PathBuf,
 }
 
 impl TaskRoots {
+    /// The pool of scratch directories under `scratch`, one per state directory, to be
+    /// opened while holding its lock (it takes over what a previous process left).
+    pub fn scratch_pool(&self) -> std::io::Result<Arc<ScratchPool>> {
+        ScratchPool::open(
+            &self.scratch,
+            crate::host::process::confine::probe().cgroups_killed_whole,
+        )
+        .map(Arc::new)
+    }
+
     /// The usual layout under a state directory.
     pub fn in_state_dir(state_dir: &std::path::Path) -> Self {
         TaskRoots {
@@ -87,17 +97,16 @@ impl Drop for Prepared {
 }
 
 impl PluginRunner {
+    /// `scratch`: the state directory's pool (`TaskRoots::scratch_pool`), shared by runs.
     pub fn new(
         registry: Arc<Registry>,
         roots: TaskRoots,
+        scratch: Arc<ScratchPool>,
         logs: Arc<dyn LogFactory>,
         clusters: Arc<Clusters>,
     ) -> Self {
         PluginRunner {
-            scratch: Arc::new(ScratchPool::new(
-                roots.scratch.clone(),
-                crate::host::process::confine::probe().cgroups_killed_whole,
-            )),
+            scratch,
             registry,
             roots,
             logs,
@@ -125,7 +134,7 @@ impl PluginRunner {
                 source.display()
             )));
         }
-        let scratch = self.scratch.take(&call.run).map_err(|e| {
+        let scratch = self.scratch.take().map_err(|e| {
             TaskFailure::permanent(format!(
                 "creating a scratch directory under {}: {e}",
                 self.roots.scratch.display()
