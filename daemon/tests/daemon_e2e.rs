@@ -344,8 +344,12 @@ fn sigterm_lets_a_running_deployment_finish_and_refuses_new_runs() {
     };
     assert_eq!(status, 503);
     assert_eq!(daemon.wait_exit(Duration::from_secs(60)), Some(0));
+    // With every call over, the scratch pool is left for the next start to take over.
+    let closed = site.state.join("scratch/pool/.closed");
+    assert!(closed.exists());
     let daemon = site.start();
     assert_eq!(daemon.run_state(&id), "succeeded");
+    assert!(!closed.exists());
 }
 
 #[test]

@@ -393,3 +393,67 @@ fn two_hundred_programs_run_at_once_under_the_common_open_files_limit() {
     let logged = common::task_log(&state, common::run_id(&out), "wide", "jobs.limit");
     assert!(logged.contains("soft 1024"), "{logged}");
 }
+
+/// SIGTERM and SIGHUP (the terminal closed) cancel a local run as Ctrl-C does: its programs
+/// are stopped with it instead of left running on their own.
+#[test]
+fn a_local_run_stopped_by_sigterm_or_sighup_stops_its_programs() {
+    use std::io::BufRead;
+    for (signal, unique) in [(libc::SIGTERM, "61.25"), (libc::SIGHUP, "61.75")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("config");
+        std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+        std::fs::write(
+            cfg.join("gantry.toml"),
+            "[plugins.exec]\nexec = [\"sleep\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            cfg.join("workflows/app.toml"),
+            format!("[jobs.long]\nkind = \"exec\"\ncommand = [\"sleep\", \"{unique}\"]\n"),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["--config", cfg.to_str().unwrap()])
+            .args(["--state", tmp.path().join("state").to_str().unwrap()])
+            .args(["run", "app"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run gantry");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let started = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("jobs.long") && l.contains("started"));
+        assert!(started, "the task never started");
+        let running = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+                .any(|cmdline| {
+                    cmdline
+                        .windows(unique.len())
+                        .any(|w| w == unique.as_bytes())
+                })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(running(), "the program never ran");
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}\n{rest:?}");
+        assert!(stderr.contains("cancelling the run"), "{stderr}");
+        assert!(rest.iter().any(|l| l.contains("cancelled")), "{rest:?}");
+        assert!(!running(), "the program outlived the run (signal {signal})");
+    }
+}

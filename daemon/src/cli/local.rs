@@ -1,6 +1,7 @@
 //! `gantry validate` and `gantry run`: the configuration checked offline, and a deployment
 //! run in this process (no daemon), with live progress and the same history the daemon keeps.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -155,7 +156,7 @@ pub async fn run(
     let runner = Arc::new(PluginRunner::new(
         registry,
         roots,
-        scratch,
+        scratch.clone(),
         Arc::new(FileLogs::new(state_dir.join("logs"))),
         clusters,
     ));
@@ -167,13 +168,16 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cancelling the run…");
+        if stop_requested().await {
+            // Stderr may be a terminal that is gone (SIGHUP): a failed write is no reason to
+            // stop cancelling.
+            let _ = writeln!(std::io::stderr(), "cancelling the run…");
             on_signal.cancel();
         }
     });
     println!("run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
+    scratch.close();
     writer.flush().await;
     crate::service::history::prune(&store, state_dir, &valid.daemon.history);
     println!(
@@ -187,6 +191,23 @@ pub async fn run(
         RunState::SucceededWithErrors => 3,
         _ => 1,
     })
+}
+
+/// Waits for Ctrl-C, SIGTERM or SIGHUP (the terminal closed): a local run is cancelled
+/// by any of them, so its programs are stopped rather than left running without it.
+async fn stop_requested() -> bool {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.is_ok(),
+        _ = term.recv() => true,
+        _ = hangup.recv() => true,
+    }
 }
 
 /// Sends every event to each sink in turn.

@@ -312,6 +312,7 @@ impl Daemon {
             self.runs.cancel_all();
             self.runs.wait_idle().await;
         }
+        self.runs.close_scratch();
     }
 
     pub fn host(&self) -> &PluginHost {

@@ -391,6 +391,12 @@ impl RunManager {
         }
     }
 
+    /// Marks the scratch pool for the next process once no run is left (see
+    /// `ScratchPool::close`).
+    pub fn close_scratch(&self) {
+        self.scratch.close();
+    }
+
     pub async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();

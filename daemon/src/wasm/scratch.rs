@@ -6,50 +6,74 @@
 //! had just run.
 //!
 //! The directories live in `<scratch>/pool/<n>`, one pool per state directory (whose lock
-//! keeps other processes out), and stay there when the process exits: the next one takes
-//! over those still as they were made and removes the rest.
+//! keeps other processes out). A process that ends with none of them in use marks the pool
+//! closed (`close`), and the next one takes over the directories still as they were made.
+//! Without that mark (a crash, a kill, a call still running) nothing is taken over: a
+//! program the last process started may have outlived it, and it could read or plant files
+//! in a directory handed to a later task. The whole pool is then moved aside at once and
+//! removed in the background, and a new one begun.
 //!
 //! A directory is reused only where nothing a call's programs started can outlive them (their
 //! cgroup is killed whole), so nothing can write into it once the next call has it; and only
-//! if it is left as it was made: empty, the daemon's, mode 0700, neither immutable nor
-//! append-only, no extended attributes but security labels (no ACL a program could have set
-//! to expose the next task's files). Else it is removed, and a new one made when needed.
+//! if it is left as it was made: empty, the daemon's, mode 0700, with the inode flags and
+//! project of the pool it was made in (no encryption policy, case folding or other flag a
+//! program set on it), no extended attributes but security labels (no ACL a program could
+//! have set to expose the next task's files). Else it is removed, and a new one made when
+//! needed.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// At most this many empty directories are kept.
 const MAX_IDLE: usize = 1024;
 /// The pool's directory under the scratch root; never a run id (`r...`), whose scratch
 /// directories earlier versions made there and history still prunes.
 const POOL: &str = "pool";
+/// A pool set aside to be removed is renamed to this prefix and a number.
+const STALE: &str = "stale-";
+/// In the pool: its last process ended with no directory in use (see `close`).
+const CLOSED: &str = ".closed";
 
 /// The scratch directories of one state directory.
 pub struct ScratchPool {
     dir: PathBuf,
     /// Directories may be reused (see the module's documentation).
     reuse: bool,
+    /// What a directory made in the pool has: the pool's own inode flags and project.
+    made_like: Attrs,
     idle: Mutex<Vec<PathBuf>>,
     next: AtomicU64,
+    /// Directories taken and not given back.
+    in_use: AtomicUsize,
+    /// `close` has marked the pool; a call after it takes the mark back.
+    marked: AtomicBool,
 }
 
 impl ScratchPool {
-    /// The pool under `root`, taking over the directories a previous process left there.
-    /// `reuse`: whether this host kills everything a program started once it has ended
-    /// (then those directories are idle: the previous process's programs are gone).
+    /// The pool under `root`: the directories of a previous process that closed it are
+    /// taken over, any other pool is set aside and removed in the background. Open it while
+    /// holding the state directory's lock. `reuse`: whether this host kills everything a
+    /// program started once it has ended.
     pub fn open(root: &Path, reuse: bool) -> std::io::Result<Self> {
+        let named = |e: std::io::Error, path: &Path| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        };
         let dir = root.join(POOL);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
+        make_private(root).map_err(|e| named(e, root))?;
+        let closed = std::fs::remove_file(dir.join(CLOSED)).is_ok();
+        if !(closed && reuse) {
+            set_aside(root, &dir).map_err(|e| named(e, &dir))?;
+        }
+        make_private(&dir).map_err(|e| named(e, &dir))?;
+        let made_like = Attrs::of(&dir);
         let mut idle = Vec::new();
         let mut next = 0;
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
+        for entry in std::fs::read_dir(&dir).map_err(|e| named(e, &dir))? {
+            let path = entry.map_err(|e| named(e, &dir))?.path();
             let number = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -57,7 +81,7 @@ impl ScratchPool {
             if let Some(n) = number {
                 next = next.max(n.saturating_add(1));
             }
-            if number.is_some() && reuse && idle.len() < MAX_IDLE && as_made(&path) {
+            if number.is_some() && idle.len() < MAX_IDLE && as_made(&path, made_like) {
                 idle.push(path);
             } else {
                 remove(&path);
@@ -66,28 +90,51 @@ impl ScratchPool {
         Ok(ScratchPool {
             dir,
             reuse,
+            made_like,
             idle: Mutex::new(idle),
             next: AtomicU64::new(next),
+            in_use: AtomicUsize::new(0),
+            marked: AtomicBool::new(false),
         })
     }
 
     /// An empty private directory for a call.
     pub fn take(&self) -> std::io::Result<PathBuf> {
-        if let Some(dir) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(dir);
+        if self.marked.swap(false, Ordering::AcqRel) {
+            match std::fs::remove_file(self.dir.join(CLOSED)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
-        let dir = self
-            .dir
-            .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let dir = match kept {
+            Some(dir) => dir,
+            None => {
+                let dir = self
+                    .dir
+                    .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
+                let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+                match made {
+                    // The pool itself was removed under the running process: made again.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        make_private(&self.dir)?;
+                        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+                    }
+                    made => made?,
+                }
+                dir
+            }
+        };
+        self.in_use.fetch_add(1, Ordering::Relaxed);
         Ok(dir)
     }
 
     /// Takes back a directory once its call is over: kept if it is as it was made, else
     /// removed with what is in it.
     pub fn give_back(&self, dir: PathBuf) {
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
         if self.reuse
-            && as_made(&dir)
+            && as_made(&dir, self.made_like)
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
@@ -96,16 +143,122 @@ impl ScratchPool {
         }
         remove(&dir);
     }
+
+    /// Marks the pool for the next process to take over, once every call is over and its
+    /// programs with it; with a directory still in use (or no reuse) it is left unmarked,
+    /// and the next process begins a new pool.
+    pub fn close(&self) {
+        if !self.reuse || self.in_use.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.dir.join(CLOSED))
+        {
+            Ok(_) => self.marked.store(true, Ordering::Release),
+            Err(e) => {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "cannot mark the scratch pool closed")
+            }
+        }
+    }
 }
 
-/// Empty, the daemon's, mode 0700, neither immutable nor append-only, and without extended
-/// attributes but security labels.
-fn as_made(dir: &Path) -> bool {
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Renames the pool out of the way (one step, however much is in it) and removes it, with
+/// whatever earlier attempts left, on a thread of its own.
+fn set_aside(root: &Path, pool: &Path) -> std::io::Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    match std::fs::rename(pool, root.join(format!("{STALE}{nanos}"))) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let stale: Vec<PathBuf> = std::fs::read_dir(root)?
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(STALE.as_bytes()))
+        .map(|e| e.path())
+        .collect();
+    if !stale.is_empty() {
+        let removal = std::thread::Builder::new()
+            .name("gantry-scratch-sweep".into())
+            .spawn(move || stale.iter().for_each(|path| remove(path)));
+        if let Err(e) = removal {
+            tracing::warn!(error = %e, "cannot start removing old scratch directories; they stay until the next start");
+        }
+    }
+    Ok(())
+}
+
+/// The inode flags (`FS_IOC_GETFLAGS`) and project id (`FS_IOC_FSGETXATTR`) of a
+/// directory, where its filesystem has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attrs {
+    flags: Option<u32>,
+    project: Option<u32>,
+}
+
+/// Flags a filesystem sets on its own as a directory grows or by how it stores it
+/// (`FS_INDEX_FL`, `FS_EXTENT_FL`, `FS_INLINE_DATA_FL`), not by anyone's choice.
+const LAYOUT_FLAGS: u32 = 0x0000_1000 | 0x0008_0000 | 0x1000_0000;
+/// `FS_IOC_FSGETXATTR`, reading a `FsXattr`.
+const FS_IOC_FSGETXATTR: libc::Ioctl = 0x801c_581f;
+
+#[repr(C)]
+#[derive(Default)]
+struct FsXattr {
+    xflags: u32,
+    extsize: u32,
+    nextents: u32,
+    projid: u32,
+    cowextsize: u32,
+    pad: [u8; 8],
+}
+
+impl Attrs {
+    fn of(dir: &Path) -> Attrs {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+        else {
+            return Attrs {
+                flags: None,
+                project: None,
+            };
+        };
+        let fd = file.as_raw_fd();
+        let mut flags: libc::c_long = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes an int (at most a long) into the local passed.
+        let got_flags = unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } == 0;
+        let mut fsx = FsXattr::default();
+        // SAFETY: FS_IOC_FSGETXATTR writes a struct fsxattr, which FsXattr lays out.
+        let got_fsx = unsafe { libc::ioctl(fd, FS_IOC_FSGETXATTR, &mut fsx) } == 0;
+        Attrs {
+            // The kernel writes 32 bits of flags.
+            flags: got_flags.then_some(flags as u32 & !LAYOUT_FLAGS),
+            project: got_fsx.then_some(fsx.projid),
+        }
+    }
+}
+
+/// Empty, the daemon's, mode 0700, with the flags and project of a directory made in the
+/// pool, and without extended attributes but security labels.
+fn as_made(dir: &Path, made_like: Attrs) -> bool {
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
     let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
-    empty && unchanged(&path) && only_labels(&path)
+    empty && unchanged(&path) && only_labels(&path) && Attrs::of(dir) == made_like
 }
 
 /// The directory itself is as `take` made it.
@@ -153,7 +306,14 @@ fn remove(path: &Path) {
         return;
     }
     let removed = match path.symlink_metadata() {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path).or_else(|e| {
+            // A program may have left a directory it cannot be walked into (mode 000).
+            if e.kind() != std::io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }),
         Ok(_) => std::fs::remove_file(path),
         Err(e) => Err(e),
     };
@@ -161,6 +321,23 @@ fn remove(path: &Path) {
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot remove a scratch directory");
+    }
+}
+
+/// Gives the owner full access to `dir` and every directory under it (never through a
+/// symbolic link), so it can be removed.
+fn open_up(dir: &Path) {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(entry.path());
+            }
+        }
     }
 }
 
@@ -216,27 +393,30 @@ mod tests {
     }
 
     #[test]
-    fn the_next_process_takes_over_the_idle_directories_and_removes_the_rest() {
+    fn a_closed_pool_is_taken_over_as_made_and_the_rest_removed() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("scratch");
         let pool = ScratchPool::open(&root, true).unwrap();
-        let (idle, busy, opened) = (
+        let (idle, dirty, opened) = (
             pool.take().unwrap(),
             pool.take().unwrap(),
             pool.take().unwrap(),
         );
-        pool.give_back(idle.clone());
-        // A crash in the middle of calls: files left in one, another opened to others, and
-        // something that is no directory of the pool's.
-        std::fs::write(busy.join("left-behind"), "secret").unwrap();
+        for dir in [&idle, &dirty, &opened] {
+            pool.give_back(dir.clone());
+        }
+        // Changed after their calls were over, as only something outliving them could.
+        std::fs::write(dirty.join("left-behind"), "secret").unwrap();
         std::fs::set_permissions(&opened, std::fs::Permissions::from_mode(0o755)).unwrap();
         let stray = root.join(POOL).join("notes");
         std::fs::write(&stray, "x").unwrap();
+        pool.close();
         drop(pool);
         assert!(idle.exists(), "idle directories outlive the process");
 
         let next = ScratchPool::open(&root, true).unwrap();
-        assert!(!busy.exists() && !opened.exists() && !stray.exists());
+        assert!(!dirty.exists() && !opened.exists() && !stray.exists());
+        assert!(!root.join(POOL).join(CLOSED).exists(), "the mark is taken");
         assert_eq!(
             next.take().unwrap(),
             idle,
@@ -244,11 +424,78 @@ mod tests {
         );
         let fresh = next.take().unwrap();
         assert!(
-            ![&idle, &busy, &opened].contains(&&fresh),
+            ![&idle, &dirty, &opened].contains(&&fresh),
             "a new directory gets a number of its own: {}",
             fresh.display()
         );
         assert!(fresh.is_dir());
+    }
+
+    #[test]
+    fn a_pool_not_closed_is_set_aside_whole_and_a_new_one_begun() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("scratch");
+        let pool = ScratchPool::open(&root, true).unwrap();
+        let (idle, busy) = (pool.take().unwrap(), pool.take().unwrap());
+        pool.give_back(idle.clone());
+        std::fs::create_dir(busy.join("locked")).unwrap();
+        std::fs::write(busy.join("locked/file"), "x").unwrap();
+        std::fs::set_permissions(busy.join("locked"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
+        // A call still in flight: no mark, as after a crash or a kill.
+        pool.close();
+        assert!(!root.join(POOL).join(CLOSED).exists());
+        drop(pool);
+
+        let next = ScratchPool::open(&root, true).unwrap();
+        assert!(!idle.exists() && !busy.exists(), "nothing is taken over");
+        let fresh = next.take().unwrap();
+        assert!(fresh.starts_with(root.join(POOL)) && fresh.is_dir());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let stale = || {
+            std::fs::read_dir(&root)
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(STALE))
+        };
+        while stale() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            !stale(),
+            "the old pool is removed, locked directory and all"
+        );
+
+        // A call taken after the pool was marked takes the mark back.
+        next.give_back(fresh);
+        next.close();
+        assert!(root.join(POOL).join(CLOSED).exists());
+        let again = next.take().unwrap();
+        assert!(!root.join(POOL).join(CLOSED).exists());
+        next.give_back(again);
+    }
+
+    #[test]
+    fn a_directory_with_an_inode_flag_a_program_set_is_not_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pool = ScratchPool::open(&tmp.path().join("scratch"), true).unwrap();
+        let dir = pool.take().unwrap();
+        let file = std::fs::File::open(&dir).unwrap();
+        let mut flags: libc::c_long = 0;
+        // SAFETY: FS_IOC_GETFLAGS/SETFLAGS read and write an int through the local passed.
+        let supported =
+            unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } == 0 && {
+                // FS_NODUMP_FL, which an owner may set without privilege.
+                flags |= 0x0000_0040;
+                unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) == 0 }
+            };
+        drop(file);
+        pool.give_back(dir.clone());
+        assert_eq!(
+            dir.exists(),
+            !supported,
+            "a flagged directory is removed where the filesystem has flags"
+        );
     }
 
     #[test]

@@ -271,8 +271,8 @@ pub struct Confinement {
     /// A forked child moves itself into the cgroup through this (`cgroup.procs`).
     procs: Option<OwnedFd>,
     max_file_bytes: u64,
-    /// The open-files limit the daemon was started with, when it raised its own.
-    open_files: Option<libc::rlimit>,
+    /// The soft open-files limit the daemon was started with, when it raised its own.
+    open_files: Option<libc::rlim_t>,
 }
 
 /// Why a program could not be confined; the program is not started.
@@ -447,11 +447,8 @@ impl Confinement {
     pub fn enter(&self, ruleset: Option<RawFd>) -> Result<(), Failed> {
         set_limit(libc::RLIMIT_FSIZE, self.max_file_bytes)?;
         set_limit(libc::RLIMIT_CORE, 0)?;
-        if let Some(open_files) = &self.open_files {
-            // SAFETY: setrlimit(2) reads the struct passed by reference.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, open_files) } != 0 {
-                return Err(Failed::last(Step::Limits));
-            }
+        if let Some(soft) = self.open_files {
+            set_soft_limit(libc::RLIMIT_NOFILE, soft)?;
         }
         // Whatever the daemon was given without close-on-exec (by whoever started it) is
         // not passed on: the program gets its standard input and outputs only. Before
@@ -490,6 +487,25 @@ impl Confinement {
         }
         Ok(())
     }
+}
+
+/// Lowers only the soft limit, under whatever hard limit holds now (which may have been
+/// lowered since the value was read).
+fn set_soft_limit(resource: libc::__rlimit_resource_t, soft: u64) -> Result<(), Failed> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes the struct passed by reference.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return Err(Failed::last(Step::Limits));
+    }
+    limit.rlim_cur = soft.min(limit.rlim_max);
+    // SAFETY: setrlimit(2) reads the struct passed by reference.
+    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+        return Err(Failed::last(Step::Limits));
+    }
+    Ok(())
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), Failed> {
