@@ -237,14 +237,14 @@ impl Attrs {
             };
         };
         let fd = file.as_raw_fd();
-        let mut flags: libc::c_long = 0;
-        // SAFETY: FS_IOC_GETFLAGS writes an int (at most a long) into the local passed.
+        // The request is declared with a long, but the kernel reads and writes an int.
+        let mut flags: libc::c_int = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes an int into the local passed.
         let got_flags = unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } == 0;
         let mut fsx = FsXattr::default();
         // SAFETY: FS_IOC_FSGETXATTR writes a struct fsxattr, which FsXattr lays out.
         let got_fsx = unsafe { libc::ioctl(fd, FS_IOC_FSGETXATTR, &mut fsx) } == 0;
         Attrs {
-            // The kernel writes 32 bits of flags.
             flags: got_flags.then_some(flags as u32 & !LAYOUT_FLAGS),
             project: got_fsx.then_some(fsx.projid),
         }
@@ -481,7 +481,7 @@ mod tests {
         let pool = ScratchPool::open(&tmp.path().join("scratch"), true).unwrap();
         let dir = pool.take().unwrap();
         let file = std::fs::File::open(&dir).unwrap();
-        let mut flags: libc::c_long = 0;
+        let mut flags: libc::c_int = 0;
         // SAFETY: FS_IOC_GETFLAGS/SETFLAGS read and write an int through the local passed.
         let supported =
             unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } == 0 && {

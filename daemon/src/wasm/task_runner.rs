@@ -1,8 +1,8 @@
 //! The production [`TaskRunner`]: each task call goes to the plugin that serves its kind, in
 //! a fresh sandbox, with the task's source directory, a scratch directory of its own (emptied
-//! after the call, see `scratch`) and, when the plugin asks for one, the task's workspace (kept between
-//! runs, removed when the task is destroyed). Everything the plugin logs passes through the
-//! run's redactor.
+//! after the call, see `scratch`) and, when the plugin asks for one, the task's workspace
+//! (kept between runs, removed when the task is destroyed). Everything the plugin logs passes
+//! through the run's redactor.
 
 use std::path::PathBuf;
 use std::sync::Arc;
