@@ -4,6 +4,9 @@ fn main() {
     let cli = gantry::cli::Cli::parse();
     let default_level = match cli.command {
         gantry::cli::Command::Daemon { .. } | gantry::cli::Command::Sim { .. } => "info",
+        // A local run piped into `head` goes on when the reader goes away: killed by SIGPIPE
+        // it would leave its programs running with no one to stop them.
+        gantry::cli::Command::Run { .. } => "warn",
         _ => {
             // A client piped into `head` should stop quietly when the reader goes away, as
             // other command-line tools do, rather than panic on a failed print. The daemon

@@ -462,3 +462,47 @@ fn a_local_run_stopped_by_sigterm_or_sighup_stops_its_programs() {
         assert!(!running(), "the program outlived the run (signal {signal})");
     }
 }
+
+/// `gantry run | head -1`: the reader going away neither kills the run (leaving its programs
+/// running without it) nor fails it; the run goes on to its end and is recorded.
+#[test]
+fn a_local_run_whose_reader_goes_away_runs_to_its_end() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(
+        cfg.join("gantry.toml"),
+        "[plugins.exec]\nexec = [\"sleep\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("workflows/app.toml"),
+        "[jobs.first]\nkind = \"exec\"\ncommand = [\"sleep\", \"0.5\"]\n\n[jobs.second]\nkind = \"exec\"\nneeds = [\"jobs.first\"]\ncommand = [\"sleep\", \"0.5\"]\n",
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap(), "run", "app"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gantry");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let id = first
+        .strip_prefix("run ")
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no run id in {first:?}"))
+        .to_string();
+    // The reader is gone (dropped above); the run prints on into a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let second = common::task_log(&state, &id, "app", "jobs.second");
+    assert!(second.contains("running sleep 0.5"), "{second}");
+}

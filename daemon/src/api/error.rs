@@ -75,6 +75,11 @@ impl From<crate::service::StartError> for ApiError {
                 "no_configuration",
                 e.to_string(),
             ),
+            E::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -90,13 +90,6 @@ async fn trigger(
     body: Result<Json<TriggerRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
-    if !d.accepting() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "gantry is shutting down and accepts no new runs",
-        ));
-    }
     let id = d.start_run(&body.workflows, "api")?;
     let warnings = d.stale(&body.workflows);
     Ok((StatusCode::ACCEPTED, Json(TriggerResponse { id, warnings })).into_response())

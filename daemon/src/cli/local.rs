@@ -175,12 +175,13 @@ pub async fn run(
             on_signal.cancel();
         }
     });
-    println!("run {run_id}: {}", names.join(", "));
+    let _ = writeln!(std::io::stdout(), "run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
     scratch.close();
     writer.flush().await;
     crate::service::history::prune(&store, state_dir, &valid.daemon.history);
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "run {run_id} {} in {:.1}s; logs in {}",
         report.state.as_str(),
         started.elapsed().as_secs_f64(),

@@ -4,7 +4,7 @@
 //! local runs and runs followed over the API.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -51,10 +51,11 @@ impl Progress {
             .clone()
     }
 
-    /// Prints the line for one event, if it is one people follow.
+    /// Prints the line for one event, if it is one people follow. A reader that went away
+    /// (a closed pipe) is no reason to stop a run, nor to panic.
     pub fn show(&self, e: &Value) {
         if let Some(line) = self.line(e) {
-            println!("{line}");
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
     }
 

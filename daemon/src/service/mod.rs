@@ -21,6 +21,9 @@ use crate::wasm::{PluginHost, Registry};
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Draining for shutdown: no run may start, whoever asks (API, watcher).
+    #[error("gantry is shutting down and accepts no new runs")]
+    ShuttingDown,
     #[error("name at least one workflow")]
     NoWorkflows,
     #[error("no workflow `{name}` (workflows: {known})")]
@@ -244,6 +247,9 @@ impl Daemon {
         names: &[String],
         trigger: &str,
     ) -> Result<String, StartError> {
+        if !self.accepting() {
+            return Err(StartError::ShuttingDown);
+        }
         if names.is_empty() {
             return Err(StartError::NoWorkflows);
         }

@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// At most this many empty directories are kept.
 const MAX_IDLE: usize = 1024;
@@ -45,29 +45,33 @@ pub struct ScratchPool {
     reuse: bool,
     /// What a directory made in the pool has: the pool's own inode flags and project.
     made_like: Attrs,
-    idle: Mutex<Vec<PathBuf>>,
+    /// One lock, so that `close` cannot mark the pool while a `take` hands a directory out.
+    state: Mutex<State>,
     next: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<PathBuf>,
     /// Directories taken and not given back.
-    in_use: AtomicUsize,
-    /// `close` has marked the pool; a call after it takes the mark back.
-    marked: AtomicBool,
+    in_use: usize,
+    /// `close` has marked the pool; a call after it takes the mark back first.
+    marked: bool,
 }
 
 impl ScratchPool {
     /// The pool under `root`: the directories of a previous process that closed it are
-    /// taken over, any other pool is set aside and removed in the background. Open it while
-    /// holding the state directory's lock. `reuse`: whether this host kills everything a
-    /// program started once it has ended.
+    /// taken over, any other pool is set aside; what was set aside is removed in the
+    /// background. Open it while holding the state directory's lock. `reuse`: whether this
+    /// host kills everything a program started once it has ended.
     pub fn open(root: &Path, reuse: bool) -> std::io::Result<Self> {
-        let named = |e: std::io::Error, path: &Path| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-        };
         let dir = root.join(POOL);
         make_private(root).map_err(|e| named(e, root))?;
         let closed = std::fs::remove_file(dir.join(CLOSED)).is_ok();
         if !(closed && reuse) {
-            set_aside(root, &dir).map_err(|e| named(e, &dir))?;
+            set_aside(root, &dir)?;
         }
+        sweep_stale(root);
         make_private(&dir).map_err(|e| named(e, &dir))?;
         let made_like = Attrs::of(&dir);
         let mut idle = Vec::new();
@@ -91,56 +95,66 @@ impl ScratchPool {
             dir,
             reuse,
             made_like,
-            idle: Mutex::new(idle),
+            state: Mutex::new(State {
+                idle,
+                ..State::default()
+            }),
             next: AtomicU64::new(next),
-            in_use: AtomicUsize::new(0),
-            marked: AtomicBool::new(false),
         })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An empty private directory for a call.
     pub fn take(&self) -> std::io::Result<PathBuf> {
-        if self.marked.swap(false, Ordering::AcqRel) {
-            match std::fs::remove_file(self.dir.join(CLOSED)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+        let kept = {
+            let mut state = self.state();
+            if state.marked {
+                let mark = self.dir.join(CLOSED);
+                match std::fs::remove_file(&mark) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(named(e, &mark));
+                    }
+                    _ => state.marked = false,
+                }
+            }
+            state.in_use += 1;
+            state.idle.pop()
+        };
+        if let Some(dir) = kept {
+            return Ok(dir);
+        }
+        let dir = self
+            .dir
+            .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
+        let made = match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            // The pool itself was removed under the running process: made again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => make_private(&self.dir)
+                .and_then(|()| std::fs::DirBuilder::new().mode(0o700).create(&dir)),
+            made => made,
+        };
+        match made {
+            Ok(()) => Ok(dir),
+            Err(e) => {
+                self.state().in_use -= 1;
+                Err(named(e, &dir))
             }
         }
-        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let dir = match kept {
-            Some(dir) => dir,
-            None => {
-                let dir = self
-                    .dir
-                    .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
-                let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-                match made {
-                    // The pool itself was removed under the running process: made again.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        make_private(&self.dir)?;
-                        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-                    }
-                    made => made?,
-                }
-                dir
-            }
-        };
-        self.in_use.fetch_add(1, Ordering::Relaxed);
-        Ok(dir)
     }
 
     /// Takes back a directory once its call is over: kept if it is as it was made, else
     /// removed with what is in it.
     pub fn give_back(&self, dir: PathBuf) {
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
-        if self.reuse
-            && as_made(&dir, self.made_like)
-            && let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
-        {
-            idle.push(dir);
+        let reusable = self.reuse && as_made(&dir, self.made_like);
+        let mut state = self.state();
+        state.in_use = state.in_use.saturating_sub(1);
+        if reusable && state.idle.len() < MAX_IDLE {
+            state.idle.push(dir);
             return;
         }
+        drop(state);
         remove(&dir);
     }
 
@@ -148,22 +162,30 @@ impl ScratchPool {
     /// programs with it; with a directory still in use (or no reuse) it is left unmarked,
     /// and the next process begins a new pool.
     pub fn close(&self) {
-        if !self.reuse || self.in_use.load(Ordering::Acquire) != 0 {
+        let mut state = self.state();
+        if !self.reuse || state.in_use != 0 {
             return;
         }
+        let mark = self.dir.join(CLOSED);
         match std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(self.dir.join(CLOSED))
+            .open(&mark)
         {
-            Ok(_) => self.marked.store(true, Ordering::Release),
-            Err(e) => {
-                tracing::debug!(dir = %self.dir.display(), error = %e, "cannot mark the scratch pool closed")
-            }
+            Ok(_) => state.marked = true,
+            Err(e) => tracing::warn!(
+                path = %mark.display(),
+                error = %e,
+                "cannot mark the scratch pool closed; the next start begins a new one"
+            ),
         }
     }
+}
+
+fn named(e: std::io::Error, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 fn make_private(dir: &Path) -> std::io::Result<()> {
@@ -173,30 +195,45 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Renames the pool out of the way (one step, however much is in it) and removes it, with
-/// whatever earlier attempts left, on a thread of its own.
+/// Renames the pool out of the way, in one step however much is in it, to a name of its own.
 fn set_aside(root: &Path, pool: &Path) -> std::io::Result<()> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    match std::fs::rename(pool, root.join(format!("{STALE}{nanos}"))) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    for attempt in 0..16u32 {
+        let aside = root.join(format!("{STALE}{nanos}-{attempt}"));
+        match std::fs::rename(pool, &aside) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {}
+            Err(e) => return Err(named(e, &aside)),
+        }
     }
-    let stale: Vec<PathBuf> = std::fs::read_dir(root)?
+    Err(named(
+        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        &root.join(format!("{STALE}{nanos}-*")),
+    ))
+}
+
+/// Removes, on a thread of its own, every pool set aside: this start's, and what earlier
+/// ones left unfinished when their process ended.
+fn sweep_stale(root: &Path) {
+    let stale: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
         .flatten()
         .filter(|e| e.file_name().as_bytes().starts_with(STALE.as_bytes()))
         .map(|e| e.path())
         .collect();
-    if !stale.is_empty() {
-        let removal = std::thread::Builder::new()
-            .name("gantry-scratch-sweep".into())
-            .spawn(move || stale.iter().for_each(|path| remove(path)));
-        if let Err(e) = removal {
-            tracing::warn!(error = %e, "cannot start removing old scratch directories; they stay until the next start");
-        }
+    if stale.is_empty() {
+        return;
     }
-    Ok(())
+    let removal = std::thread::Builder::new()
+        .name("gantry-scratch-sweep".into())
+        .spawn(move || stale.iter().for_each(|path| remove(path)));
+    if let Err(e) = removal {
+        tracing::warn!(path = %root.display(), error = %e, "cannot start removing old scratch directories; they stay until the next start");
+    }
 }
 
 /// The inode flags (`FS_IOC_GETFLAGS`) and project id (`FS_IOC_FSGETXATTR`) of a
@@ -324,21 +361,41 @@ fn remove(path: &Path) {
     }
 }
 
-/// Gives the owner full access to `dir` and every directory under it (never through a
-/// symbolic link), so it can be removed.
+/// Gives the owner full access to `dir` and every directory under it, so it can be removed.
+/// Each directory is opened without following a symbolic link and changed through that
+/// descriptor: a program still running could swap a directory for a link to elsewhere.
 fn open_up(dir: &Path) {
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(entry.path());
+    let Some(top) = open_path_dir(libc::AT_FDCWD, dir.as_os_str().as_bytes()) else {
+        return;
+    };
+    let mut pending = vec![top];
+    while let Some(fd) = pending.pop() {
+        let pinned = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let _ = std::fs::set_permissions(&pinned, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(&pinned).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && let Some(sub) = open_path_dir(fd.as_raw_fd(), entry.file_name().as_bytes())
+            {
+                pending.push(sub);
             }
         }
     }
+}
+
+/// `name` under `at`, opened as a path only (no permission on it needed), if it is a
+/// directory and not a symbolic link.
+fn open_path_dir(at: libc::c_int, name: &[u8]) -> Option<std::os::fd::OwnedFd> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: openat(2) with a NUL-terminated name; the descriptor returned is owned here.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: a descriptor openat(2) just returned, owned by nothing else.
+    (fd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]
@@ -496,6 +553,31 @@ mod tests {
             !supported,
             "a flagged directory is removed where the filesystem has flags"
         );
+    }
+
+    #[test]
+    fn opening_up_a_tree_to_remove_it_follows_no_link_out_of_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir_all(tree.join("locked/deeper")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("locked/link")).unwrap();
+        std::fs::set_permissions(
+            tree.join("locked/deeper"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        std::fs::set_permissions(tree.join("locked"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
+        open_up(&tree);
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&tree.join("locked")), 0o700);
+        assert_eq!(mode(&tree.join("locked/deeper")), 0o700);
+        assert_eq!(mode(&outside), 0o750, "a link's target is left alone");
+        remove(&tree);
+        assert!(!tree.exists() && outside.exists());
     }
 
     #[test]
