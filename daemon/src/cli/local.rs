@@ -143,6 +143,10 @@ pub async fn run(
     };
     let (_simulator, clusters) =
         crate::sim::clusters(sim, state_dir, &valid.daemon.clusters, config_dir).await?;
+    // Before the run exists: a signal from then on cancels it, however late the task that
+    // waits for one is first polled.
+    let stop =
+        StopSignals::register().context("installing the handlers of Ctrl-C, SIGTERM and SIGHUP")?;
     let store = Arc::new(Store::open(state_dir)?);
     let run_id = crate::store::new_run_id();
     store.create_run(&run_id, names, "cli")?;
@@ -168,12 +172,11 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        if stop_requested().await {
-            // Stderr may be a terminal that is gone (SIGHUP): a failed write is no reason to
-            // stop cancelling.
-            let _ = writeln!(std::io::stderr(), "cancelling the run…");
-            on_signal.cancel();
-        }
+        stop.requested().await;
+        // Stderr may be a terminal that is gone (SIGHUP): a failed write is no reason to
+        // stop cancelling.
+        let _ = writeln!(std::io::stderr(), "cancelling the run…");
+        on_signal.cancel();
     });
     let _ = writeln!(std::io::stdout(), "run {run_id}: {}", names.join(", "));
     let report = execute(plan, runner, store.clone(), sink, opts, cancel).await;
@@ -194,20 +197,31 @@ pub async fn run(
     })
 }
 
-/// Waits for Ctrl-C, SIGTERM or SIGHUP (the terminal closed): a local run is cancelled
-/// by any of them, so its programs are stopped rather than left running without it.
-async fn stop_requested() -> bool {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hangup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return tokio::signal::ctrl_c().await.is_ok();
-    };
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted.is_ok(),
-        _ = term.recv() => true,
-        _ = hangup.recv() => true,
+/// Ctrl-C, SIGTERM and SIGHUP (the terminal closed): a local run is cancelled by any of
+/// them, so its programs are stopped rather than left running without it. Each is caught
+/// from `register` on, not from when `requested` is first polled.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn requested(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
     }
 }
 
