@@ -212,22 +212,32 @@ impl ProgramGroup {
     /// in it; else what is left is killed now and the group removed once it is empty, in the
     /// background, so the task does not wait for the kernel to tear its processes down.
     pub fn end(self) {
+        if self.is_empty() {
+            self.keep_empty();
+        } else {
+            self.remove();
+        }
+    }
+
+    /// Keeps an empty group for the next program, or removes it when enough are kept or
+    /// reuse is not safe.
+    fn keep_empty(self) {
         // Without Landlock a program can write its group's control files (`pids.max`,
         // `cgroup.freeze`, ...), which the next program would inherit: no reuse then.
-        if super::confine::probe().landlock_abi >= 1 && self.is_empty() {
-            let kept = IDLE.lock().map(|mut idle| {
-                if idle.len() < MAX_IDLE {
-                    idle.push(self);
-                    None
-                } else {
-                    Some(self)
-                }
-            });
-            // Not kept (enough are): removed now, which an empty group allows at once.
-            drop(kept);
+        if super::confine::probe().landlock_abi < 1 {
+            self.remove();
             return;
         }
-        self.remove();
+        let kept = IDLE.lock().map(|mut idle| {
+            if idle.len() < MAX_IDLE {
+                idle.push(self);
+                None
+            } else {
+                Some(self)
+            }
+        });
+        // Not kept (enough are): removed now, which an empty group allows at once.
+        drop(kept);
     }
 
     /// Kills what is left in the group and waits for it to empty (at most `EMPTY_WAIT`), so
@@ -236,7 +246,7 @@ impl ProgramGroup {
     /// left nothing running costs one read.
     pub async fn end_emptied(self) -> bool {
         if self.is_empty() {
-            self.end();
+            self.keep_empty();
             return true;
         }
         self.kill();
