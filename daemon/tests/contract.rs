@@ -305,6 +305,75 @@ async fn a_workspace_persists_per_task_until_it_is_destroyed() {
     );
 }
 
+/// A call stopped mid-way (here cancelled) may leave a file operation of its plugin running
+/// on a blocking thread, which could write after any check: its scratch directory is
+/// removed, never handed to the next task. One that ended by itself is reused. A cancelled
+/// guest that computes on is stopped soon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_calls_scratch_directory_is_removed_not_reused() {
+    let host = host(Limits::default());
+    let registry = registry(&host, &grants(&[("exec", common::SHELL)])).await;
+    let state = tempfile::tempdir().unwrap();
+    let source = tempfile::tempdir().unwrap();
+    let runner = runner(state.path(), registry, Arc::default());
+    let pool = state.path().join("scratch/pool");
+    let in_pool = || {
+        let mut names: Vec<String> = std::fs::read_dir(&pool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    };
+    let quick = |task: &str| {
+        runner.apply(call(
+            "w",
+            task,
+            "exec",
+            serde_json::json!({"command": ["sh", "-c", "true"]}),
+            source.path().to_path_buf(),
+        ))
+    };
+    quick("first").await.expect("a quick task succeeds");
+    assert_eq!(
+        in_pool(),
+        ["0"],
+        "a call that ended gives its directory back"
+    );
+
+    let stopped = call(
+        "w",
+        "spins",
+        "spin",
+        serde_json::json!({}),
+        source.path().to_path_buf(),
+    );
+    let cancel = stopped.cancel.clone();
+    let started = Instant::now();
+    let (r, ()) = tokio::join!(runner.apply(stopped), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let e = r.expect_err("a cancelled call fails");
+    assert!(e.message.contains("cancelled"), "{}", e.message);
+    // A guest computing on is stopped after its time to wind down (1 s of its own), not when
+    // its CPU budget (a minute) or the wait for its programs' SIGTERM grace (over 30 s) ends.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a cancelled spinning plugin ran for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        in_pool().is_empty(),
+        "the stopped call's directory is still in the pool: {:?}",
+        in_pool()
+    );
+
+    quick("after").await.expect("a quick task succeeds");
+    assert_eq!(in_pool(), ["1"], "the next call gets a new directory");
+}
+
 #[tokio::test]
 async fn program_output_reaches_the_log_while_the_program_runs() {
     let host = host(Limits::default());

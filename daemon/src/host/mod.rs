@@ -78,6 +78,11 @@ impl TaskDirs {
     }
 }
 
+/// Guest time a cancelled call still has to wind down (report what its programs did, save
+/// state) once it is back from the host. Waiting for its programs to stop is host time, and
+/// is bounded by their SIGTERM grace instead.
+pub const GUEST_TIME_AFTER_CANCEL: Duration = Duration::from_secs(1);
+
 /// Guest execution time, excluding time spent inside host calls such as running a program.
 #[derive(Debug)]
 pub struct CpuClock {
@@ -85,15 +90,20 @@ pub struct CpuClock {
     in_host: Duration,
     budget: Duration,
     pub exceeded: bool,
+    cancel: tokio_util::sync::CancellationToken,
+    /// The budget was cut to `GUEST_TIME_AFTER_CANCEL` past the cancellation.
+    cut: bool,
 }
 
 impl CpuClock {
-    pub fn new(budget: Duration) -> Self {
+    pub fn new(budget: Duration, cancel: tokio_util::sync::CancellationToken) -> Self {
         CpuClock {
             started: Instant::now(),
             in_host: Duration::ZERO,
             budget,
             exceeded: false,
+            cancel,
+            cut: false,
         }
     }
 
@@ -101,7 +111,16 @@ impl CpuClock {
         self.started.elapsed().saturating_sub(self.in_host)
     }
 
-    pub fn over_budget(&self) -> bool {
+    /// Whether the guest has used its budget, or, once its call is cancelled, its
+    /// `GUEST_TIME_AFTER_CANCEL`: a cancelled guest that computes on is stopped then, rather
+    /// than when the cancelled call's wait for its programs runs out.
+    pub fn over_budget(&mut self) -> bool {
+        if !self.cut && self.cancel.is_cancelled() {
+            self.cut = true;
+            self.budget = self
+                .budget
+                .min(self.guest_time().saturating_add(GUEST_TIME_AFTER_CANCEL));
+        }
         self.guest_time() > self.budget
     }
 
@@ -162,7 +181,7 @@ impl CallState {
             wasi: wasi.build(),
             table,
             limiter: MemoryLimiter::new(setup.limits.memory_bytes()),
-            cpu: CpuClock::new(setup.limits.cpu_time),
+            cpu: CpuClock::new(setup.limits.cpu_time, setup.cancel.clone()),
             log: log::LogBudget::new(setup.log.clone(), setup.limits.max_log_bytes),
             parts,
             stdio,
@@ -196,5 +215,32 @@ pub fn describe_task_error(e: &types::TaskError) -> String {
         E::TimedOut(m) => format!("timed out: {m}"),
         E::Cancelled => "cancelled".to_string(),
         E::Internal(m) => format!("internal error: {m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancelled_guest_has_its_budget_cut_to_the_time_after_cancel() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut clock = CpuClock::new(Duration::from_secs(3600), cancel.clone());
+        assert!(!clock.over_budget());
+        assert_eq!(clock.budget(), Duration::from_secs(3600));
+        cancel.cancel();
+        assert!(!clock.over_budget(), "the guest may still wind down");
+        assert!(
+            clock.budget() < Duration::from_secs(2),
+            "budget after cancel: {:?}",
+            clock.budget()
+        );
+        let mut small = CpuClock::new(Duration::from_millis(5), cancel);
+        small.over_budget();
+        assert_eq!(
+            small.budget(),
+            Duration::from_millis(5),
+            "a budget smaller than the time after cancel is kept"
+        );
     }
 }

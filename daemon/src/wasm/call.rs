@@ -93,6 +93,16 @@ impl CallError {
             _ => None,
         }
     }
+
+    /// Whether the call was dropped while it may have been waiting on the host (its wall
+    /// timeout, a cancellation), rather than ending in the guest: work the host began for it
+    /// on a blocking thread may still be under way.
+    pub fn stopped_mid_call(&self) -> bool {
+        matches!(
+            self,
+            CallError::WallTimeout { .. } | CallError::Cancelled { .. }
+        )
+    }
 }
 
 type CallFn<R> = Box<
@@ -375,6 +385,7 @@ impl Plugin {
                 _ = opts.cancel.cancelled() => {
                     // Programs the plugin runs see the cancellation too: give them their
                     // SIGTERM grace to release what they hold before the call is dropped.
+                    // The guest's own time is cut short (`GUEST_TIME_AFTER_CANCEL`).
                     let _ = tokio::time::timeout(CANCEL_GRACE, &mut run).await;
                     Outcome::Cancelled
                 }

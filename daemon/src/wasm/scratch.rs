@@ -148,6 +148,17 @@ impl ScratchPool {
     /// removed with what is in it.
     pub fn give_back(&self, dir: PathBuf) {
         let reusable = self.reuse && as_made(&dir, self.made_like);
+        self.put_back(dir, reusable);
+    }
+
+    /// Takes back the directory of a call stopped mid-way (timed out, cancelled): a file
+    /// operation its plugin began may still run on a blocking thread and write to it after
+    /// any check, so it is removed, never handed to another call.
+    pub fn discard(&self, dir: PathBuf) {
+        self.put_back(dir, false);
+    }
+
+    fn put_back(&self, dir: PathBuf, reusable: bool) {
         let mut state = self.state();
         state.in_use = state.in_use.saturating_sub(1);
         if reusable && state.idle.len() < MAX_IDLE {
@@ -412,6 +423,9 @@ mod tests {
         assert!(first.starts_with(tmp.path().join("scratch").join(POOL)));
         pool.give_back(first.clone());
         assert_eq!(pool.take().unwrap(), first, "an empty directory is reused");
+        pool.discard(first.clone());
+        assert!(!first.exists(), "a stopped call's directory is removed");
+        let first = pool.take().unwrap();
 
         std::fs::write(first.join("left-behind"), "secret").unwrap();
         pool.give_back(first.clone());

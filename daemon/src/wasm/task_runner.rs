@@ -82,17 +82,34 @@ pub struct PluginRunner {
     clusters: Arc<Clusters>,
 }
 
-/// One call's directories; the scratch directory goes back to the pool when this is dropped.
+/// One call's directories; the scratch directory goes back to the pool when this is dropped,
+/// to be reused only if the call ended by itself.
 struct Prepared {
     opts: CallOptions,
     ctx: TaskContext,
     scratch: PathBuf,
     pool: Arc<ScratchPool>,
+    /// The plugin's call returned without being stopped mid-way. Stays false when the
+    /// caller drops the call (a task's timeout).
+    ended: bool,
+}
+
+impl Prepared {
+    /// Notes how the plugin's call ended, and passes its result on.
+    fn settle<T>(&mut self, result: Result<T, CallError>) -> Result<T, CallError> {
+        self.ended = !matches!(&result, Err(e) if e.stopped_mid_call());
+        result
+    }
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        self.pool.give_back(std::mem::take(&mut self.scratch));
+        let dir = std::mem::take(&mut self.scratch);
+        if self.ended {
+            self.pool.give_back(dir);
+        } else {
+            self.pool.discard(dir);
+        }
     }
 }
 
@@ -170,17 +187,16 @@ impl PluginRunner {
             ctx,
             scratch,
             pool: self.scratch.clone(),
+            ended: false,
         })
     }
 
     /// What applying the task would change, as its plugin sees it.
     pub async fn plan(&self, call: TaskCall) -> Result<Vec<PlannedChange>, TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let p = self.prepare(&call, &plugin)?;
-        let called = plugin
-            .plan(p.opts.clone(), p.ctx.clone())
-            .await
-            .map_err(failure)?;
+        let mut p = self.prepare(&call, &plugin)?;
+        let called = plugin.plan(p.opts.clone(), p.ctx.clone()).await;
+        let called = p.settle(called).map_err(failure)?;
         note(&p.opts, &called.notes);
         Ok(called.value)
     }
@@ -264,22 +280,18 @@ fn note(opts: &CallOptions, notes: &[String]) {
 impl TaskRunner for PluginRunner {
     async fn apply(&self, call: TaskCall) -> Result<DeploymentRecord, TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let p = self.prepare(&call, &plugin)?;
-        let called = plugin
-            .apply(p.opts.clone(), p.ctx.clone())
-            .await
-            .map_err(failure)?;
+        let mut p = self.prepare(&call, &plugin)?;
+        let called = plugin.apply(p.opts.clone(), p.ctx.clone()).await;
+        let called = p.settle(called).map_err(failure)?;
         note(&p.opts, &called.notes);
         Ok(from_wit(called.value))
     }
 
     async fn rollback(&self, call: TaskCall) -> Result<RollbackResult, TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let p = self.prepare(&call, &plugin)?;
-        let called = plugin
-            .rollback(p.opts.clone(), p.ctx.clone())
-            .await
-            .map_err(failure)?;
+        let mut p = self.prepare(&call, &plugin)?;
+        let called = plugin.rollback(p.opts.clone(), p.ctx.clone()).await;
+        let called = p.settle(called).map_err(failure)?;
         note(&p.opts, &called.notes);
         Ok(match called.value {
             RollbackOutcome::RolledBack(d) => RollbackResult::RolledBack(from_wit(d)),
@@ -289,11 +301,9 @@ impl TaskRunner for PluginRunner {
 
     async fn destroy(&self, call: TaskCall) -> Result<(), TaskFailure> {
         let plugin = self.plugin(&call.kind)?.clone();
-        let p = self.prepare(&call, &plugin)?;
-        let called = plugin
-            .destroy(p.opts.clone(), p.ctx.clone())
-            .await
-            .map_err(failure)?;
+        let mut p = self.prepare(&call, &plugin)?;
+        let called = plugin.destroy(p.opts.clone(), p.ctx.clone()).await;
+        let called = p.settle(called).map_err(failure)?;
         note(&p.opts, &called.notes);
         // Destroyed: the task's workspace has nothing left to remember.
         let workspace = self.roots.workspace(&call.workflow, &call.task);
@@ -317,7 +327,7 @@ impl TaskRunner for PluginRunner {
                 TaskFailure::permanent(format!("no plugin serves hook kind `{}`", call.hook.kind))
             })?
             .clone();
-        let p = self.prepare(&call.task, &plugin)?;
+        let mut p = self.prepare(&call.task, &plugin)?;
         let ctx = HookContext {
             phase: match call.phase {
                 Phase::PreDeploy => WitPhase::PreDeploy,
@@ -342,10 +352,8 @@ impl TaskRunner for PluginRunner {
                 .collect(),
             error: call.error.clone(),
         };
-        let called = plugin
-            .on_phase(p.opts.clone(), ctx)
-            .await
-            .map_err(failure)?;
+        let called = plugin.on_phase(p.opts.clone(), ctx).await;
+        let called = p.settle(called).map_err(failure)?;
         Ok(match called.value {
             HookDecision::Proceed => HookVerdict::Proceed,
             HookDecision::Skip(r) => HookVerdict::Skip(r),
