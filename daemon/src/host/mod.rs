@@ -53,6 +53,25 @@ pub struct TaskDirs {
     pub scratch: Option<PathBuf>,
     /// Present when the plugin requested the workspace capability.
     pub workspace: Option<PathBuf>,
+    /// Set by the host when the scratch directory must not be handed to another call.
+    pub spoiled: Spoiled,
+}
+
+/// Raised when something the host could not stop may still write to a call's scratch
+/// directory (a killed program that outlasted the wait for its cgroup to empty), so the
+/// directory is removed rather than reused. Held by the host: a mark inside the directory
+/// could be removed, or redirected by a link, by what the call runs.
+#[derive(Debug, Clone, Default)]
+pub struct Spoiled(Arc<std::sync::atomic::AtomicBool>);
+
+impl Spoiled {
+    pub fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl TaskDirs {
@@ -62,6 +81,7 @@ impl TaskDirs {
             source,
             scratch: None,
             workspace: None,
+            spoiled: Spoiled::default(),
         }
     }
 

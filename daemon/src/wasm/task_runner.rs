@@ -83,7 +83,7 @@ pub struct PluginRunner {
 }
 
 /// One call's directories; the scratch directory goes back to the pool when this is dropped,
-/// to be reused only if the call ended by itself.
+/// to be reused only if the call ended by itself and the host did not spoil it.
 struct Prepared {
     opts: CallOptions,
     ctx: TaskContext,
@@ -105,7 +105,12 @@ impl Prepared {
 impl Drop for Prepared {
     fn drop(&mut self) {
         let dir = std::mem::take(&mut self.scratch);
-        if self.ended {
+        let spoiled = self
+            .opts
+            .dirs
+            .as_ref()
+            .is_some_and(|d| d.spoiled.is_raised());
+        if self.ended && !spoiled {
             self.pool.give_back(dir);
         } else {
             self.pool.discard(dir);
@@ -163,6 +168,7 @@ impl PluginRunner {
                 source,
                 scratch: Some(scratch.clone()),
                 workspace: workspace.clone(),
+                spoiled: Default::default(),
             }),
             log: Arc::new(Redacting {
                 inner: self.logs.for_task(&call.run, &call.workflow, &call.task),
@@ -359,5 +365,76 @@ impl TaskRunner for PluginRunner {
             HookDecision::Skip(r) => HookVerdict::Skip(r),
             HookDecision::Fail(r) => HookVerdict::Fail(r),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(pool: &Arc<ScratchPool>) -> Prepared {
+        let scratch = pool.take().unwrap();
+        Prepared {
+            opts: CallOptions {
+                dirs: Some(TaskDirs {
+                    source: scratch.clone(),
+                    scratch: Some(scratch.clone()),
+                    workspace: None,
+                    spoiled: Default::default(),
+                }),
+                ..CallOptions::detached()
+            },
+            ctx: TaskContext {
+                run_id: "r".into(),
+                workflow: "w".into(),
+                task: "t".into(),
+                kind: "exec".into(),
+                params: "{}".into(),
+                source_dir: GUEST_SOURCE_DIR.into(),
+                scratch_dir: GUEST_SCRATCH_DIR.into(),
+                workspace_dir: None,
+                previous: None,
+            },
+            scratch,
+            pool: pool.clone(),
+            ended: false,
+        }
+    }
+
+    #[test]
+    fn a_scratch_directory_is_reused_only_after_a_call_that_ended_unspoiled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pool = Arc::new(ScratchPool::open(tmp.path(), true).unwrap());
+        let ok: Result<(), CallError> = Ok(());
+
+        let mut p = prepared(&pool);
+        let dir = p.scratch.clone();
+        p.settle(ok).unwrap();
+        drop(p);
+        assert!(dir.is_dir(), "a call that ended gives its directory back");
+
+        let mut p = prepared(&pool);
+        assert_eq!(p.scratch, dir, "and it is reused");
+        p.settle(Err::<(), _>(CallError::WallTimeout {
+            plugin: "p".into(),
+            timeout: "1s".into(),
+        }))
+        .unwrap_err();
+        drop(p);
+        assert!(!dir.exists(), "a timed-out call's directory is removed");
+
+        let p = prepared(&pool);
+        let dir = p.scratch.clone();
+        drop(p);
+        assert!(!dir.exists(), "a call dropped before it ended: removed");
+
+        let mut p = prepared(&pool);
+        let dir = p.scratch.clone();
+        p.settle(Ok::<(), CallError>(())).unwrap();
+        if let Some(dirs) = &p.opts.dirs {
+            dirs.spoiled.raise();
+        }
+        drop(p);
+        assert!(!dir.exists(), "a directory the host spoiled is removed");
     }
 }

@@ -95,6 +95,7 @@ pub fn task_dirs() -> Dirs {
         source: tmp.path().join("src"),
         scratch: Some(tmp.path().join("scratch")),
         workspace: None,
+        spoiled: Default::default(),
     };
     std::fs::create_dir_all(&dirs.source).expect("src");
     std::fs::create_dir_all(tmp.path().join("scratch")).expect("scratch");

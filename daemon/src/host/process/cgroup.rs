@@ -266,20 +266,25 @@ impl ProgramGroup {
     /// background once it is.
     fn remove(mut self) {
         self.kill();
-        let dir = std::mem::take(&mut self.dir);
-        if std::fs::remove_dir(&dir).is_ok() {
-            return;
+        remove_once_empty(std::mem::take(&mut self.dir));
+    }
+}
+
+/// Removes a killed group's directory, which the kernel allows once its processes are gone:
+/// at once, or retried in the background for `EMPTY_WAIT`. Without a runtime, what is left
+/// is swept when the next daemon starts.
+fn remove_once_empty(dir: PathBuf) {
+    if std::fs::remove_dir(&dir).is_ok() {
+        return;
+    }
+    let remove = async move {
+        let deadline = tokio::time::Instant::now() + EMPTY_WAIT;
+        while std::fs::remove_dir(&dir).is_err() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(EMPTY_POLL).await;
         }
-        let remove = async move {
-            let deadline = tokio::time::Instant::now() + EMPTY_WAIT;
-            while std::fs::remove_dir(&dir).is_err() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(EMPTY_POLL).await;
-            }
-        };
-        // Without a runtime, what is left is swept when the next daemon starts.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(remove);
-        }
+    };
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(remove);
     }
 }
 
@@ -289,7 +294,7 @@ impl Drop for ProgramGroup {
             return;
         }
         self.kill();
-        let _ = std::fs::remove_dir(&self.dir);
+        remove_once_empty(std::mem::take(&mut self.dir));
     }
 }
 

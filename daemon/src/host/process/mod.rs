@@ -328,7 +328,7 @@ impl ProcessHost {
                 group.terminate();
                 let exited = tokio::time::timeout(grace, child.wait()).await.is_ok();
                 drop(group);
-                ended.end(&scratch).await;
+                ended.end(dirs).await;
                 let how = if exited {
                     "stopped with SIGTERM".to_string()
                 } else {
@@ -349,7 +349,7 @@ impl ProcessHost {
         };
         // The program has exited: whatever it left running goes with it.
         drop(group);
-        ended.end(&scratch).await;
+        ended.end(dirs).await;
         let status =
             status.map_err(|e| TaskError::Internal(format!("waiting for {}: {e}", cmd.program)))?;
         let out = drain(stdout).await;
@@ -539,17 +539,18 @@ struct Ended {
 
 impl Ended {
     /// Ends the program's cgroup once nothing in it runs. Should a killed process outlast
-    /// the wait, the scratch directory is given a file, so it is not empty and is removed
-    /// rather than handed to another call while that process may still write to it.
-    async fn end(self, scratch: &Path) {
+    /// the wait, the scratch directory is spoiled: removed rather than handed to another call
+    /// while that process may still write to it.
+    async fn end(self, dirs: &TaskDirs) {
         let Some(group) = self.cgroup else {
             return;
         };
         if !group.end_emptied().await {
-            let spoiled = scratch.join(".lingering");
-            if let Err(e) = std::fs::write(&spoiled, b"") {
-                tracing::warn!(path = %spoiled.display(), error = %e, "cannot mark a scratch directory a killed program may still write to");
-            }
+            dirs.spoiled.raise();
+            tracing::warn!(
+                scratch = ?dirs.scratch,
+                "a killed program did not end in time; its scratch directory will not be reused"
+            );
         }
     }
 }
@@ -615,6 +616,7 @@ mod tests {
             source: tmp.path().join("src"),
             scratch: Some(tmp.path().join("scratch")),
             workspace: None,
+            spoiled: Default::default(),
         };
         std::fs::create_dir_all(dirs.source.join("app")).unwrap();
         std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();

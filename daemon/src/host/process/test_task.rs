@@ -20,6 +20,7 @@ pub fn task() -> Task {
         source: tmp.path().join("src"),
         scratch: Some(tmp.path().join("scratch")),
         workspace: None,
+        spoiled: Default::default(),
     };
     std::fs::create_dir_all(&dirs.source).unwrap();
     std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
