@@ -1,10 +1,44 @@
 //! `gantry run` end to end: real plugins in the sandbox, real programs, history on disk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod common;
 
 use common::gantry;
+
+/// A grant of every program the exec tasks of these tests run.
+const EXEC_TOOLS: &str = "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n";
+
+/// A config directory under `root` with `gantry.toml` and one workflow, and the state
+/// directory beside it.
+fn config(root: &Path, gantry_toml: &str, workflow: &str, text: &str) -> (PathBuf, PathBuf) {
+    let cfg = root.join("config");
+    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
+    std::fs::write(cfg.join("gantry.toml"), gantry_toml).unwrap();
+    std::fs::write(cfg.join("workflows").join(format!("{workflow}.toml")), text).unwrap();
+    (cfg, root.join("state"))
+}
+
+/// Installs the hostile test plugin, whose kinds attack the sandbox.
+fn add_hostile_plugin(cfg: &Path) {
+    std::fs::create_dir_all(cfg.join("plugins")).unwrap();
+    std::fs::write(
+        cfg.join("plugins/hostile.wasm"),
+        common::built_plugin("fixtures/hostile.wasm"),
+    )
+    .unwrap();
+}
+
+/// `gantry run WORKFLOW` in the background, its output piped to the test.
+fn start_run(cfg: &Path, state: &Path, workflow: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap(), "run", workflow])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gantry")
+}
 
 #[test]
 fn the_releasehub_example_deploys_to_the_simulator_with_outputs_flowing_to_the_backend() {
@@ -41,11 +75,10 @@ fn the_releasehub_example_deploys_to_the_simulator_with_outputs_flowing_to_the_b
 #[test]
 fn a_halting_failure_rolls_back_and_hooks_decide() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
-    std::fs::write(
-        cfg.join("workflows/app.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
+        EXEC_TOOLS,
+        "app",
         r#"
 on_failure = "rollback"
 
@@ -72,9 +105,7 @@ tasks = ["infra.db", "jobs.frozen"]
 name = "apps"
 tasks = ["services.api"]
 "#,
-    )
-    .unwrap();
-    let state = tmp.path().join("state");
+    );
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -115,17 +146,10 @@ tasks = ["services.api"]
 fn a_sensitive_output_is_used_downstream_and_shown_nowhere() {
     const SECRET: &str = "tok-s3cr3t-value";
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::create_dir_all(cfg.join("plugins")).unwrap();
-    std::fs::write(
-        cfg.join("plugins/hostile.wasm"),
-        common::built_plugin("fixtures/hostile.wasm"),
-    )
-    .unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
-    std::fs::write(
-        cfg.join("workflows/app.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
+        EXEC_TOOLS,
+        "app",
         r#"
 [infra.secret]
 kind = "secret-output"
@@ -143,9 +167,8 @@ tasks = ["infra.secret"]
 name = "apps"
 tasks = ["services.api"]
 "#,
-    )
-    .unwrap();
-    let state = tmp.path().join("state");
+    );
+    add_hostile_plugin(&cfg);
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("output token=***"), "{out}");
@@ -188,22 +211,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_spinning_plugin_is_stopped_by_its_cpu_budget_in_a_local_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::create_dir_all(cfg.join("plugins")).unwrap();
-    std::fs::write(
-        cfg.join("plugins/hostile.wasm"),
-        common::built_plugin("fixtures/hostile.wasm"),
-    )
-    .unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[limits]\ncpu_time = \"300ms\"\n").unwrap();
-    std::fs::write(
-        cfg.join("workflows/app.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
+        "[limits]\ncpu_time = \"300ms\"\n",
+        "app",
         "[jobs.spin]\nkind = \"spin\"\n",
-    )
-    .unwrap();
+    );
+    add_hostile_plugin(&cfg);
     let started = std::time::Instant::now();
-    let (code, out) = gantry(&cfg, &tmp.path().join("state"), &["run", "app"]);
+    let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 3, "{out}");
     assert!(
         out.contains("used more than its 300ms of CPU time"),
@@ -221,15 +237,12 @@ fn a_spinning_plugin_is_stopped_by_its_cpu_budget_in_a_local_run() {
 fn a_local_run_keeps_its_state_private_and_a_fifo_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(cfg.join("gantry.toml"), "[plugins.exec]\nexec = [\"sh\", \"sleep\", \"cat\", \"env\", \"id\", \"setsid\", \"timeout\", \"touch\", \"rm\", \"mkdir\", \"date\", \"sha256sum\", \"ln\", \"mkfifo\"]\n").unwrap();
-    std::fs::write(
-        cfg.join("workflows/app.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
+        EXEC_TOOLS,
+        "app",
         "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo hi\"]\n",
-    )
-    .unwrap();
-    let state = tmp.path().join("state");
+    );
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 0, "{out}");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -254,20 +267,13 @@ fn a_local_run_keeps_its_state_private_and_a_fifo_is_refused() {
 #[test]
 fn the_daemon_settings_cleanup_timeout_bounds_a_local_runs_destroy() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(
-        cfg.join("gantry.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
         "[plugins.exec]\nexec = [\"sh\", \"sleep\"]\n[daemon]\ncleanup_timeout = \"1s\"\n",
-    )
-    .unwrap();
-    let wf = cfg.join("workflows/app.toml");
-    std::fs::write(
-        &wf,
+        "app",
         "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\n[jobs.old]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\ndestroy = [\"sh\", \"-c\", \"sleep 30\"]\n",
-    )
-    .unwrap();
-    let state = tmp.path().join("state");
+    );
+    let wf = cfg.join("workflows/app.toml");
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 0, "{out}");
     std::fs::write(
@@ -293,16 +299,13 @@ fn the_daemon_settings_cleanup_timeout_bounds_a_local_runs_destroy() {
 #[test]
 fn history_keeps_the_newest_runs_and_drops_old_ones_with_their_logs() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
     let toml = |history: &str| format!("[plugins.exec]\nexec = [\"sh\"]\n[history]\n{history}");
-    std::fs::write(cfg.join("gantry.toml"), toml("max_runs = 2\n")).unwrap();
-    std::fs::write(
-        cfg.join("workflows/app.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
+        &toml("max_runs = 2\n"),
+        "app",
         "[jobs.a]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo a\"]\n",
-    )
-    .unwrap();
-    let state = tmp.path().join("state");
+    );
     let runs = || {
         let store = gantry::store::Store::open_read_only(&state)
             .unwrap()
@@ -366,14 +369,6 @@ fn two_hundred_programs_run_at_once_under_the_common_open_files_limit() {
         "this test needs a hard open-files limit of at least 4096, not {}",
         limit.rlim_max
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(
-        cfg.join("gantry.toml"),
-        "[plugins.exec]\nexec = [\"sh\", \"sleep\"]\n",
-    )
-    .unwrap();
     let mut workflow = String::from("parallelism = 200\n");
     for i in 0..199 {
         workflow.push_str(&format!(
@@ -383,8 +378,13 @@ fn two_hundred_programs_run_at_once_under_the_common_open_files_limit() {
     workflow.push_str(
         "[jobs.limit]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo soft $(ulimit -Sn)\"]\n",
     );
-    std::fs::write(cfg.join("workflows/wide.toml"), workflow).unwrap();
-    let state = tmp.path().join("state");
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, state) = config(
+        tmp.path(),
+        "[plugins.exec]\nexec = [\"sh\", \"sleep\"]\n",
+        "wide",
+        &workflow,
+    );
     let out = std::process::Command::new("sh")
         .args(["-c", "ulimit -Sn 1024 && exec \"$@\"", "sh"])
         .arg(env!("CARGO_BIN_EXE_gantry"))
@@ -406,26 +406,13 @@ fn a_local_run_stopped_by_sigterm_or_sighup_stops_its_programs() {
     use std::io::BufRead;
     for (signal, unique) in [(libc::SIGTERM, "61.25"), (libc::SIGHUP, "61.75")] {
         let tmp = tempfile::tempdir().unwrap();
-        let cfg = tmp.path().join("config");
-        std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-        std::fs::write(
-            cfg.join("gantry.toml"),
+        let (cfg, state) = config(
+            tmp.path(),
             "[plugins.exec]\nexec = [\"sleep\"]\n",
-        )
-        .unwrap();
-        std::fs::write(
-            cfg.join("workflows/app.toml"),
-            format!("[jobs.long]\nkind = \"exec\"\ncommand = [\"sleep\", \"{unique}\"]\n"),
-        )
-        .unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["--config", cfg.to_str().unwrap()])
-            .args(["--state", tmp.path().join("state").to_str().unwrap()])
-            .args(["run", "app"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run gantry");
+            "app",
+            &format!("[jobs.long]\nkind = \"exec\"\ncommand = [\"sleep\", \"{unique}\"]\n"),
+        );
+        let mut child = start_run(&cfg, &state, "app");
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         let started = lines
@@ -469,26 +456,13 @@ fn a_local_run_stopped_by_sigterm_or_sighup_stops_its_programs() {
 fn a_local_run_whose_reader_goes_away_runs_to_its_end() {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("config");
-    std::fs::create_dir_all(cfg.join("workflows")).unwrap();
-    std::fs::write(
-        cfg.join("gantry.toml"),
+    let (cfg, state) = config(
+        tmp.path(),
         "[plugins.exec]\nexec = [\"sleep\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        cfg.join("workflows/app.toml"),
+        "app",
         "[jobs.first]\nkind = \"exec\"\ncommand = [\"sleep\", \"0.5\"]\n\n[jobs.second]\nkind = \"exec\"\nneeds = [\"jobs.first\"]\ncommand = [\"sleep\", \"0.5\"]\n",
-    )
-    .unwrap();
-    let state = tmp.path().join("state");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["--config", cfg.to_str().unwrap()])
-        .args(["--state", state.to_str().unwrap(), "run", "app"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run gantry");
+    );
+    let mut child = start_run(&cfg, &state, "app");
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
