@@ -208,17 +208,6 @@ impl ProgramGroup {
         kill_all(&self.dir);
     }
 
-    /// Ends the group once its program has: kept for the next program when nothing is left
-    /// in it; else what is left is killed now and the group removed once it is empty, in the
-    /// background, so the task does not wait for the kernel to tear its processes down.
-    pub fn end(self) {
-        if self.is_empty() {
-            self.keep_empty();
-        } else {
-            self.remove();
-        }
-    }
-
     /// Keeps an empty group for the next program, or removes it when enough are kept or
     /// reuse is not safe.
     fn keep_empty(self) {
@@ -240,10 +229,10 @@ impl ProgramGroup {
         drop(kept);
     }
 
-    /// Kills what is left in the group and waits for it to empty (at most `EMPTY_WAIT`), so
+    /// Ends the group once its program has: kept for the next program if nothing is left in
+    /// it (one read). Else what is left is killed and waited for (at most `EMPTY_WAIT`), so
     /// that no killed process is still finishing a system call in the task's directories once
-    /// this returns; then ends the group. False if it did not empty in time. A program that
-    /// left nothing running costs one read.
+    /// this returns, and the group is removed. False if it did not empty in time.
     pub async fn end_emptied(self) -> bool {
         if self.is_empty() {
             self.keep_empty();
@@ -310,7 +299,7 @@ mod tests {
         let group = ProgramGroup::create().unwrap().unwrap();
         let kept = group.dir.clone();
         assert!(group.is_empty());
-        group.end();
+        assert!(group.end_emptied().await);
         assert!(kept.is_dir(), "an empty group was removed instead of kept");
 
         let group = ProgramGroup::create().unwrap().unwrap();
@@ -321,7 +310,7 @@ mod tests {
             .unwrap();
         std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
         assert!(!group.is_empty());
-        group.end();
+        group.end_emptied().await;
         let status = child.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
@@ -386,6 +375,6 @@ mod tests {
             "a group with the starting process's pid is swept"
         );
         assert!(ours.dir.exists(), "a live process's group is kept");
-        ours.end();
+        drop(ours);
     }
 }

@@ -810,7 +810,7 @@ mod tests {
                 assert!(group.is_some(), "{way}: no cgroup");
             }
             if let Some(group) = group {
-                group.end();
+                group.end_emptied().await;
             }
         }
     }
@@ -843,7 +843,7 @@ mod tests {
                 "{way}: the program holds {fds:?}"
             );
             if let Some(group) = group {
-                group.end();
+                group.end_emptied().await;
             }
         }
         drop(held);
@@ -878,7 +878,7 @@ mod tests {
                 0,
                 "{way}: SIGPIPE still ignored: {out}"
             );
-            group.unwrap().end();
+            group.unwrap().end_emptied().await;
         }
     }
 
@@ -936,7 +936,7 @@ mod tests {
                 let err = read_all(running.stderr.take()).await;
                 let status = running.wait().await.unwrap();
                 if let Some(group) = group {
-                    group.end();
+                    group.end_emptied().await;
                 }
                 assert_eq!(out, "ok\n", "{way}, round {round}: {err}");
                 assert!(!status.success(), "{way}, round {round}: wrote beside");
