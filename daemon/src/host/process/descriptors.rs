@@ -23,8 +23,8 @@ const WARN_BELOW: libc::rlim_t = 4096;
 /// Descriptors the daemon holds per program in flight, for the warning's arithmetic.
 const PER_PROGRAM: libc::rlim_t = 8;
 
-/// The limit the daemon was started with, when `prepare` raised it.
-static RAISED_FROM: OnceLock<libc::rlimit> = OnceLock::new();
+/// The soft limit the daemon was started with, when `prepare` raised it.
+static RAISED_FROM: OnceLock<libc::rlim_t> = OnceLock::new();
 
 /// What `prepare` did, for the caller to log once its logging is set up.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,7 @@ pub fn prepare() -> Budget {
     let open_files = if limit.rlim_cur < limit.rlim_max
         && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0
     {
-        let _ = RAISED_FROM.set(limit);
+        let _ = RAISED_FROM.set(limit.rlim_cur);
         raised.rlim_cur
     } else {
         limit.rlim_cur
@@ -80,7 +80,7 @@ pub fn prepare() -> Budget {
 /// The soft limit to give programs back: the one the daemon was started with, when
 /// `prepare` raised it.
 pub fn for_programs() -> Option<libc::rlim_t> {
-    RAISED_FROM.get().map(|limit| limit.rlim_cur)
+    RAISED_FROM.get().copied()
 }
 
 /// Makes the table hold `slots` descriptors by placing one at the highest number and
