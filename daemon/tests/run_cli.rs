@@ -331,8 +331,9 @@ fn history_keeps_the_newest_runs_and_drops_old_ones_with_their_logs() {
     kept.sort();
     assert_eq!(logs, kept, "the logs of pruned runs go with them");
 
-    std::fs::write(cfg.join("gantry.toml"), toml("max_age = \"1s\"\n")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Ages count from a run's end: the two kept ended over 2 s ago, the new one just now.
+    std::fs::write(cfg.join("gantry.toml"), toml("max_age = \"2s\"\n")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 0, "{out}");
     let (ids, logs) = runs();

@@ -362,3 +362,37 @@ fn the_durations_migration_reads_the_history_kept_so_far() {
     // The newest nine: 300, 200, 400, 900, 800, 700, 600, 1000, 50 → median 600 ms.
     assert_eq!(store.typical_durations("w")["jobs.a"], 0.6);
 }
+
+/// `max_age` counts from when a run ended: a run that lasted longer than `max_age` is kept
+/// as it ends, and one that ended long ago goes whenever it began.
+#[test]
+fn history_ages_runs_from_when_they_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let finish = |id: &str, at: SystemTime| {
+        store.emit(Event {
+            at,
+            ..event(
+                id,
+                None,
+                EventKind::RunFinished {
+                    state: RunState::Succeeded,
+                },
+            )
+        })
+    };
+    let hours_ago = |h: u64| SystemTime::now() - std::time::Duration::from_secs(h * 3600);
+    for id in ["long", "ended-long-ago"] {
+        store.create_run(id, &["w".into()], "test").unwrap();
+        store.emit(event(id, None, EventKind::RunStarted));
+    }
+    finish("ended-long-ago", hours_ago(2));
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cutoff = gantry::store::now_millis();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    finish("long", SystemTime::now());
+
+    let pruned = store.prune(cutoff, 1000, 500).unwrap();
+    assert_eq!(pruned, vec!["ended-long-ago".to_string()]);
+    assert!(store.run("long").unwrap().is_some());
+}

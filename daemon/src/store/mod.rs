@@ -289,7 +289,7 @@ impl Store {
         })
     }
 
-    /// Deletes finished runs created before `older_than` (Unix milliseconds) or beyond the
+    /// Deletes finished runs that ended before `older_than` (Unix milliseconds) or beyond the
     /// newest `keep` runs, with their tasks, attempts, outputs and events, at most `batch`
     /// of them per call so the store is not held long; their ids, for their files.
     /// Deployments stay: they are what is deployed now, whichever run did it.
@@ -304,7 +304,7 @@ impl Store {
                 .prepare(
                     "SELECT id FROM runs
                      WHERE state NOT IN ('queued', 'running')
-                       AND (created_at < ?1
+                       AND (COALESCE(finished_at, created_at) < ?1
                             OR rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?2))
                      ORDER BY rowid LIMIT ?3",
                 )?
