@@ -93,7 +93,8 @@ fn runs_are_named_by_prefix_or_latest_and_listed_with_start_and_duration() {
 
 #[test]
 fn status_counts_queued_runs_apart_and_workflows_and_version_answer() {
-    let site = Site::new(EXEC_GRANT, &[("slow", &sleeper(3)), ("quick", QUICK)]);
+    // Long enough to still run whatever the machine's load; cancelled at the end.
+    let site = Site::new(EXEC_GRANT, &[("slow", &sleeper(60)), ("quick", QUICK)]);
     let daemon = site.start();
     let running = daemon.trigger(&["slow"]);
     daemon.poll(
@@ -117,6 +118,12 @@ fn status_counts_queued_runs_apart_and_workflows_and_version_answer() {
     let version = env!("CARGO_PKG_VERSION");
     assert!(out.contains(&format!("gantry {version}")), "{out}");
     assert!(out.contains(&format!("daemon {version}")), "{out}");
+
+    for run in [&queued, &running] {
+        let (code, out) = site.cli(&["cancel", run]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(daemon.wait_run(run)["run"]["state"], "cancelled");
+    }
 }
 
 #[test]

@@ -360,7 +360,7 @@ async fn a_stopped_calls_scratch_directory_is_removed_not_reused() {
     // A guest computing on is stopped after its time to wind down (1 s of its own), not when
     // its CPU budget (a minute) or the wait for its programs' SIGTERM grace (over 30 s) ends.
     assert!(
-        started.elapsed() < Duration::from_secs(15),
+        started.elapsed() < Duration::from_secs(25),
         "a cancelled spinning plugin ran for {:?}",
         started.elapsed()
     );
@@ -406,7 +406,7 @@ async fn program_output_reaches_the_log_while_the_program_runs() {
         finished - at("first") >= Duration::from_millis(1500),
         "streamed, not replayed at the end"
     );
-    assert!(at("second") - at("first") >= Duration::from_millis(800));
+    assert!(at("second") - at("first") >= Duration::from_millis(500));
     assert!(at("third") <= finished);
     assert!(finished - started >= Duration::from_secs(2));
 }

@@ -399,14 +399,14 @@ async fn a_local_subchart_dependency_is_built_and_rendered() {
     );
 }
 
-/// Serves the files of `dir` over HTTP on loopback until `requests` were answered or a minute
-/// passed; returns the base URL.
+/// Serves the files of `dir` over HTTP on loopback until `requests` were answered or five
+/// minutes passed (a loaded machine may take a while to reach the fetch); returns the base URL.
 fn serve(dir: PathBuf, requests: usize) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        let until = std::time::Instant::now() + Duration::from_secs(60);
+        let until = std::time::Instant::now() + Duration::from_secs(300);
         let mut served = 0;
         while served < requests && std::time::Instant::now() < until {
             let Ok((mut stream, _)) = listener.accept() else {

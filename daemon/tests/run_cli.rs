@@ -213,7 +213,7 @@ fn a_spinning_plugin_is_stopped_by_its_cpu_budget_in_a_local_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, state) = config(
         tmp.path(),
-        "[limits]\ncpu_time = \"300ms\"\n",
+        "[limits]\ncpu_time = \"1s\"\n",
         "app",
         "[jobs.spin]\nkind = \"spin\"\n",
     );
@@ -221,10 +221,7 @@ fn a_spinning_plugin_is_stopped_by_its_cpu_budget_in_a_local_run() {
     let started = std::time::Instant::now();
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 3, "{out}");
-    assert!(
-        out.contains("used more than its 300ms of CPU time"),
-        "{out}"
-    );
+    assert!(out.contains("used more than its 1s of CPU time"), "{out}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(60),
         "{out}"
@@ -284,8 +281,9 @@ fn the_daemon_settings_cleanup_timeout_bounds_a_local_runs_destroy() {
     let started = std::time::Instant::now();
     let (code, out) = gantry(&cfg, &state, &["run", "app"]);
     assert_eq!(code, 0, "{out}");
+    // The destroy sleeps 30 s: anything under that was cut at the 1 s timeout.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
+        started.elapsed() < std::time::Duration::from_secs(28),
         "{out}"
     );
     assert!(

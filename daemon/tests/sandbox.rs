@@ -248,7 +248,7 @@ async fn a_program_outliving_the_call_is_killed_at_the_wall_clock_limit() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(28),
         "the 30 s sleep was not cut short"
     );
 }
