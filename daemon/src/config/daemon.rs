@@ -41,8 +41,8 @@ pub struct DaemonConfig {
 
 /// `[history]`: how much of the past the daemon keeps. Runs that ended more than `max_age`
 /// ago (so a run longer than `max_age` is not pruned as it ends), or beyond the newest
-/// `max_runs`, are pruned with their tasks, events, logs and scratch
-/// directories; what each task has deployed now is kept whatever its age.
+/// `max_runs`, are pruned with their tasks, events, logs and scratch directories; what each
+/// task has deployed now is kept whatever its age.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistorySettings {
