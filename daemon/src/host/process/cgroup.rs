@@ -214,7 +214,8 @@ impl ProgramGroup {
         // Without Landlock a program can write its group's control files (`pids.max`,
         // `cgroup.freeze`, ...), which the next program would inherit: no reuse then.
         if super::confine::probe().landlock_abi < 1 {
-            self.remove();
+            // Dropped: removed.
+            drop(self);
             return;
         }
         let kept = IDLE.lock().map(|mut idle| {
@@ -246,44 +247,32 @@ impl ProgramGroup {
         let emptied = self.is_empty();
         // A killed group is never kept, though empty: the kernel kills a child started by
         // clone3 into a group killed before (seen on 6.18; fork compares the group's kill
-        // count with the one it began with).
-        self.remove();
+        // count with the one it began with). Dropped: removed.
+        drop(self);
         emptied
     }
-
-    /// Kills what is left and removes the group: at once if it is empty, else in the
-    /// background once it is.
-    fn remove(mut self) {
-        self.kill();
-        remove_once_empty(std::mem::take(&mut self.dir));
-    }
 }
 
-/// Removes a killed group's directory, which the kernel allows once its processes are gone:
-/// at once, or retried in the background for `EMPTY_WAIT`. Without a runtime, what is left
-/// is swept when the next daemon starts.
-fn remove_once_empty(dir: PathBuf) {
-    if std::fs::remove_dir(&dir).is_ok() {
-        return;
-    }
-    let remove = async move {
-        let deadline = tokio::time::Instant::now() + EMPTY_WAIT;
-        while std::fs::remove_dir(&dir).is_err() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(EMPTY_POLL).await;
-        }
-    };
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(remove);
-    }
-}
-
+/// A group is removed when dropped: what is left in it is killed, and its directory, which
+/// the kernel removes once its processes are gone, is removed at once or retried in the
+/// background for `EMPTY_WAIT`. Without a runtime, what is left is swept when the next daemon
+/// starts.
 impl Drop for ProgramGroup {
     fn drop(&mut self) {
-        if self.dir.as_os_str().is_empty() {
+        self.kill();
+        let dir = std::mem::take(&mut self.dir);
+        if std::fs::remove_dir(&dir).is_ok() {
             return;
         }
-        self.kill();
-        remove_once_empty(std::mem::take(&mut self.dir));
+        let remove = async move {
+            let deadline = tokio::time::Instant::now() + EMPTY_WAIT;
+            while std::fs::remove_dir(&dir).is_err() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(EMPTY_POLL).await;
+            }
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(remove);
+        }
     }
 }
 
