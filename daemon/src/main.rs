@@ -4,20 +4,23 @@ fn main() {
     let cli = gantry::cli::Cli::parse();
     let default_level = match cli.command {
         gantry::cli::Command::Daemon { .. } | gantry::cli::Command::Sim { .. } => "info",
-        // A local run piped into `head` goes on when the reader goes away: killed by SIGPIPE
-        // it would leave its programs running with no one to stop them.
-        gantry::cli::Command::Run { .. } => "warn",
-        _ => {
-            // A client piped into `head` should stop quietly when the reader goes away, as
-            // other command-line tools do, rather than panic on a failed print. The daemon
-            // keeps SIGPIPE ignored so a closed connection is an error it can handle.
-            // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
-            unsafe {
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            }
-            "warn"
-        }
+        _ => "warn",
     };
+    // A client piped into `head` should stop quietly when the reader goes away, as other
+    // command-line tools do, rather than panic on a failed print. The daemon keeps SIGPIPE
+    // ignored so a closed connection is an error it can handle, and so does a local run:
+    // killed by SIGPIPE it would leave its programs running with no one to stop them.
+    if !matches!(
+        cli.command,
+        gantry::cli::Command::Daemon { .. }
+            | gantry::cli::Command::Sim { .. }
+            | gantry::cli::Command::Run { .. }
+    ) {
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // Everything gantry writes (history, logs, workspaces, the compiled-plugin cache) is the
     // daemon user's alone, even under `gantry run` from an interactive shell.
     // SAFETY: umask(2) only sets the process's file mode creation mask; it cannot fail.
